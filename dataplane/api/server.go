@@ -1,0 +1,277 @@
+// Package api serves the controller API (spec/api.md) over a unix socket and
+// provides the Go client that pcctl, the CNI plugin and the tests use.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/portcullis/portcullis/dataplane"
+	"github.com/portcullis/portcullis/dataplane/model"
+)
+
+// Server answers /v1 requests from one reconciler.
+type Server struct {
+	rec *dataplane.Reconciler
+	// Info is merged into /v1/status: backend choice and reason, features.
+	Info map[string]any
+	log  *slog.Logger
+}
+
+// NewServer returns a server for rec.
+func NewServer(rec *dataplane.Reconciler, info map[string]any, log *slog.Logger) *Server {
+	return &Server{rec: rec, Info: info, log: log}
+}
+
+// Listen opens the unix socket at path with mode 0600, replacing a stale one.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("socket %s is in use: is another portcullisd running?", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod socket: %w", err)
+	}
+	return l, nil
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/settings", s.getSettings)
+	mux.HandleFunc("PUT /v1/settings", s.putSettings)
+	s.resource(mux, "networks", "network", "{name}", func(r *http.Request) string { return r.PathValue("name") })
+	s.resource(mux, "endpoints", "endpoint", "{id}", func(r *http.Request) string { return r.PathValue("id") })
+	s.resource(mux, "ports", "port", "{id}", func(r *http.Request) string { return r.PathValue("id") })
+	s.resource(mux, "links", "link", "{parent}/{alias}", func(r *http.Request) string {
+		return r.PathValue("parent") + "/" + r.PathValue("alias")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, &model.Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("no route %s %s: see /v1/status, /v1/networks, /v1/endpoints, /v1/ports, /v1/links", r.Method, r.URL.Path)})
+	})
+	return s.logged(mux)
+}
+
+func (s *Server) logged(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		h.ServeHTTP(sw, r)
+		if r.Method != http.MethodGet {
+			s.log.Info("api", "method", r.Method, "path", r.URL.Path, "status", sw.status, "took", time.Since(start))
+		}
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+func (s *Server) resource(mux *http.ServeMux, plural, kind, key string, keyOf func(*http.Request) string) {
+	base := "/v1/" + plural
+	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) {
+		s.rec.Read(func(want *model.Resolved) { writeJSON(w, http.StatusOK, list(want, kind)) })
+	})
+	mux.HandleFunc("GET "+base+"/"+key, func(w http.ResponseWriter, r *http.Request) {
+		var v any
+		s.rec.Read(func(want *model.Resolved) { v = get(want, kind, keyOf(r)) })
+		if v == nil {
+			writeErr(w, model.NotFound(kind, keyOf(r)))
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+	mux.HandleFunc("PUT "+base+"/"+key, func(w http.ResponseWriter, r *http.Request) {
+		op, err := decodePut(r, kind, keyOf(r))
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		s.change(w, r, op, kind, keyOf(r))
+	})
+	mux.HandleFunc("DELETE "+base+"/"+key, func(w http.ResponseWriter, r *http.Request) {
+		s.change(w, r, model.Op{Kind: kind, Delete: true, Key: keyOf(r)}, kind, keyOf(r))
+	})
+}
+
+// change applies op and answers with the object's new view (204 on delete).
+func (s *Server) change(w http.ResponseWriter, r *http.Request, op model.Op, kind, key string) {
+	if _, err := s.rec.Do(r.Context(), op); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if op.Delete {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	var v any
+	s.rec.Read(func(want *model.Resolved) { v = get(want, kind, key) })
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.rec.Status()
+	maps.Copy(st, s.Info)
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
+	s.rec.Read(func(want *model.Resolved) { writeJSON(w, http.StatusOK, want.Settings) })
+}
+
+func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
+	var st model.Settings
+	if err := decode(r, &st); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if st.Backend != "" {
+		if running := s.rec.Backend().Name(); st.Backend != running && st.Backend != "auto" {
+			writeErr(w, &model.Error{Status: http.StatusConflict, Field: "backend",
+				Msg: fmt.Sprintf("backend %q differs from the running %q: restart portcullisd with --backend=%s to switch", st.Backend, running, st.Backend)})
+			return
+		}
+	}
+	if _, err := s.rec.Do(r.Context(), model.Op{Kind: "settings", Settings: &st}); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.getSettings(w, r)
+}
+
+// decodePut reads a PUT body and checks its key against the path.
+func decodePut(r *http.Request, kind, key string) (model.Op, error) {
+	op := model.Op{Kind: kind}
+	var err error
+	switch kind {
+	case "network":
+		op.Network = &model.Network{}
+		if err = decode(r, op.Network); err == nil {
+			err = matchKey("name", &op.Network.Name, key)
+		}
+	case "endpoint":
+		op.Endpoint = &model.Endpoint{}
+		if err = decode(r, op.Endpoint); err == nil {
+			err = matchKey("id", &op.Endpoint.ID, key)
+		}
+	case "port":
+		op.Port = &model.PortMapping{}
+		if err = decode(r, op.Port); err == nil {
+			err = matchKey("id", &op.Port.ID, key)
+		}
+	case "link":
+		op.Link = &model.Link{}
+		if err = decode(r, op.Link); err == nil {
+			parent, alias := r.PathValue("parent"), r.PathValue("alias")
+			if err = matchKey("parent", &op.Link.Parent, parent); err == nil {
+				err = matchKey("alias", &op.Link.Alias, alias)
+			}
+		}
+	}
+	return op, err
+}
+
+func matchKey(field string, got *string, want string) error {
+	if *got != "" && *got != want {
+		return &model.Error{Status: http.StatusBadRequest, Field: field,
+			Msg: fmt.Sprintf("%s %q in the body does not match %q in the path", field, *got, want)}
+	}
+	*got = want
+	return nil
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &model.Error{Status: http.StatusBadRequest, Field: "body", Msg: "request body: " + err.Error()}
+	}
+	return nil
+}
+
+func list(want *model.Resolved, kind string) any {
+	switch kind {
+	case "network":
+		return views(want.Networks, (*model.RNetwork).View)
+	case "endpoint":
+		return views(want.Endpoints, (*model.REndpoint).View)
+	case "port":
+		return views(want.Ports, (*model.RPort).View)
+	default:
+		return views(want.Links, (*model.RLink).View)
+	}
+}
+
+func views[T, V any](m map[string]*T, view func(*T) V) []V {
+	out := make([]V, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, view(m[k]))
+	}
+	return out
+}
+
+// get returns the view of one object, or nil.
+func get(want *model.Resolved, kind, key string) any {
+	switch kind {
+	case "network":
+		if n := want.Networks[key]; n != nil {
+			return n.View()
+		}
+	case "endpoint":
+		if e := want.Endpoints[key]; e != nil {
+			return e.View()
+		}
+	case "port":
+		if p := want.Ports[key]; p != nil {
+			return p.View()
+		}
+	case "link":
+		if l := want.Links[key]; l != nil {
+			return l.View()
+		}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var e *model.Error
+	if !errors.As(err, &e) {
+		e = &model.Error{Status: model.StatusOf(err), Msg: err.Error()}
+	}
+	if errors.Is(err, context.Canceled) {
+		e.Status = 499
+	}
+	writeJSON(w, e.Status, e)
+}

@@ -1,0 +1,153 @@
+package model
+
+import "net/netip"
+
+// index holds the lookups that keep every change O(1) in the number of
+// objects: uniqueness of bridges, addresses and interfaces, who refers to
+// whom, and which host ports are taken.
+type index struct {
+	bridges    map[string]string              // bridge -> network
+	addrs      map[netip.Addr]string          // endpoint IPv4/IPv6 -> endpoint
+	ifnames    map[string]string              // host ifname -> endpoint
+	macs       map[string]string              // network/mac -> endpoint
+	epsByNet   map[string]map[string]struct{} // network -> endpoints
+	portsByEP  map[string]map[string]struct{} // endpoint -> port mappings
+	linksByEP  map[string]map[string]struct{} // endpoint (parent or child) -> links
+	hostPorts  map[hostPortKey]map[string]struct{}
+	rangePorts map[string]struct{} // port mappings with a host port range
+}
+
+type hostPortKey struct {
+	proto uint8
+	port  uint16
+}
+
+func newIndex() index {
+	return index{
+		bridges: map[string]string{}, addrs: map[netip.Addr]string{}, ifnames: map[string]string{},
+		macs: map[string]string{}, epsByNet: map[string]map[string]struct{}{},
+		portsByEP: map[string]map[string]struct{}{}, linksByEP: map[string]map[string]struct{}{},
+		hostPorts: map[hostPortKey]map[string]struct{}{}, rangePorts: map[string]struct{}{},
+	}
+}
+
+func addTo(m map[string]map[string]struct{}, k, v string) {
+	s := m[k]
+	if s == nil {
+		s = map[string]struct{}{}
+		m[k] = s
+	}
+	s[v] = struct{}{}
+}
+
+func delFrom(m map[string]map[string]struct{}, k, v string) {
+	if s := m[k]; s != nil {
+		delete(s, v)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func macKey(e *REndpoint) string { return e.Net.Name + "/" + e.MAC.String() }
+
+// setNetwork stores n under name (nil removes) and keeps the index true.
+func (r *Resolved) setNetwork(name string, n *RNetwork) {
+	if old := r.Networks[name]; old != nil {
+		delete(r.idx.bridges, old.Bridge)
+		delete(r.Networks, name)
+	}
+	if n != nil {
+		r.Networks[name] = n
+		r.idx.bridges[n.Bridge] = name
+	}
+}
+
+func (r *Resolved) setEndpoint(id string, e *REndpoint) {
+	if old := r.Endpoints[id]; old != nil {
+		delete(r.idx.addrs, old.IP)
+		if old.IP6.IsValid() {
+			delete(r.idx.addrs, old.IP6)
+		}
+		delete(r.idx.ifnames, old.HostIfname)
+		delete(r.idx.macs, macKey(old))
+		delFrom(r.idx.epsByNet, old.Net.Name, id)
+		delete(r.Endpoints, id)
+	}
+	if e != nil {
+		r.Endpoints[id] = e
+		r.idx.addrs[e.IP] = id
+		if e.IP6.IsValid() {
+			r.idx.addrs[e.IP6] = id
+		}
+		r.idx.ifnames[e.HostIfname] = id
+		r.idx.macs[macKey(e)] = id
+		addTo(r.idx.epsByNet, e.Net.Name, id)
+	}
+}
+
+func (r *Resolved) setPort(id string, p *RPort) {
+	if old := r.Ports[id]; old != nil {
+		delFrom(r.idx.portsByEP, old.EP.ID, id)
+		if old.HostLo == old.HostHi {
+			k := hostPortKey{old.Proto, old.HostLo}
+			if s := r.idx.hostPorts[k]; s != nil {
+				delete(s, id)
+				if len(s) == 0 {
+					delete(r.idx.hostPorts, k)
+				}
+			}
+		}
+		delete(r.idx.rangePorts, id)
+		delete(r.Ports, id)
+	}
+	if p != nil {
+		r.Ports[id] = p
+		addTo(r.idx.portsByEP, p.EP.ID, id)
+		if p.HostLo == p.HostHi {
+			k := hostPortKey{p.Proto, p.HostLo}
+			if r.idx.hostPorts[k] == nil {
+				r.idx.hostPorts[k] = map[string]struct{}{}
+			}
+			r.idx.hostPorts[k][id] = struct{}{}
+		} else {
+			r.idx.rangePorts[id] = struct{}{}
+		}
+	}
+}
+
+func (r *Resolved) setLink(key string, l *RLink) {
+	if old := r.Links[key]; old != nil {
+		delFrom(r.idx.linksByEP, old.Parent.ID, key)
+		delFrom(r.idx.linksByEP, old.Child.ID, key)
+		delete(r.Links, key)
+	}
+	if l != nil {
+		r.Links[key] = l
+		addTo(r.idx.linksByEP, l.Parent.ID, key)
+		addTo(r.idx.linksByEP, l.Child.ID, key)
+	}
+}
+
+// collidingPort returns the id of a mapping other than p.ID that takes one of
+// p's host ports, or "".
+func (r *Resolved) collidingPort(p *RPort) string {
+	overlaps := func(id string) bool {
+		o := r.Ports[id]
+		return id != p.ID && o.Proto == p.Proto && o.HostLo <= p.HostHi && p.HostLo <= o.HostHi &&
+			(!o.HostIP.IsValid() || !p.HostIP.IsValid() || o.HostIP == p.HostIP)
+	}
+	for id := range r.idx.rangePorts {
+		if overlaps(id) {
+			return id
+		}
+	}
+	for port := int(p.HostLo); port <= int(p.HostHi); port++ {
+		for id := range r.idx.hostPorts[hostPortKey{p.Proto, uint16(port)}] {
+			if overlaps(id) {
+				return id
+			}
+		}
+	}
+	return ""
+}

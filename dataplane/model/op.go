@@ -1,0 +1,42 @@
+package model
+
+import "strings"
+
+// Op is one change through the API. The agent journals Ops, so replaying
+// them on the last snapshot gives the same state, cascades included.
+type Op struct {
+	Kind     string       `json:"kind"` // settings, network, endpoint, port, link
+	Delete   bool         `json:"delete,omitempty"`
+	Key      string       `json:"key,omitempty"` // what Delete removes; a link's is parent/alias
+	Settings *Settings    `json:"settings,omitempty"`
+	Network  *Network     `json:"network,omitempty"`
+	Endpoint *Endpoint    `json:"endpoint,omitempty"`
+	Port     *PortMapping `json:"port,omitempty"`
+	Link     *Link        `json:"link,omitempty"`
+}
+
+// Do applies op and returns what changed.
+func (r *Resolved) Do(op Op) (*Delta, error) {
+	switch {
+	case op.Kind == "settings" && op.Settings != nil:
+		return r.PutSettings(*op.Settings)
+	case op.Kind == "network" && op.Delete:
+		return r.DeleteNetwork(op.Key)
+	case op.Kind == "network" && op.Network != nil:
+		return r.PutNetwork(*op.Network)
+	case op.Kind == "endpoint" && op.Delete:
+		return r.DeleteEndpoint(op.Key)
+	case op.Kind == "endpoint" && op.Endpoint != nil:
+		return r.PutEndpoint(*op.Endpoint)
+	case op.Kind == "port" && op.Delete:
+		return r.DeletePort(op.Key)
+	case op.Kind == "port" && op.Port != nil:
+		return r.PutPort(*op.Port)
+	case op.Kind == "link" && op.Delete:
+		parent, alias, _ := strings.Cut(op.Key, "/")
+		return r.DeleteLink(parent, alias)
+	case op.Kind == "link" && op.Link != nil:
+		return r.PutLink(*op.Link)
+	}
+	return nil, invalid("kind", "operation on %q is not known or has no object", op.Kind)
+}

@@ -1,0 +1,256 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/portcullis/portcullis/dataplane/model"
+	"github.com/portcullis/portcullis/dataplane/netdev"
+	"github.com/portcullis/portcullis/dataplane/store"
+)
+
+// Devices creates and removes bridges and veths (package netdev).
+type Devices interface {
+	EnsureBridge(n *model.RNetwork) (bool, error)
+	DeleteBridge(name string) error
+	EnsureEndpoint(e *model.REndpoint) error
+	DeleteEndpoint(e *model.REndpoint) error
+}
+
+// Reconciler owns the desired state and makes the kernel match it: devices
+// first, then the backend, then the journal. A change that fails at any
+// step is undone, so the previous state stays in force.
+type Reconciler struct {
+	mu       sync.Mutex
+	want     *model.Resolved
+	be       Backend
+	dev      Devices
+	st       *store.Store
+	log      *slog.Logger
+	needFull bool
+	stats    Stats
+}
+
+// Stats are the reconciler's counters for /v1/status and metrics.
+type Stats struct {
+	Changes      uint64        `json:"changes"`
+	Errors       uint64        `json:"errors"`
+	FullSyncs    uint64        `json:"full_syncs"`
+	LastError    string        `json:"last_error,omitempty"`
+	LastDuration time.Duration `json:"last_duration_ns"`
+	StartErrors  []string      `json:"start_errors,omitempty"`
+}
+
+// NewReconciler loads the desired state from st; Start applies it.
+func NewReconciler(be Backend, dev Devices, st *store.Store, log *slog.Logger) (*Reconciler, error) {
+	snap, ops, err := st.Load()
+	if err != nil {
+		return nil, err
+	}
+	want, err := model.Load(snap)
+	if err != nil {
+		return nil, fmt.Errorf("state snapshot: %w", err)
+	}
+	for i, op := range ops {
+		if _, err := want.Do(op); err != nil {
+			return nil, fmt.Errorf("replay journal entry %d (%s): %w", i+1, op.Kind, err)
+		}
+	}
+	return &Reconciler{want: want, be: be, dev: dev, st: st, log: log}, nil
+}
+
+// Start re-applies the whole desired state: devices (a missing container
+// namespace is logged, not fatal) and one full backend sync.
+func (c *Reconciler) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.forwarding(); err != nil {
+		return err
+	}
+	for _, n := range c.want.Networks {
+		if _, err := c.dev.EnsureBridge(n); err != nil {
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		}
+	}
+	for _, e := range c.want.Endpoints {
+		if err := c.dev.EnsureEndpoint(e); err != nil {
+			c.log.Warn("endpoint not plugged at start", "endpoint", e.ID, "err", err)
+			c.stats.StartErrors = append(c.stats.StartErrors, fmt.Sprintf("endpoint %s: %v", e.ID, err))
+		}
+	}
+	return c.fullSync(ctx)
+}
+
+func (c *Reconciler) fullSync(ctx context.Context) error {
+	start := time.Now()
+	if err := c.be.Apply(ctx, c.want, nil, true); err != nil {
+		c.needFull = true
+		return fmt.Errorf("%s full sync: %w", c.be.Name(), err)
+	}
+	c.needFull = false
+	c.stats.FullSyncs++
+	c.log.Info("full sync", "backend", c.be.Name(), "ports", len(c.want.Ports), "took", time.Since(start))
+	return nil
+}
+
+// forwarding turns on IP forwarding in the agent's namespace, as Docker does.
+func (c *Reconciler) forwarding() error {
+	if _, err := netdev.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	for _, n := range c.want.Networks {
+		if n.Subnet6.IsValid() {
+			_, err := netdev.Sysctl("net/ipv6/conf/all/forwarding", "1")
+			return err
+		}
+	}
+	return nil
+}
+
+// Do applies one change. The returned delta must not be modified.
+func (c *Reconciler) Do(ctx context.Context, op model.Op) (*model.Delta, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := time.Now()
+	d, err := c.want.Do(op)
+	if err != nil || d.Empty() {
+		return d, err
+	}
+	if err := c.apply(ctx, d, op); err != nil {
+		c.stats.Errors++
+		c.stats.LastError = err.Error()
+		return nil, err
+	}
+	c.stats.Changes++
+	c.stats.LastDuration = time.Since(start)
+	if c.st.NeedsCompaction() {
+		if err := c.st.Compact(c.want.State()); err != nil {
+			c.log.Error("compact state", "err", err) // the journal still holds everything
+		}
+	}
+	return d, nil
+}
+
+func (c *Reconciler) apply(ctx context.Context, d *model.Delta, op model.Op) error {
+	undoDev, err := c.plugDevices(d)
+	if err == nil {
+		err = c.forwarding()
+	}
+	if err != nil {
+		undoDev()
+		c.want.Undo(d)
+		return err
+	}
+	if err := c.be.Apply(ctx, c.want, d, c.needFull); err != nil {
+		c.needFull = true
+		undoDev()
+		c.want.Undo(d)
+		return fmt.Errorf("%s: %w", c.be.Name(), err)
+	}
+	c.needFull = false
+	if err := c.st.Append(op); err != nil {
+		// Not journalled means not durable: take the change back.
+		c.want.Undo(d)
+		if ferr := c.fullSync(ctx); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		undoDev()
+		return err
+	}
+	c.unplugDevices(d)
+	return nil
+}
+
+// plugDevices creates what d adds, and returns how to remove it again.
+func (c *Reconciler) plugDevices(d *model.Delta) (undo func(), err error) {
+	var undos []func()
+	undo = func() {
+		for i := len(undos) - 1; i >= 0; i-- {
+			undos[i]()
+		}
+	}
+	for _, ch := range d.Networks {
+		if ch.New == nil {
+			continue
+		}
+		created, err := c.dev.EnsureBridge(ch.New)
+		if err != nil {
+			return undo, fmt.Errorf("network %s: %w", ch.New.Name, err)
+		}
+		if created {
+			name := ch.New.Bridge
+			undos = append(undos, func() { c.dev.DeleteBridge(name) })
+		}
+	}
+	for _, ch := range d.Endpoints {
+		if ch.New == nil || (ch.Old != nil && samePlug(ch.Old, ch.New)) {
+			continue
+		}
+		if ch.Old != nil { // re-plugged: the old veth goes first, comes back on undo
+			old := ch.Old
+			if err := c.dev.DeleteEndpoint(old); err != nil {
+				return undo, fmt.Errorf("endpoint %s: %w", old.ID, err)
+			}
+			undos = append(undos, func() { c.dev.EnsureEndpoint(old) })
+		}
+		if err := c.dev.EnsureEndpoint(ch.New); err != nil {
+			return undo, fmt.Errorf("endpoint %s: %w", ch.New.ID, err)
+		}
+		e := ch.New
+		undos = append(undos, func() { c.dev.DeleteEndpoint(e) })
+	}
+	return undo, nil
+}
+
+// samePlug reports whether two versions of an endpoint use the same veth
+// with the same addresses, so nothing needs re-plugging.
+func samePlug(a, b *model.REndpoint) bool {
+	return a.HostIfname == b.HostIfname && a.Netns == b.Netns && a.Ifname == b.Ifname &&
+		a.IP == b.IP && a.IP6 == b.IP6 && a.MAC.String() == b.MAC.String() && a.Net.Bridge == b.Net.Bridge
+}
+
+// unplugDevices removes what d removed, after the backend stopped using it.
+func (c *Reconciler) unplugDevices(d *model.Delta) {
+	for _, ch := range d.Endpoints {
+		if ch.New == nil {
+			if err := c.dev.DeleteEndpoint(ch.Old); err != nil {
+				c.log.Warn("remove endpoint interface", "endpoint", ch.Old.ID, "err", err)
+			}
+		}
+	}
+	for _, ch := range d.Networks {
+		if ch.New == nil {
+			if err := c.dev.DeleteBridge(ch.Old.Bridge); err != nil {
+				c.log.Warn("remove bridge", "bridge", ch.Old.Bridge, "err", err)
+			}
+		}
+	}
+}
+
+// Read runs f with the desired state locked for reading.
+func (c *Reconciler) Read(f func(want *model.Resolved)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(c.want)
+}
+
+// Status returns the backend's status with the reconciler's counters.
+func (c *Reconciler) Status() map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return map[string]any{
+		"backend": c.be.Status(),
+		"counts": map[string]int{
+			"networks": len(c.want.Networks), "endpoints": len(c.want.Endpoints),
+			"ports": len(c.want.Ports), "links": len(c.want.Links),
+		},
+		"reconciler": c.stats,
+	}
+}
+
+// Backend returns the backend in use.
+func (c *Reconciler) Backend() Backend { return c.be }
