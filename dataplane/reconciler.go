@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/dataplane/model"
-	"github.com/portcullis/portcullis/dataplane/netdev"
 	"github.com/portcullis/portcullis/dataplane/store"
 )
 
@@ -19,6 +18,9 @@ type Devices interface {
 	DeleteBridge(name string) error
 	EnsureEndpoint(e *model.REndpoint) error
 	DeleteEndpoint(e *model.REndpoint) error
+	// EnsureForwarding turns on IPv4 forwarding, and IPv6 forwarding when
+	// ipv6 is set, in the agent's network namespace (as Docker does).
+	EnsureForwarding(ipv6 bool) error
 }
 
 // Reconciler owns the desired state and makes the kernel match it: devices
@@ -97,18 +99,12 @@ func (c *Reconciler) fullSync(ctx context.Context) error {
 	return nil
 }
 
-// forwarding turns on IP forwarding in the agent's namespace, as Docker does.
 func (c *Reconciler) forwarding() error {
-	if _, err := netdev.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
-		return err
-	}
+	ipv6 := false
 	for _, n := range c.want.Networks {
-		if n.Subnet6.IsValid() {
-			_, err := netdev.Sysctl("net/ipv6/conf/all/forwarding", "1")
-			return err
-		}
+		ipv6 = ipv6 || n.Subnet6.IsValid()
 	}
-	return nil
+	return c.dev.EnsureForwarding(ipv6)
 }
 
 // Do applies one change. The returned delta must not be modified.

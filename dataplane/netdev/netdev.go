@@ -289,6 +289,15 @@ func (m *Manager) DeleteOwned() ([]string, error) {
 	return gone, nil
 }
 
+// EnsureForwarding turns on IP forwarding in the current namespace.
+func (m *Manager) EnsureForwarding(ipv6 bool) error {
+	if _, err := Sysctl("net/ipv4/ip_forward", "1"); err != nil || !ipv6 {
+		return err
+	}
+	_, err := Sysctl("net/ipv6/conf/all/forwarding", "1")
+	return err
+}
+
 // Sysctl sets a sysctl of the current network namespace and returns the
 // previous value.
 func Sysctl(path, value string) (string, error) {

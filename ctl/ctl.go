@@ -1,0 +1,257 @@
+// Package ctl is pcctl, the debug CLI. Noun commands (status, networks,
+// endpoints, ports, links) only read; verb commands (publish, unpublish,
+// link, unlink) change state. Commands get an injected Env, so tests run
+// them in-process.
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/portcullis/portcullis/dataplane/api"
+	"github.com/portcullis/portcullis/dataplane/model"
+)
+
+// Env is what a command may touch.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+type command struct {
+	name, args, help string
+	run              func(ctx context.Context, c *cli, args []string) error
+}
+
+type cli struct {
+	env    Env
+	client *api.Client
+	output string
+}
+
+var commands = []command{
+	{"status", "", "show the backend in use and why, counts and reconciler state", status},
+	{"networks", "", "list networks", listOf("networks")},
+	{"endpoints", "", "list endpoints", listOf("endpoints")},
+	{"ports", "", "list port mappings", listOf("ports")},
+	{"links", "", "list links with their environment variables", listOf("links")},
+	{"publish", "ID ENDPOINT [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]", "publish a port (like docker -p)", publish},
+	{"unpublish", "ID", "remove a port mapping", unpublish},
+	{"link", "PARENT CHILD ALIAS", "link parent to child under alias; prints env and hosts line", link},
+	{"unlink", "PARENT ALIAS", "remove a link", unlink},
+}
+
+// Run executes pcctl with args (without the program name).
+func Run(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("pcctl", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	sock := env.Getenv("PORTCULLIS_SOCKET")
+	if sock == "" {
+		sock = api.DefaultSocket
+	}
+	socket := fs.String("socket", sock, "agent socket (env PORTCULLIS_SOCKET)")
+	output := fs.String("o", "table", "output format: table or json")
+	fs.Usage = func() { usage(env.Stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *output != "table" && *output != "json" {
+		return fmt.Errorf("-o %q: use table or json", *output)
+	}
+	if fs.NArg() == 0 {
+		usage(env.Stderr, fs)
+		return errors.New("no command given")
+	}
+	c := &cli{env: env, client: api.NewClient(*socket), output: *output}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	for _, cmd := range commands {
+		if cmd.name == name {
+			if len(rest) == 1 && (rest[0] == "--help" || rest[0] == "-h") {
+				fmt.Fprintf(env.Stdout, "usage: pcctl %s %s\n\n%s\n", cmd.name, cmd.args, cmd.help)
+				return nil
+			}
+			return cmd.run(ctx, c, rest)
+		}
+	}
+	return fmt.Errorf("unknown command %q: run pcctl -h for the list", name)
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: pcctl [flags] COMMAND [ARGS]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.help)
+	}
+	fmt.Fprintf(w, "\nflags:\n")
+	fs.PrintDefaults()
+}
+
+func wantArgs(args []string, n int, form string) error {
+	if len(args) != n {
+		return fmt.Errorf("want %d arguments: %s", n, form)
+	}
+	return nil
+}
+
+func (c *cli) print(v any, table func(w io.Writer)) error {
+	if c.output == "json" {
+		enc := json.NewEncoder(c.env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+func status(ctx context.Context, c *cli, args []string) error {
+	st, err := c.client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	return c.print(st, func(w io.Writer) { printTree(w, "", st) })
+}
+
+func printTree(w io.Writer, indent string, m map[string]any) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if sub, ok := m[k].(map[string]any); ok {
+			fmt.Fprintf(w, "%s%s:\n", indent, k)
+			printTree(w, indent+"  ", sub)
+			continue
+		}
+		fmt.Fprintf(w, "%s%s:\t%v\n", indent, k, m[k])
+	}
+}
+
+func listOf(kind string) func(ctx context.Context, c *cli, args []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		var rows []map[string]any
+		if err := c.client.Do(ctx, "GET", "/v1/"+kind, nil, &rows); err != nil {
+			return err
+		}
+		cols := columns[kind]
+		return c.print(rows, func(w io.Writer) {
+			fmt.Fprintln(w, strings.ToUpper(strings.Join(cols, "\t")))
+			for _, r := range rows {
+				vals := make([]string, len(cols))
+				for i, col := range cols {
+					vals[i] = cell(r[col])
+				}
+				fmt.Fprintln(w, strings.Join(vals, "\t"))
+			}
+		})
+	}
+}
+
+var columns = map[string][]string{
+	"networks":  {"name", "bridge", "subnet", "gateway", "subnet6", "icc", "masquerade", "snat_ip"},
+	"endpoints": {"id", "network", "ip", "ip6", "mac", "host_veth", "name"},
+	"ports":     {"id", "endpoint", "proto", "host_ip", "host_port", "host_port_range", "port", "port_range"},
+	"links":     {"parent", "alias", "child", "hosts"},
+}
+
+func cell(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "-"
+	case float64:
+		return fmt.Sprint(int64(v))
+	case []any:
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = cell(x)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
+}
+
+func publish(ctx context.Context, c *cli, args []string) error {
+	if err := wantArgs(args, 3, "ID ENDPOINT [HOSTIP:]HOSTPORT:PORT[/PROTO]"); err != nil {
+		return err
+	}
+	p, err := ParsePublish(args[2])
+	if err != nil {
+		return err
+	}
+	p.ID, p.Endpoint = args[0], args[1]
+	got, err := c.client.PutPort(ctx, p)
+	if err != nil {
+		return err
+	}
+	return c.print(got, func(w io.Writer) { fmt.Fprintf(w, "published %s\n", args[2]) })
+}
+
+// ParsePublish parses docker's -p syntax: [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO].
+func ParsePublish(s string) (model.PortMapping, error) {
+	var p model.PortMapping
+	spec, proto, _ := strings.Cut(s, "/")
+	p.Proto = "tcp"
+	if proto != "" {
+		p.Proto = proto
+	}
+	i := strings.LastIndex(spec, ":")
+	if i < 0 {
+		return p, fmt.Errorf("port spec %q: want [HOSTIP:]HOSTPORT:PORT[/PROTO], such as 8080:80", s)
+	}
+	host, cport := spec[:i], spec[i+1:]
+	if j := strings.LastIndex(host, ":"); j >= 0 {
+		p.HostIP, host = strings.Trim(host[:j], "[]"), host[j+1:]
+	}
+	var err error
+	if strings.Contains(host, "-") {
+		p.HostPortRange, p.PortRange = host, cport
+	} else if p.HostPort, err = atoi("host port", host); err == nil {
+		p.Port, err = atoi("port", cport)
+	}
+	return p, err
+}
+
+func atoi(what, s string) (int, error) {
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return 0, fmt.Errorf("%s %q is not a number", what, s)
+	}
+	return n, nil
+}
+
+func unpublish(ctx context.Context, c *cli, args []string) error {
+	if err := wantArgs(args, 1, "ID"); err != nil {
+		return err
+	}
+	return c.client.DeletePort(ctx, args[0])
+}
+
+func link(ctx context.Context, c *cli, args []string) error {
+	if err := wantArgs(args, 3, "PARENT CHILD ALIAS"); err != nil {
+		return err
+	}
+	l, err := c.client.PutLink(ctx, model.Link{Parent: args[0], Child: args[1], Alias: args[2]})
+	if err != nil {
+		return err
+	}
+	return c.print(l, func(w io.Writer) {
+		for _, e := range l.Env {
+			fmt.Fprintln(w, e)
+		}
+		fmt.Fprintln(w, l.Hosts)
+	})
+}
+
+func unlink(ctx context.Context, c *cli, args []string) error {
+	if err := wantArgs(args, 2, "PARENT ALIAS"); err != nil {
+		return err
+	}
+	return c.client.DeleteLink(ctx, args[0], args[1])
+}
