@@ -239,7 +239,8 @@ func (c *Reconciler) Status() map[string]any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return map[string]any{
-		"backend": c.be.Status(),
+		"backend":        c.be.Name(),
+		"backend_status": c.be.Status(),
 		"counts": map[string]int{
 			"networks": len(c.want.Networks), "endpoints": len(c.want.Endpoints),
 			"ports": len(c.want.Ports), "links": len(c.want.Links),

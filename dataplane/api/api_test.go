@@ -1,78 +1,25 @@
-package api
+package api_test
 
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net/http"
 	"path/filepath"
 	"testing"
 
 	"github.com/portcullis/portcullis/dataplane"
+	"github.com/portcullis/portcullis/dataplane/api"
+	"github.com/portcullis/portcullis/dataplane/dptest"
 	"github.com/portcullis/portcullis/dataplane/model"
-	"github.com/portcullis/portcullis/dataplane/store"
 )
 
-// recorder is a test double of a backend: it keeps the last state applied
-// and fails when told to, so the tests see what reached "the kernel".
-type recorder struct {
-	applied *model.State
-	fail    error
-	full    int
-}
-
-func (b *recorder) Name() string { return "recorder" }
-func (b *recorder) Apply(_ context.Context, want *model.Resolved, _ *model.Delta, full bool) error {
-	if b.fail != nil {
-		return b.fail
-	}
-	if full {
-		b.full++
-	}
-	b.applied = want.State()
-	return nil
-}
-func (b *recorder) Uninstall(context.Context) error { return nil }
-func (b *recorder) Status() map[string]any          { return map[string]any{"name": "recorder"} }
-
-type noDevices struct{}
-
-func (noDevices) EnsureBridge(*model.RNetwork) (bool, error) { return false, nil }
-func (noDevices) DeleteBridge(string) error                  { return nil }
-func (noDevices) EnsureEndpoint(*model.REndpoint) error      { return nil }
-func (noDevices) DeleteEndpoint(*model.REndpoint) error      { return nil }
-func (noDevices) EnsureForwarding(bool) error                { return nil }
-
-func startAgent(t *testing.T, dir string, be dataplane.Backend) *Client {
-	t.Helper()
-	st, err := store.Open(filepath.Join(dir, "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rec, err := dataplane.NewReconciler(be, noDevices{}, st, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rec.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "pc.sock")
-	l, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: NewServer(rec, map[string]any{"backend_reason": "test"}, log).Handler()}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close(); st.Close() })
-	return NewClient(sock)
+func startAgent(t *testing.T, dir string, be dataplane.Backend) *api.Client {
+	return api.NewClient(dptest.StartAgent(t, dir, be))
 }
 
 func TestAPI(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	be := &recorder{}
+	be := &dptest.Recorder{}
 	c := startAgent(t, dir, be)
 	n, err := c.PutNetwork(ctx, model.Network{Name: "default", Bridge: "pc0", Subnet: "172.17.0.0/16"})
 	if err != nil || n.Gateway != "172.17.0.1" {
@@ -109,42 +56,42 @@ func TestAPI(t *testing.T) {
 	}
 
 	// A change the backend refuses leaves everything as it was.
-	be.fail = errors.New("kernel said no")
+	be.Fail = errors.New("kernel said no")
 	if _, err := c.PutPort(ctx, model.PortMapping{ID: "p2", Endpoint: "web", Proto: "udp", HostPort: 53, Port: 53}); status(err) != 500 {
 		t.Errorf("failed apply: %v", err)
 	}
-	be.fail = nil
+	be.Fail = nil
 	if _, err := c.Port(ctx, "p2"); status(err) != 404 {
 		t.Errorf("failed change is visible: %v", err)
 	}
-	if _, ok := be.applied.Ports["p2"]; ok {
+	if _, ok := be.Applied.Ports["p2"]; ok {
 		t.Error("failed change reached the backend state")
 	}
 	// The next change after a failure is a full resync.
-	before := be.full
+	before := be.Full
 	if _, err := c.PutPort(ctx, model.PortMapping{ID: "p3", Endpoint: "web", Proto: "udp", HostPort: 54, Port: 53}); err != nil {
 		t.Fatal(err)
 	}
-	if be.full != before+1 {
+	if be.Full != before+1 {
 		t.Error("no full resync after a failed apply")
 	}
 
 	// A new agent on the same state directory re-applies the same state.
-	be2 := &recorder{}
+	be2 := &dptest.Recorder{}
 	startAgent(t, t.TempDir(), be2) // unrelated dir: starts empty
-	if len(be2.applied.Ports) != 0 {
+	if len(be2.Applied.Ports) != 0 {
 		t.Error("fresh agent has ports")
 	}
-	be3 := &recorder{}
+	be3 := &dptest.Recorder{}
 	c3 := startAgentAt(t, dir, be3)
 	ports, err := c3.Ports(ctx)
-	if err != nil || len(ports) != 2 || be3.full != 1 || len(be3.applied.Ports) != 2 {
-		t.Errorf("restart: ports %v err %v full %d", ports, err, be3.full)
+	if err != nil || len(ports) != 2 || be3.Full != 1 || len(be3.Applied.Ports) != 2 {
+		t.Errorf("restart: ports %v err %v full %d", ports, err, be3.Full)
 	}
 }
 
 // startAgentAt starts a second agent on dir's state with its own socket.
-func startAgentAt(t *testing.T, dir string, be dataplane.Backend) *Client {
+func startAgentAt(t *testing.T, dir string, be dataplane.Backend) *api.Client {
 	sub := t.TempDir()
 	if err := copyState(filepath.Join(dir, "state"), filepath.Join(sub, "state")); err != nil {
 		t.Fatal(err)
