@@ -11,10 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/portcullis/portcullis/dataplane"
 	"github.com/portcullis/portcullis/dataplane/api"
 	"github.com/portcullis/portcullis/dataplane/model"
 )
@@ -42,10 +45,13 @@ var commands = []command{
 	{"endpoints", "", "list endpoints", listOf("endpoints")},
 	{"ports", "", "list port mappings", listOf("ports")},
 	{"links", "", "list links with their environment variables", listOf("links")},
+	{"flows", "[-addr IP] [-port N] [-proto P]", "list connection-tracking and NAT entries", flows},
+	{"drops", "", "list drop counters by reason and endpoint", drops},
 	{"publish", "ID ENDPOINT [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]", "publish a port (like docker -p)", publish},
 	{"unpublish", "ID", "remove a port mapping", unpublish},
 	{"link", "PARENT CHILD ALIAS", "link parent to child under alias; prints env and hosts line", link},
 	{"unlink", "PARENT ALIAS", "remove a link", unlink},
+	{"flush-flows", "[-addr IP] [-port N] [-proto P]", "delete connection-tracking entries (all, or those selected)", flushFlows},
 }
 
 // Run executes pcctl with args (without the program name).
@@ -254,4 +260,83 @@ func unlink(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	return c.client.DeleteLink(ctx, args[0], args[1])
+}
+
+// flowQuery parses the flow filter flags into a query string.
+func flowQuery(name string, args []string, stderr io.Writer) (string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "only flows with this address on either side")
+	port := fs.Int("port", 0, "only flows with this port on either side")
+	proto := fs.String("proto", "", "only flows of this protocol: tcp, udp, sctp, icmp, icmpv6")
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if fs.NArg() > 0 {
+		return "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	q := url.Values{}
+	if *addr != "" {
+		q.Set("addr", *addr)
+	}
+	if *port != 0 {
+		q.Set("port", strconv.Itoa(*port))
+	}
+	if *proto != "" {
+		q.Set("proto", *proto)
+	}
+	if len(q) == 0 {
+		return "", nil
+	}
+	return "?" + q.Encode(), nil
+}
+
+func flows(ctx context.Context, c *cli, args []string) error {
+	q, err := flowQuery("flows", args, c.env.Stderr)
+	if err != nil {
+		return err
+	}
+	var list []dataplane.Flow
+	if err := c.client.Do(ctx, "GET", "/v1/flows"+q, nil, &list); err != nil {
+		return err
+	}
+	return c.print(list, func(w io.Writer) {
+		fmt.Fprintln(w, "PROTO\tSOURCE\tDESTINATION\tREPLY FROM\tREPLY TO\tSTATE\tNAT\tEXPIRES")
+		for _, f := range list {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Proto, f.Orig[0], f.Orig[1], f.Reply[0], f.Reply[1],
+				cell(nilIfEmpty(f.State)), cell(nilIfEmpty(strings.Join(f.NAT, ","))), f.Expires)
+		}
+	})
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func flushFlows(ctx context.Context, c *cli, args []string) error {
+	q, err := flowQuery("flush-flows", args, c.env.Stderr)
+	if err != nil {
+		return err
+	}
+	var res map[string]int
+	if err := c.client.Do(ctx, "DELETE", "/v1/flows"+q, nil, &res); err != nil {
+		return err
+	}
+	return c.print(res, func(w io.Writer) { fmt.Fprintf(w, "flushed %d flows\n", res["flushed"]) })
+}
+
+func drops(ctx context.Context, c *cli, args []string) error {
+	var list []dataplane.Drop
+	if err := c.client.Do(ctx, "GET", "/v1/drops", nil, &list); err != nil {
+		return err
+	}
+	return c.print(list, func(w io.Writer) {
+		fmt.Fprintln(w, "REASON\tENDPOINT\tPACKETS\tBYTES")
+		for _, d := range list {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", d.Reason, cell(nilIfEmpty(d.Endpoint)), d.Packets, d.Bytes)
+		}
+	})
 }

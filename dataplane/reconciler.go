@@ -35,6 +35,9 @@ type Reconciler struct {
 	log      *slog.Logger
 	needFull bool
 	stats    Stats
+	// Observe, when set, is told of every change: its kind, how long it
+	// took from request to kernel, and whether it failed.
+	Observe func(kind string, took time.Duration, err error)
 }
 
 // Stats are the reconciler's counters for /v1/status and metrics.
@@ -116,7 +119,11 @@ func (c *Reconciler) Do(ctx context.Context, op model.Op) (*model.Delta, error) 
 	if err != nil || d.Empty() {
 		return d, err
 	}
-	if err := c.apply(ctx, d, op); err != nil {
+	err = c.apply(ctx, d, op)
+	if c.Observe != nil {
+		c.Observe(op.Kind, time.Since(start), err)
+	}
+	if err != nil {
 		c.stats.Errors++
 		c.stats.LastError = err.Error()
 		return nil, err
@@ -234,6 +241,27 @@ func (c *Reconciler) Read(f func(want *model.Resolved)) {
 	f(c.want)
 }
 
+// Stats returns the reconciler's counters.
+func (c *Reconciler) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Counts returns the number of objects of each kind.
+func (c *Reconciler) Counts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts()
+}
+
+func (c *Reconciler) counts() map[string]int {
+	return map[string]int{
+		"networks": len(c.want.Networks), "endpoints": len(c.want.Endpoints),
+		"ports": len(c.want.Ports), "links": len(c.want.Links),
+	}
+}
+
 // Status returns the backend's status with the reconciler's counters.
 func (c *Reconciler) Status() map[string]any {
 	c.mu.Lock()
@@ -241,11 +269,8 @@ func (c *Reconciler) Status() map[string]any {
 	return map[string]any{
 		"backend":        c.be.Name(),
 		"backend_status": c.be.Status(),
-		"counts": map[string]int{
-			"networks": len(c.want.Networks), "endpoints": len(c.want.Endpoints),
-			"ports": len(c.want.Ports), "links": len(c.want.Links),
-		},
-		"reconciler": c.stats,
+		"counts":         c.counts(),
+		"reconciler":     c.stats,
 	}
 }
 

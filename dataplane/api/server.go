@@ -12,9 +12,11 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/portcullis/portcullis/dataplane"
@@ -61,6 +63,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/settings", s.getSettings)
 	mux.HandleFunc("PUT /v1/settings", s.putSettings)
+	mux.HandleFunc("GET /v1/flows", s.flows)
+	mux.HandleFunc("DELETE /v1/flows", s.flushFlows)
+	mux.HandleFunc("GET /v1/drops", s.drops)
 	s.resource(mux, "networks", "network", "{name}", func(r *http.Request) string { return r.PathValue("name") })
 	s.resource(mux, "endpoints", "endpoint", "{id}", func(r *http.Request) string { return r.PathValue("id") })
 	s.resource(mux, "ports", "port", "{id}", func(r *http.Request) string { return r.PathValue("id") })
@@ -161,6 +166,93 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.getSettings(w, r)
+}
+
+// flowFilter reads ?addr=&port=&proto= .
+func flowFilter(r *http.Request) (dataplane.FlowFilter, error) {
+	var f dataplane.FlowFilter
+	q := r.URL.Query()
+	if v := q.Get("addr"); v != "" {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return f, &model.Error{Status: http.StatusBadRequest, Field: "addr", Msg: fmt.Sprintf("addr %q is not an IP address", v)}
+		}
+		f.Addr = a
+	}
+	if v := q.Get("port"); v != "" {
+		p, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || p == 0 {
+			return f, &model.Error{Status: http.StatusBadRequest, Field: "port", Msg: fmt.Sprintf("port %q is not a port: use 1-65535", v)}
+		}
+		f.Port = uint16(p)
+	}
+	switch v := q.Get("proto"); v {
+	case "", "tcp", "udp", "sctp", "icmp", "icmpv6":
+		f.Proto = v
+	default:
+		return f, &model.Error{Status: http.StatusBadRequest, Field: "proto", Msg: fmt.Sprintf("proto %q: use tcp, udp, sctp, icmp or icmpv6", v)}
+	}
+	return f, nil
+}
+
+func (s *Server) flowTable() (dataplane.FlowTable, error) {
+	ft, ok := s.rec.Backend().(dataplane.FlowTable)
+	if !ok {
+		return nil, &model.Error{Status: http.StatusNotImplemented, Msg: fmt.Sprintf("backend %s does not list flows", s.rec.Backend().Name())}
+	}
+	return ft, nil
+}
+
+func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
+	f, err := flowFilter(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	ft, err := s.flowTable()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	flows, err := ft.Flows(r.Context(), f)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, flows)
+}
+
+func (s *Server) flushFlows(w http.ResponseWriter, r *http.Request) {
+	f, err := flowFilter(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	ft, err := s.flowTable()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	n, err := ft.FlushFlows(r.Context(), f)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"flushed": n})
+}
+
+func (s *Server) drops(w http.ResponseWriter, r *http.Request) {
+	dc, ok := s.rec.Backend().(dataplane.DropCounter)
+	if !ok {
+		writeErr(w, &model.Error{Status: http.StatusNotImplemented, Msg: fmt.Sprintf("backend %s does not count drops", s.rec.Backend().Name())})
+		return
+	}
+	drops, err := dc.Drops(r.Context())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, drops)
 }
 
 // decodePut reads a PUT body and checks its key against the path.
