@@ -1,0 +1,252 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/portcullis/portcullis/dataplane/model"
+)
+
+// Options configure New.
+type Options struct {
+	// NetNS is the network namespace to program. Leave it zero to use the
+	// namespace of the thread that calls New (the agent's own).
+	NetNS netns.NsHandle
+	// Log receives warnings that do not fail a sync (conntrack clean-up).
+	Log *slog.Logger
+}
+
+// Backend programs the nftables dataplane. It is safe for concurrent use,
+// though the reconciler calls it one change at a time.
+type Backend struct {
+	mu    sync.Mutex
+	ns    netns.NsHandle
+	ownNS bool
+	log   *slog.Logger
+
+	refs     map[string]*held // what the kernel holds, by element id
+	counts   map[string]int   // elements per set, for Status
+	needFull bool             // the last sync failed, or none happened yet
+	saved    *uint32          // route_localnet before we set it
+
+	stats stats
+}
+
+type stats struct {
+	lastSync      time.Time
+	lastMode      string
+	lastDuration  time.Duration
+	lastError     string
+	fullSyncs     uint64
+	deltaSyncs    uint64
+	failures      uint64
+	ctDeleted     uint64
+	ctLastError   string
+	lastDeltaElem int
+}
+
+// New returns a backend for the namespace in opts. It touches nothing in the
+// kernel until the first Apply, which is always a full sync.
+func New(opts Options) (*Backend, error) {
+	b := &Backend{ns: opts.NetNS, log: opts.Log, needFull: true,
+		refs: map[string]*held{}, counts: map[string]int{}}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if b.ns <= 0 {
+		// Pin the caller's namespace now: later calls may run on any thread.
+		h, err := netns.Get()
+		if err != nil {
+			return nil, fmt.Errorf("nftables backend: get current network namespace: %w", err)
+		}
+		b.ns, b.ownNS = h, true
+	}
+	return b, nil
+}
+
+// Close releases the namespace handle New took. The kernel state stays.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ownNS && b.ns.IsOpen() {
+		b.ownNS = false
+		return b.ns.Close()
+	}
+	return nil
+}
+
+// Name implements dataplane.Backend.
+func (b *Backend) Name() string { return "nftables" }
+
+// Apply implements dataplane.Backend. A full sync re-creates both tables in
+// one transaction; an incremental one sends only the element changes that d
+// implies. A failed transaction changes nothing in the kernel and makes the
+// next Apply a full sync, whatever the caller asks.
+func (b *Backend) Apply(ctx context.Context, want *model.Resolved, d *model.Delta, full bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	mode, err := "incremental", error(nil)
+	if full || d == nil || b.needFull {
+		mode, err = "full", b.fullSync(want)
+	} else {
+		err = b.deltaSync(d)
+	}
+	b.record(mode, start, err)
+	return err
+}
+
+func (b *Backend) record(mode string, start time.Time, err error) {
+	s := &b.stats
+	s.lastSync, s.lastMode, s.lastDuration = start, mode, time.Since(start)
+	s.lastError = ""
+	if err != nil {
+		s.failures++
+		s.lastError = err.Error()
+		b.needFull = true
+		return
+	}
+	if mode == "full" {
+		s.fullSyncs++
+	} else {
+		s.deltaSyncs++
+	}
+}
+
+func (b *Backend) fullSync(want *model.Resolved) error {
+	saved, err := b.savedLocalnet()
+	if err != nil {
+		return err
+	}
+	elems := wantElems(want)
+	keep := el(setSavedLocalnet, vMark(saved))
+	elems[keep.id()] = &held{e: keep, n: 1}
+
+	c, err := b.conn(len(elems))
+	if err != nil {
+		return err
+	}
+	if err := programFull(c, elems); err != nil {
+		return fmt.Errorf("nft full sync: %w", err)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nft full sync of %d elements: %w", len(elems), err)
+	}
+	b.refs, b.counts = elems, countSets(elems)
+	b.needFull = false
+	// Only now that the raw drop of 127.0.0.0/8 (B11) is in place.
+	if err := b.writeLocalnet(1); err != nil {
+		return err
+	}
+	return nil
+}
+
+func countSets(elems map[string]*held) map[string]int {
+	counts := map[string]int{}
+	for _, h := range elems {
+		counts[setKey(h.e.set)]++
+	}
+	return counts
+}
+
+func (b *Backend) deltaSync(d *model.Delta) error {
+	p := planDelta(b.refs, d)
+	b.stats.lastDeltaElem = len(p.dels) + len(p.adds)
+	if len(p.dels)+len(p.adds) > 0 {
+		c, err := b.conn(len(p.dels) + len(p.adds))
+		if err != nil {
+			return err
+		}
+		if err := programDelta(c, p.dels, p.adds); err != nil {
+			return fmt.Errorf("nft incremental sync: %w", err)
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nft incremental sync (%d deletions, %d additions): %w",
+				len(p.dels), len(p.adds), err)
+		}
+	}
+	p.commit(b.refs, b.counts)
+	b.clearConntrack(d)
+	return nil
+}
+
+// Uninstall implements dataplane.Backend: it restores route_localnet and
+// deletes both tables. Restoring first means 127.0.0.0/8 is never routable
+// without the raw drop rule.
+func (b *Backend) Uninstall(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	saved, ok := b.saved, b.saved != nil
+	if !ok {
+		var v uint32
+		if v, ok = b.readSavedSet(); ok {
+			saved = &v
+		}
+	}
+	if ok {
+		if err := b.writeLocalnet(*saved); err != nil {
+			return err
+		}
+	}
+	c, err := b.conn(0)
+	if err != nil {
+		return err
+	}
+	programUninstall(c)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("delete nft tables %s: %w", TableName, err)
+	}
+	b.refs, b.counts, b.saved, b.needFull = map[string]*held{}, map[string]int{}, nil, true
+	return nil
+}
+
+// Status implements dataplane.Backend.
+func (b *Backend) Status() map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.stats
+	counts := make(map[string]int, len(b.counts))
+	for k, v := range b.counts {
+		if v > 0 {
+			counts[k] = v
+		}
+	}
+	st := map[string]any{
+		"backend":            b.Name(),
+		"tables":             []string{"inet " + TableName, "bridge " + TableName},
+		"elements":           counts,
+		"needs_full_sync":    b.needFull,
+		"full_syncs":         s.fullSyncs,
+		"incremental_syncs":  s.deltaSyncs,
+		"failed_syncs":       s.failures,
+		"last_sync_mode":     s.lastMode,
+		"last_sync_duration": s.lastDuration.String(),
+		"last_delta_ops":     s.lastDeltaElem,
+		"conntrack_deleted":  s.ctDeleted,
+	}
+	if !s.lastSync.IsZero() {
+		st["last_sync"] = s.lastSync.UTC().Format(time.RFC3339Nano)
+	}
+	if s.lastError != "" {
+		st["last_error"] = s.lastError
+	}
+	if s.ctLastError != "" {
+		st["conntrack_last_error"] = s.ctLastError
+	}
+	if b.saved != nil {
+		st["route_localnet_saved"] = *b.saved
+	}
+	return st
+}

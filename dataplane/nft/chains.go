@@ -1,0 +1,172 @@
+package nft
+
+import (
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+// Hook priorities. The inet chains sit at the standard iptables-equivalent
+// priorities, so they interleave with iptables-nft and firewalld tables in
+// the usual order; the bridge chains sit at the bridge family's filter
+// priority (-200), before br_netfilter (0) hands frames to the IP hooks.
+const (
+	prioRaw    = -300 // before conntrack (-200)
+	prioDstNAT = -100
+	prioFilter = 0
+	prioSrcNAT = 100
+	prioBridge = -200
+)
+
+// Chain names that rules refer to.
+const chainPublished = "published"
+
+var (
+	loopback4 = netip.MustParsePrefix("127.0.0.0/8")
+	linkLocal = netip.MustParsePrefix("fe80::/10")
+)
+
+func inetChains() []*chainDef {
+	r := func(t ...term) rule { return mkRule(famInet, t...) }
+	return []*chainDef{
+		// B11: with route_localnet=1 the kernel would accept 127.0.0.0/8 from
+		// any interface; only lo may bring it (as Docker 28's raw rule).
+		baseChain("raw-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
+			"prerouting", prioRaw, "raw",
+			r(ifname(fIifname, expr.CmpOpNeq, "lo"), inPrefix(fIPDaddr, loopback4), drop)),
+		baseChain("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
+			"prerouting", prioDstNAT, "dstnat", r(jump(chainPublished))),
+		// B10: connections the node itself opens to a published port.
+		baseChain("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput,
+			"output", prioDstNAT, "-100", r(jump(chainPublished))),
+		regularChain(chainPublished, publishedRules()...),
+		baseChain("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting,
+			"postrouting", prioSrcNAT, "srcnat", postroutingRules()...),
+		baseChain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward,
+			"forward", prioFilter, "filter", forwardRules()...),
+	}
+}
+
+// publishedRules DNAT published ports: exact host addresses first, then
+// ranges, then wildcard mappings, which apply to every local address (and so
+// also to 127.0.0.1 from the node, B10, and to a node address from a
+// container, B9).
+func publishedRules() []rule {
+	r := func(t ...term) rule { return mkRule(famInet, t...) }
+	dnat := expr.NATTypeDestNAT
+	return []rule{
+		r(natMap(dnat, depIP4, mapDNAT4, fIPDaddr, fL4proto, fThDport)),
+		r(natMap(dnat, depIP4, mapDNAT4Range, fIPDaddr, fL4proto, fThDport)),
+		r(natMap(dnat, depIP6, mapDNAT6, fIP6Daddr, fL4proto, fThDport)),
+		r(natMap(dnat, depIP6, mapDNAT6Range, fIP6Daddr, fL4proto, fThDport)),
+		r(nfproto(depIP4), fibLocal(), natMap(dnat, depIP4, mapDNAT4Any, fL4proto, fThDport)),
+		r(nfproto(depIP4), fibLocal(), natMap(dnat, depIP4, mapDNAT4AnyRange, fL4proto, fThDport)),
+		r(nfproto(depIP6), fibLocal(), natMap(dnat, depIP6, mapDNAT6Any, fL4proto, fThDport)),
+		r(nfproto(depIP6), fibLocal(), natMap(dnat, depIP6, mapDNAT6AnyRange, fL4proto, fThDport)),
+	}
+}
+
+func postroutingRules() []rule {
+	r := func(t ...term) rule { return mkRule(famInet, t...) }
+	snat := expr.NATTypeSourceNAT
+	return []rule{
+		// B10: 127.0.0.1 cannot be a source on a bridge.
+		r(inSet(setBridges, fOifname), inPrefix(fIPSaddr, loopback4), masquerade()),
+		// B9 hairpin: a container reached a published port through a node
+		// address and the DNAT sends it back into its own bridge; without
+		// this the answer would go straight over the bridge, bypass the
+		// reverse translation, and be dropped by the client. Keyed on the
+		// output bridge and the source subnet, not on the input interface:
+		// when br_netfilter bridges a DNATed frame ("bridged_dnat") it runs
+		// postrouting with no input device.
+		r(ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat"),
+			inSet(setBridgeNets4, fOifname, fIPSaddr), masquerade()),
+		r(ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat"),
+			inSet(setBridgeNets6, fOifname, fIP6Saddr), masquerade()),
+		// Everything below is for traffic leaving towards the outside.
+		r(inSet(setBridges, fOifname), ret),
+		r(natMap(snat, depIP4, mapSNAT4EP, fIPSaddr)),
+		r(natMap(snat, depIP6, mapSNAT6EP, fIP6Saddr)),
+		r(natMap(snat, depIP4, mapSNAT4Net, fIPSaddr)),
+		r(natMap(snat, depIP6, mapSNAT6Net, fIP6Saddr)),
+		r(inSet(setMasq4, fIPSaddr), masquerade()),
+		r(inSet(setMasq6, fIP6Saddr), masquerade()),
+	}
+}
+
+// ct state and status bits (linux/netfilter/nf_conntrack_common.h).
+const (
+	ctStateEstablishedRelated = 0x2 | 0x4
+	ctStatusDNAT              = 1 << 5 // IPS_DST_NAT
+)
+
+// forwardRules keep the outside and other networks away from containers
+// (B12, B18): only replies, published ports, egress and same-bridge traffic
+// (seen here when br_netfilter passes bridged frames through) go into a
+// bridge.
+func forwardRules() []rule {
+	r := func(t ...term) rule { return mkRule(famInet, t...) }
+	return []rule{
+		r(ctBits(expr.CtKeySTATE, ctStateEstablishedRelated, "ct state established,related"), accept),
+		r(ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat"), accept),
+		r(inSet(setBridges, fIifname), notInSet(setBridges, fOifname), accept),
+		r(inSet(setBridgePairs, fIifname, fOifname), accept),
+		r(inSet(setBridges, fOifname), drop),
+	}
+}
+
+func bridgeChains() []*chainDef {
+	return []*chainDef{
+		baseChain("filter-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
+			"prerouting", prioBridge, "filter", antiSpoofRules()...),
+		baseChain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward,
+			"forward", prioBridge, "filter", iccRules()...),
+	}
+}
+
+// antiSpoofRules (B17): what an endpoint sends must carry its own MAC and
+// addresses. IPv6 link-local sources are allowed (neighbour discovery), and
+// :: for duplicate address detection. Other ethertypes are dropped.
+func antiSpoofRules() []rule {
+	r := func(t ...term) rule { return mkRule(famBridge, t...) }
+	return []rule{
+		r(notInSet(setPorts, fIifname), accept),
+		r(notInSet(setPortMAC, fIifname, fEtherSaddr), drop),
+		r(inSet(setPortIP4, fIifname, fIPSaddr), accept),
+		r(inSet(setPortMAC, fIifname, fARPSha), inSet(setPortIP4, fIifname, fARPSpa), accept),
+		r(inSet(setPortIP6, fIifname, fIP6Saddr), accept),
+		r(inPrefix(fIP6Saddr, linkLocal), accept),
+		r(isAddr(fIP6Saddr, netip.IPv6Unspecified()), accept),
+		r(drop),
+	}
+}
+
+// ICMPv6 neighbour discovery types (RFC 4861).
+const (
+	icmp6NeighSolicit = 135
+	icmp6NeighAdvert  = 136
+)
+
+// iccRules (B15, B16): frames bridged between the ports of an icc=false
+// network. The kernel here has no nf_conntrack_bridge (a ct expression in a
+// bridge table is refused), so replies of a link are matched statelessly by
+// their source port, as Docker does; unlike Docker, a bare TCP SYN never
+// passes as a reply, so the child cannot open a TCP connection to the
+// parent even from its exposed port. The kernel has no NFT_BRIDGE_META
+// either (no meta ibrname), so isolation is keyed on the endpoint ports.
+func iccRules() []rule {
+	r := func(t ...term) rule { return mkRule(famBridge, t...) }
+	return []rule{
+		r(notInSet(setIsolated, fIifname), notInSet(setIsolated, fOifname), accept),
+		r(etherARP(), accept),
+		r(icmp6Type(icmp6NeighSolicit, "nd-neighbor-solicit"), accept),
+		r(icmp6Type(icmp6NeighAdvert, "nd-neighbor-advert"), accept),
+		r(inSet(setLinks4, fIPSaddr, fIPDaddr, fL4proto, fThDport), accept),
+		r(inSet(setLinks6, fIP6Saddr, fIP6Daddr, fL4proto, fThDport), accept),
+		r(tcpSyn(), drop),
+		r(inSet(setLinks4Back, fIPSaddr, fIPDaddr, fL4proto, fThSport), accept),
+		r(inSet(setLinks6Back, fIP6Saddr, fIP6Daddr, fL4proto, fThSport), accept),
+		r(drop),
+	}
+}

@@ -1,0 +1,84 @@
+// Package nft is the nftables backend of Portcullis: it replaces the
+// iptables rules of Docker's bridge driver with two nftables tables that it
+// owns outright, programmed over netlink (github.com/google/nftables; no
+// nft process runs).
+//
+// # Tables, chains and hooks
+//
+// table inet portcullis (IPv4 and IPv6 in one):
+//
+//	raw-prerouting   filter prerouting  priority raw (-300)   drop 127.0.0.0/8 not from lo (B11)
+//	nat-prerouting   nat    prerouting  priority dstnat (-100) jump published
+//	nat-output       nat    output      priority -100          jump published (node-originated, B10)
+//	published        regular chain: DNAT through the dnat* maps (B6-B9)
+//	nat-postrouting  nat    postrouting priority srcnat (100)  loopback and hairpin masquerade,
+//	                                                           then snat maps and masquerade sets
+//	filter-forward   filter forward     priority filter (0)    keep outsiders out of bridges (B12, B18)
+//
+// table bridge portcullis (frames switched by our bridges; needs no
+// br_netfilter, B16):
+//
+//	filter-prerouting filter prerouting priority filter (-200) anti-spoofing of endpoint ports (B17)
+//	filter-forward    filter forward    priority filter (-200) icc=false and links (B15)
+//
+// Base chains are named <type>-<hook>. Everything that depends on the
+// desired state (bridges, subnets, endpoints, mappings, links) is an element
+// of a named set or map, never a rule, so a packet costs one hash lookup per
+// rule however many mappings exist, and a change costs only its elements.
+// Exact keys use hash sets; only port ranges and subnets use interval sets.
+//
+// Port ranges: a range whose container ports equal its host ports is one
+// interval element translating only the address. A shifted range is expanded
+// into one exact element per port, because nft_nat cannot add a port offset.
+//
+// # Living with other firewalls
+//
+// The backend reads and writes only its own two tables. Every base chain
+// has policy accept and ends without a verdict for traffic that is not ours,
+// so packets go on to Docker's, firewalld's or iptables-nft's tables, which
+// see them as they would without us. An accept here does not override a
+// drop in another table (netfilter runs every base chain on a hook), so a
+// host firewall with a forward drop policy must allow the bridges. The only
+// drops are those the contract requires: direct traffic into one of our
+// bridges that is neither a reply, published, nor from the same bridge
+// (B12, B18); 127.0.0.0/8 arriving from outside lo (B11); frames from an
+// endpoint port that do not carry the endpoint's MAC and addresses (B17);
+// and frames between endpoints of an icc=false network other than ARP,
+// neighbour discovery and links (B15).
+//
+// # Kernel state outside the tables
+//
+// The backend sets net.ipv4.conf.all.route_localnet=1 in its namespace
+// (needed for B10, see sysctl.go). The previous value is kept in set
+// saved-route_localnet, so Uninstall restores it even after an agent
+// restart. Conntrack entries of a removed or added mapping are deleted after
+// the transaction that changed it (B13); a full sync never touches conntrack,
+// so restarts keep established flows (B21).
+//
+// # Transactions
+//
+// Every Apply is one netlink batch, which the kernel commits entirely or not
+// at all (B20). A full sync deletes and re-creates both tables in the same
+// batch: atomic for packets, and it lets an upgrade change a set's type. An
+// incremental sync carries only the element deletions and additions the
+// delta implies. After a failure the next Apply is a full sync.
+//
+// # Kernel quirks this design works around
+//
+// The kernel this was written for has no nf_conntrack_bridge (a ct
+// expression in a bridge table is refused) and no NFT_BRIDGE_META (no meta
+// ibrname). So the bridge chains match link replies statelessly by source
+// port, as Docker does, but never let a bare TCP SYN pass as a reply; and
+// isolation is keyed on endpoint ports rather than on the bridge name.
+//
+// With br_netfilter on (bridge-nf-call-iptables=1, the default in a new
+// namespace), a DNATed packet whose new destination is on the bridge it
+// came from is bridged, not routed ("bridged_dnat"), and runs postrouting
+// without an input device: hairpin masquerade is therefore keyed on the
+// output bridge and the source subnet (set bridge-subnets4/6). A container
+// reaching its own published port then needs hairpin mode on its bridge
+// port, which whoever plugs the veth must set (Docker does the same when
+// its userland proxy is off); and on an icc=false network the bridged frame
+// meets the ICC filter, so reaching a neighbour's published port through a
+// node address is blocked there (as with Docker) unless br_netfilter is off.
+package nft

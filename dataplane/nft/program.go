@@ -1,0 +1,194 @@
+package nft
+
+import (
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// elemsPerMessage bounds one NEWSETELEM/DELSETELEM message: the element
+// list is a single netlink attribute, whose length field is 16 bits.
+const elemsPerMessage = 256
+
+// conn opens an nftables connection in the backend's namespace. Each call
+// dials its own socket (google/nftables does so per Flush). A full sync of a
+// large state is one big batch, so the socket buffers are raised to fit it:
+// the kernel refuses a sendmsg larger than the send buffer.
+func (b *Backend) conn(elems int) (*nftables.Conn, error) {
+	size := 1<<20 + elems*256
+	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
+		return forceBuffers(c, size)
+	})}
+	if b.ns >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(int(b.ns)))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	return c, nil
+}
+
+// forceBuffers sets SO_SNDBUFFORCE and SO_RCVBUFFORCE (we run with
+// CAP_NET_ADMIN), falling back to the capped SO_SNDBUF/SO_RCVBUF.
+func forceBuffers(c *netlink.Conn, size int) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+		}
+	})
+	if err == nil && serr != nil {
+		_ = c.SetWriteBuffer(size)
+		_ = c.SetReadBuffer(size)
+	}
+	return err
+}
+
+// programFull queues, for each table: add (so the delete cannot fail),
+// delete, and create it again with all sets, chains, rules and elements.
+// Everything is one batch, so the kernel swaps the old ruleset for the new
+// one atomically; conntrack (and so every established flow and its NAT
+// binding) is not touched. Re-creating rather than flushing also lets an
+// upgraded agent change a set's type.
+func programFull(c *nftables.Conn, elems map[string]*held) error {
+	bySet := map[*setDef][]elem{}
+	for _, h := range elems {
+		bySet[h.e.set] = append(bySet[h.e.set], h.e)
+	}
+	for _, t := range schema() {
+		tbl := t.table()
+		c.AddTable(tbl)
+		c.DelTable(tbl)
+		c.AddTable(tbl)
+		sets, err := addSets(c, tbl, t.sets)
+		if err != nil {
+			return err
+		}
+		addChains(c, tbl, t.chains, sets)
+		for _, s := range t.sets {
+			if err := queueElems(c, sets[s.name], bySet[s], true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func addSets(c *nftables.Conn, tbl *nftables.Table, defs []*setDef) (map[string]*nftables.Set, error) {
+	sets := map[string]*nftables.Set{}
+	for _, s := range defs {
+		ks := s.kernelSet(tbl)
+		if err := c.AddSet(ks, nil); err != nil {
+			return nil, fmt.Errorf("set %s: %w", s.name, err)
+		}
+		sets[s.name] = ks
+	}
+	return sets, nil
+}
+
+// addChains adds all chains before any rule, so a jump finds its target.
+func addChains(c *nftables.Conn, tbl *nftables.Table, defs []*chainDef, sets map[string]*nftables.Set) {
+	for _, ch := range defs {
+		kc := &nftables.Chain{Name: ch.name, Table: tbl}
+		if ch.base != nil {
+			kc = ch.base
+			kc.Table = tbl
+		}
+		c.AddChain(kc)
+	}
+	for _, ch := range defs {
+		for _, r := range ch.rules {
+			c.AddRule(&nftables.Rule{
+				Table: tbl,
+				Chain: &nftables.Chain{Name: ch.name, Table: tbl},
+				Exprs: withSetIDs(r.exprs, sets),
+			})
+		}
+	}
+}
+
+// withSetIDs fills in the IDs of sets created in this batch. The kernel
+// resolves a lookup by name first, but the name still belongs to the old
+// set being deleted in the same batch, so it falls back to the ID.
+func withSetIDs(exprs []expr.Any, sets map[string]*nftables.Set) []expr.Any {
+	for _, e := range exprs {
+		if l, ok := e.(*expr.Lookup); ok {
+			l.SetID = sets[l.SetName].ID
+		}
+	}
+	return exprs
+}
+
+// queueElems adds (or deletes) elements of one set in bounded messages.
+func queueElems(c *nftables.Conn, s *nftables.Set, es []elem, add bool) error {
+	var batch []nftables.SetElement
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		var err error
+		if add {
+			err = c.SetAddElements(s, batch)
+		} else {
+			err = c.SetDeleteElements(s, batch)
+		}
+		batch = batch[:0]
+		return err
+	}
+	for _, e := range es {
+		batch = append(batch, e.kernelElems()...)
+		if len(batch) >= elemsPerMessage {
+			if err := flush(); err != nil {
+				return fmt.Errorf("set %s: %w", s.Name, err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// programDelta queues element deletions, then additions, grouped by set.
+// Deleting first lets a map element change its data under the same key.
+func programDelta(c *nftables.Conn, dels, adds []elem) error {
+	for _, step := range []struct {
+		es  []elem
+		add bool
+	}{{dels, false}, {adds, true}} {
+		bySet := map[*setDef][]elem{}
+		var order []*setDef
+		for _, e := range step.es {
+			if bySet[e.set] == nil {
+				order = append(order, e.set)
+			}
+			bySet[e.set] = append(bySet[e.set], e)
+		}
+		for _, s := range order {
+			tbl := &nftables.Table{Name: TableName, Family: s.fam}
+			if err := queueElems(c, s.kernelSet(tbl), bySet[s], step.add); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// programUninstall deletes both tables; adding them first makes the delete
+// succeed when they are already gone.
+func programUninstall(c *nftables.Conn) {
+	for _, t := range schema() {
+		tbl := t.table()
+		c.AddTable(tbl)
+		c.DelTable(tbl)
+	}
+}
