@@ -147,6 +147,12 @@ func (m *Manager) EnsureEndpoint(e *model.REndpoint) error {
 			return fmt.Errorf("attach %s to bridge %s: %w", e.HostIfname, e.Net.Bridge, err)
 		}
 	}
+	// Hairpin lets a container reach its own published port through a node
+	// address: with br_netfilter on, the DNATed packet is switched straight
+	// back out of the port it came in on, which a bridge refuses by default.
+	if err := m.h.LinkSetHairpin(l, true); err != nil {
+		return fmt.Errorf("set hairpin on %s: %w", e.HostIfname, err)
+	}
 	if err := m.h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set %s up: %w", e.HostIfname, err)
 	}

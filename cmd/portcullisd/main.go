@@ -1,0 +1,78 @@
+// Command portcullisd is the Portcullis node agent: it owns the dataplane's
+// kernel state and serves the controller API on a unix socket.
+//
+//	portcullisd [flags]            run the agent
+//	portcullisd uninstall [flags]  remove everything it ever created
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/portcullis/portcullis/dataplane/agent"
+	"github.com/portcullis/portcullis/dataplane/api"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "portcullisd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	uninstall := len(args) > 0 && args[0] == "uninstall"
+	if uninstall {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("portcullisd", flag.ContinueOnError)
+	var cfg agent.Config
+	fs.StringVar(&cfg.Socket, "socket", api.DefaultSocket, "unix socket of the controller API")
+	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/portcullis", "directory of the desired state")
+	fs.StringVar(&cfg.Backend, "backend", "auto", "dataplane backend: auto, ebpf or nftables")
+	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf/portcullis", "bpffs directory where eBPF programs and maps are pinned")
+	fs.StringVar(&cfg.Attach, "attach", "auto", "eBPF attach mode: auto (tcx when the kernel has it), tcx or tc (clsact)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9642 (default: off)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: portcullisd [uninstall] [flags]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: the only subcommand is uninstall", fs.Arg(0))
+	}
+	log, err := newLogger(*level, *format)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if uninstall {
+		return agent.Uninstall(ctx, cfg, log)
+	}
+	return agent.Run(ctx, cfg, log)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: use text or json", format)
+}

@@ -1,0 +1,105 @@
+// Package agent wires portcullisd together: backend choice, state, the
+// reconciler and the API server.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/portcullis/portcullis/dataplane"
+	"github.com/portcullis/portcullis/dataplane/api"
+	"github.com/portcullis/portcullis/dataplane/netdev"
+	"github.com/portcullis/portcullis/dataplane/store"
+)
+
+// Config holds portcullisd's flags.
+type Config struct {
+	Socket   string
+	StateDir string
+	Backend  string // auto, ebpf, nftables
+	BPFFS    string // bpffs directory for pins
+	Attach   string // eBPF attach mode: auto, tcx, tc
+	// MetricsAddr, when set, is a TCP address to serve Prometheus metrics on.
+	MetricsAddr string
+}
+
+// Run serves until ctx ends. On the way out it leaves the kernel state as it
+// is, so a restart or an upgrade drops no flow.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	st, err := store.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	be, info, err := chooseBackend(cfg, log)
+	if err != nil {
+		return err
+	}
+	dev, err := netdev.New()
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	rec, err := dataplane.NewReconciler(be, dev, st, log)
+	if err != nil {
+		return fmt.Errorf("load state from %s: %w", cfg.StateDir, err)
+	}
+	if err := rec.Start(ctx); err != nil {
+		return fmt.Errorf("apply state at start: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		if err := serveMetrics(ctx, cfg.MetricsAddr, rec, log); err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+	}
+	l, err := api.Listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Socket)
+	srv := &http.Server{Handler: api.NewServer(rec, info, log).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	log.Info("serving", "socket", cfg.Socket, "backend", be.Name(), "why", info["backend_reason"])
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped; kernel state left in place")
+	return nil
+}
+
+// Uninstall removes everything portcullisd ever created on this node: both
+// backends' kernel objects, the interfaces it made, its state and socket.
+func Uninstall(ctx context.Context, cfg Config, log *slog.Logger) error {
+	var errs []error
+	for _, be := range uninstallers(cfg, log) {
+		if err := be.Uninstall(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", be.Name(), err))
+		}
+	}
+	dev, err := netdev.New()
+	if err == nil {
+		gone, derr := dev.DeleteOwned()
+		dev.Close()
+		log.Info("removed interfaces", "names", gone)
+		err = derr
+	}
+	errs = append(errs, err)
+	if st, err := store.Open(cfg.StateDir); err == nil {
+		errs = append(errs, st.Remove())
+	}
+	os.Remove(cfg.Socket)
+	return errors.Join(errs...)
+}
