@@ -1,0 +1,209 @@
+package conformance
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/portcullis/portcullis/dataplane/model"
+	"github.com/portcullis/portcullis/internal/nstest"
+)
+
+// B20: a change that fails leaves the previous state fully in force: the
+// old mapping still routes, and GET still shows the old objects.
+func testAtomicChanges(t *testing.T) {
+	e := newEnv(t)
+	e.network(pc0(false))
+	c1 := e.container("c1", "pc0", 2)
+	servers(t, c1.NS, "c1", 80)
+	e.publish(tcpPort("p1", "c1", 8080, 80))
+	reachTCP(t, e.ext(), "192.0.2.1:8080", "c1")
+
+	refused := []struct {
+		what string
+		do   func() error
+		want int // HTTP status, 0: any refusal
+	}{
+		{"new endpoint on a missing host interface", func() error {
+			_, err := e.api.PutEndpoint(e.ctx, model.Endpoint{ID: "c9", Network: "pc0", IP: "172.17.0.9", HostIfname: "nope0"})
+			return err
+		}, 0},
+		{"replacing c1 with a missing host interface", func() error {
+			_, err := e.api.PutEndpoint(e.ctx, model.Endpoint{ID: "c1", Network: "pc0", IP: c1.IP.String(), HostIfname: "nope0"})
+			return err
+		}, 0},
+		{"a mapping that collides with p1", func() error {
+			_, err := e.api.PutPort(e.ctx, tcpPort("p2", "c1", 8080, 81))
+			return err
+		}, http.StatusConflict},
+		{"replacing p1 with port 70000", func() error {
+			_, err := e.api.PutPort(e.ctx, tcpPort("p1", "c1", 8080, 70000))
+			return err
+		}, http.StatusBadRequest},
+	}
+	for _, r := range refused {
+		err := r.do()
+		switch {
+		case err == nil:
+			t.Errorf("%s: accepted, want refused", r.what)
+		case r.want != 0 && apiStatus(err) != r.want:
+			t.Errorf("%s: refused with %d (%v), want %d", r.what, apiStatus(err), err, r.want)
+		}
+		reachTCP(t, e.ext(), "192.0.2.1:8080", "c1")
+	}
+
+	var ep model.Endpoint
+	getJSON(t, e, "/v1/endpoints/c1", http.StatusOK, &ep)
+	if ep.Netns != c1.NS.Path || ep.HostIfname != "" || ep.IP != c1.IP.String() {
+		t.Errorf("GET endpoint c1 after refused changes: %+v, want the original (netns %s)", ep, c1.NS.Path)
+	}
+	var p model.PortMapping
+	getJSON(t, e, "/v1/ports/p1", http.StatusOK, &p)
+	if p.Port != 80 || p.HostPort != 8080 {
+		t.Errorf("GET port p1 after refused changes: %+v, want 8080 -> 80", p)
+	}
+	getJSON(t, e, "/v1/endpoints/c9", http.StatusNotFound, nil)
+	getJSON(t, e, "/v1/ports/p2", http.StatusNotFound, nil)
+	if err := c1.NS.WaitInterface("eth0", c1.IP, probeTimeout); err != nil {
+		t.Errorf("c1 lost its interface after refused changes: %v", err)
+	}
+}
+
+// getJSON checks the status of GET path and decodes the body into out.
+func getJSON(t *testing.T, e *env, path string, want int, out any) {
+	t.Helper()
+	st, body, err := e.agent.Get(path)
+	if err != nil {
+		t.Errorf("GET %s: %v", path, err)
+		return
+	}
+	if st != want {
+		t.Errorf("GET %s: %d %s, want %d", path, st, body, want)
+		return
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Errorf("GET %s: decode %s: %v", path, body, err)
+		}
+	}
+}
+
+// B21: restarting the agent drops neither established flows (inbound
+// through a published port, outbound through SNAT) nor published ports,
+// also while it is down.
+func testRestart(t *testing.T) {
+	e := newEnv(t)
+	e.network(pc0(false))
+	c1 := e.container("c1", "pc0", 2)
+	servers(t, c1.NS, "c1", 80)
+	servers(t, e.ext(), "ext", 7000)
+	e.publish(tcpPort("tcp", "c1", 8080, 80))
+	e.publish(udpPort("udp", "c1", 8080, 80))
+
+	in, r := nstest.ConnectTCP(e.ext(), "192.0.2.1:8080", nstest.DialOptions{Timeout: reachTimeout})
+	if !r.OK() {
+		t.Fatalf("inbound connection before restart: %v", r.Err)
+	}
+	defer in.Close()
+	out, r := nstest.ConnectTCP(c1.NS, "192.0.2.2:7000", nstest.DialOptions{Timeout: reachTimeout})
+	if !r.OK() {
+		t.Fatalf("outbound connection before restart: %v", r.Err)
+	}
+	defer out.Close()
+	udp, err := nstest.NewUDPClient(e.ext(), "192.0.2.1:8080", nstest.DialOptions{Timeout: reachTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	if r := udp.Exchange("before"); !r.OK() {
+		t.Fatalf("udp flow before restart: %v", r.Err)
+	}
+
+	flows := func(when string) {
+		t.Helper()
+		if err := in.Echo(); err != nil {
+			t.Errorf("inbound connection %s: %v", when, err)
+		}
+		if err := out.Echo(); err != nil {
+			t.Errorf("outbound connection %s: %v", when, err)
+		}
+		if r := udp.Exchange(when); !r.OK() {
+			t.Errorf("udp flow %s: %v", when, r.Err)
+		}
+	}
+	if err := e.agent.Stop(); err != nil {
+		t.Errorf("stop agent: %v", err)
+	}
+	flows("while the agent is down")
+	if err := e.agent.Start(); err != nil {
+		t.Fatalf("start agent again: %v", err)
+	}
+	flows("after the restart")
+	reachTCP(t, e.ext(), "192.0.2.1:8080", "c1")
+	reachUDP(t, e.ext(), "192.0.2.1:8080", "c1")
+	reachTCP(t, c1.NS, "192.0.2.2:7000", "ext")
+}
+
+// B22: uninstall leaves nothing: no nft table, no bridge or veth the agent
+// made, no pinned object, no tc or tcx program.
+func testUninstall(t *testing.T) {
+	e := newEnv(t)
+	n := pc0(false)
+	n.ICC = boolp(false)
+	e.network(n)
+	c1 := e.container("c1", "pc0", 2, func(ep *model.Endpoint) {
+		ep.Exposed = []model.PortProto{{Port: 80, Proto: "tcp"}}
+	})
+	e.container("c2", "pc0", 3)
+	servers(t, c1.NS, "c1", 80)
+	e.publish(tcpPort("tcp", "c1", 8080, 80))
+	e.link(t, "c2", "web", "c1")
+	reachTCP(t, e.ext(), "192.0.2.1:8080", "c1")
+
+	before, err := nstest.Inspect(e.node(), e.agent.BPFFSMount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("footprint before uninstall: %+v", before)
+	if !slices.Contains(before.Interfaces, "pc0") {
+		t.Fatalf("bridge pc0 missing before uninstall: %v", before.Interfaces)
+	}
+	if err := e.agent.Stop(); err != nil {
+		t.Errorf("stop agent: %v", err)
+	}
+	if _, err := e.agent.Uninstall(); err != nil {
+		t.Fatalf("portcullisd uninstall: %v", err)
+	}
+	after, err := nstest.Inspect(e.node(), e.agent.BPFFSMount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node namespace started with no table and only lo and up0.
+	if len(after.NftTables) > 0 {
+		t.Errorf("nft tables left: %v", after.NftTables)
+	}
+	var extra []string
+	for _, i := range after.Interfaces {
+		if i != "lo" && i != nstest.UplinkName {
+			extra = append(extra, i)
+		}
+	}
+	if len(extra) > 0 {
+		t.Errorf("interfaces left: %s", strings.Join(extra, ", "))
+	}
+	if len(after.Pinned) > 0 {
+		t.Errorf("pinned objects left: %v", after.Pinned)
+	}
+	if len(after.TCFilters) > 0 {
+		t.Errorf("tc filters left: %v", after.TCFilters)
+	}
+	if len(after.TCX) > 0 {
+		t.Errorf("tcx programs left: %v", after.TCX)
+	}
+	// Uninstall is idempotent.
+	if _, err := e.agent.Uninstall(); err != nil {
+		t.Errorf("second portcullisd uninstall: %v", err)
+	}
+}
