@@ -1,0 +1,81 @@
+# Portcullis. `make demo` and `make test` are the two set-up commands; both
+# install the Debian packages they need when run as root.
+export PATH := $(PATH):/usr/local/go/bin
+GO      ?= go
+CLANG   ?= clang-14
+BACKEND ?= nftables
+BIN     := bin
+PREFIX  ?= /usr/local
+
+# Debian packages per purpose (checked by command, installed when missing).
+PKGS_TEST  := iproute2:ip nftables:nft iputils-ping:ping
+PKGS_GEN   := clang-14:clang-14 llvm-14:llc-14 libbpf-dev:/usr/include/bpf/bpf_helpers.h
+PKGS_BENCH := iperf3:iperf3 iptables:iptables-legacy conntrack:conntrack containernetworking-plugins:/usr/lib/cni/bridge
+
+.PHONY: all build generate check-generate test unit conformance demo bench bench-quick install uninstall clean deps-test deps-gen deps-bench
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# install-missing PKG:CMD... installs each package whose command (or file) is absent.
+define install-missing
+	@missing=""; for pc in $(1); do p=$${pc%%:*}; c=$${pc#*:}; \
+	  if [ "$${c#/}" != "$$c" ]; then [ -e "$$c" ] || missing="$$missing $$p"; \
+	  else command -v "$$c" >/dev/null 2>&1 || missing="$$missing $$p"; fi; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root to install them)"; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+deps-test:
+	$(call install-missing,$(PKGS_TEST))
+deps-gen:
+	$(call install-missing,$(PKGS_GEN))
+deps-bench:
+	$(call install-missing,$(PKGS_BENCH))
+
+# Rebuild the eBPF objects with the pinned clang; they are committed.
+generate: deps-gen
+	cd dataplane/ebpf && BPF_CLANG=$(CLANG) $(GO) generate ./...
+
+# Fails when regenerating changes the committed objects.
+check-generate: generate
+	git diff --exit-code -- '*_bpfel.go' '*_bpfel.o'
+
+# Unit and kernel tests of every package; the conformance suite runs apart.
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /conformance$$)
+
+conformance: deps-test build
+	@mkdir -p $(BIN)
+	PORTCULLISD=$(CURDIR)/$(BIN)/portcullisd $(GO) test -count=1 -timeout 30m ./conformance -run TestConformance -v -args -backend=$(BACKEND) 2>&1 | tee $(BIN)/conformance-$(BACKEND).log; \
+	  grep -q '^conformance: [0-9]* passed, 0 failed' $(BIN)/conformance-$(BACKEND).log
+
+test: deps-test build unit
+	$(MAKE) --no-print-directory conformance BACKEND=nftables
+
+demo: deps-test build
+	$(BIN)/pcdemo
+
+bench: deps-test deps-bench build
+	$(BIN)/pcbench -out bench/results
+
+bench-quick: deps-test deps-bench build
+	$(BIN)/pcbench -quick -out $(BIN)/bench-quick
+
+install: build
+	install -D -m 0755 $(BIN)/portcullisd $(DESTDIR)$(PREFIX)/bin/portcullisd
+	install -D -m 0755 $(BIN)/pcctl $(DESTDIR)$(PREFIX)/bin/pcctl
+	install -D -m 0644 dist/portcullisd.service $(DESTDIR)/etc/systemd/system/portcullisd.service
+
+uninstall:
+	-$(PREFIX)/bin/portcullisd uninstall
+	rm -f $(DESTDIR)$(PREFIX)/bin/portcullisd $(DESTDIR)$(PREFIX)/bin/pcctl $(DESTDIR)/etc/systemd/system/portcullisd.service
+
+clean:
+	rm -rf $(BIN)
