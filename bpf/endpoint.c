@@ -1,0 +1,316 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Container side: tc ingress on the host end of each endpoint veth, so it
+ * sees everything a container sends.
+ *
+ *   1. identity: the Ethernet source, the IP source and the ARP sender must
+ *      be the endpoint's (B17), so nothing below can be fooled;
+ *   2. replies of flows that were let in (published ports, hairpin) are
+ *      translated back and pass: established traffic skips policy, like
+ *      "ctstate RELATED,ESTABLISHED -j ACCEPT";
+ *   3. policy: networks are isolated (B18); with icc=false only linked pairs
+ *      talk, parent to the child's exposed ports and the child back from them
+ *      (B15), for IPv4 and IPv6, link-local included;
+ *   4. hairpin: a container reaching a published port on a node address is
+ *      sent to the target here (B9), with its source rewritten to the gateway
+ *      when it is its own port, or the reply would be a martian.
+ *
+ * SNAT is not done here but on the uplink egress: only there is it known
+ * that a packet leaves the node, and that is where masquerade picks the
+ * uplink's address.
+ */
+#include "lib/nat.h"
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+}
+
+static __always_inline int addr6_eq(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+static __always_inline int ep_arp(struct __sk_buff *skb, const struct pkt *p, const struct endpoint *ep)
+{
+	struct arp_eth4 a;
+	__be32 sip;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)) < 0)
+		return drop(p->ifindex, PC_DROP_MALFORMED);
+	if (a.ar_hrd != bpf_htons(1) || a.ar_pro != bpf_htons(ETH_P_IP) || a.ar_hln != ETH_ALEN || a.ar_pln != 4)
+		return drop(p->ifindex, PC_DROP_MALFORMED);
+	if ((ep->flags & EP_F_HAS_MAC) && !mac_eq(a.ar_sha, ep->mac))
+		return drop(p->ifindex, PC_DROP_SPOOF_ARP);
+	__builtin_memcpy(&sip, a.ar_sip, 4);
+	/* 0.0.0.0 is an ARP probe (RFC 5227): it claims nothing. */
+	if (sip != ep->ip4 && sip != 0)
+		return drop(p->ifindex, PC_DROP_SPOOF_ARP);
+	return TC_ACT_OK;
+}
+
+/* link_allowed: parent to child's exposed port, or child back from it. */
+static __always_inline int link_allowed(__u32 self, __u32 peer, __u8 proto, __be16 sport, __be16 dport)
+{
+	struct link_key k = { .proto = proto };
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
+		return 0;
+	k.parent = self;
+	k.child = peer;
+	k.port = bpf_ntohs(dport);
+	if (bpf_map_lookup_elem(&pc_links, &k))
+		return 1;
+	k.parent = peer;
+	k.child = self;
+	k.port = bpf_ntohs(sport);
+	return bpf_map_lookup_elem(&pc_links, &k) != 0;
+}
+
+/* peer_verdict applies ICC and links to traffic for another endpoint. */
+static __always_inline int peer_verdict(__u32 self, const struct endpoint *ep, const struct network *net,
+					const struct ep_ref *peer, const __u32 *mac_peer, const struct pkt *p,
+					__u8 proto)
+{
+	if (peer->net_id != ep->net_id)
+		return PC_DROP_ISOLATION;
+	if (peer->ifindex == self || (net->flags & NET_F_ICC))
+		return 0;
+	/* A frame for one container's MAC carrying another's address. */
+	if (mac_peer && *mac_peer != peer->ifindex)
+		return PC_DROP_ICC;
+	return link_allowed(self, peer->ifindex, proto, p->t.sport, p->t.dport) ? 0 : PC_DROP_LINK;
+}
+
+static __always_inline __u32 *mac_owner(const struct pkt *p)
+{
+	struct mac_key mk = {};
+
+	__builtin_memcpy(mk.mac, p->dst_mac, ETH_ALEN);
+	return bpf_map_lookup_elem(&pc_ep_macs, &mk);
+}
+
+/* policy4 returns 0 to let the packet on, or a drop reason. */
+static __always_inline int policy4(__u32 self, const struct endpoint *ep, const struct network *net,
+				   const struct pkt *p)
+{
+	__u32 *mac_peer = mac_owner(p), *nid;
+	struct ep_ref *peer;
+	struct addr_key ak;
+	__be32 dst = p->t.daddr;
+
+	addr4_key(&ak, dst);
+	peer = bpf_map_lookup_elem(&pc_ep_addrs, &ak);
+	if (peer)
+		return peer_verdict(self, ep, net, peer, mac_peer, p, p->t.proto);
+	if (mac_peer && *mac_peer != self && !(net->flags & NET_F_ICC))
+		return PC_DROP_ICC;
+	nid = subnet_lookup4(dst);
+	if (nid && *nid != ep->net_id) {
+		struct network *other = bpf_map_lookup_elem(&pc_networks, nid);
+
+		/* Another bridge's own address is a node address, not a container. */
+		if (other && other->gw4 == dst)
+			return 0;
+		return PC_DROP_ISOLATION;
+	}
+	if (net->flags & NET_F_ICC)
+		return 0;
+	/* Our subnet but no endpoint (its broadcast, a stopped container), or
+	 * limited broadcast and multicast: it would reach the other containers.
+	 */
+	if (nid && dst != net->gw4)
+		return PC_DROP_ICC;
+	if (dst == 0xffffffff || (dst & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000))
+		return PC_DROP_ICC;
+	return 0;
+}
+
+/* ep_forward lets a translated packet go. When its source is no longer the
+ * endpoint's own address it is now from a node address and must not go
+ * through the stack's input path (see redirect_routed4).
+ */
+static __always_inline int ep_forward(struct __sk_buff *skb, const struct pkt *p, const struct endpoint *ep,
+				      __u32 fib_if)
+{
+	__be32 src;
+
+	if (bpf_skb_load_bytes(skb, p->l3_off + 12, &src, 4) < 0)
+		return TC_ACT_SHOT;
+	if (src == ep->ip4)
+		return TC_ACT_OK;
+	return redirect_routed4(skb, p, fib_if, 0);
+}
+
+static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const struct endpoint *ep)
+{
+	__u32 self = p->ifindex, fib_if;
+	struct network *net;
+	struct ct_entry *e;
+	struct ct_key nat;
+	struct ct_new n = {};
+	int rc;
+
+	if (parse_ipv4(skb, p) != PARSE_OK)
+		return drop(p->ifindex, PC_DROP_MALFORMED);
+	if (p->t.saddr != ep->ip4)
+		return drop(p->ifindex, PC_DROP_SPOOF_IP);
+	/* A non-first fragment whose first fragment was not seen has no ports:
+	 * it cannot be checked against links, so it cannot pass.
+	 */
+	if (!(p->flags & PKT_F_PORTS))
+		return drop(p->ifindex, PC_DROP_FRAG);
+	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);
+	if (!net)
+		return drop(p->ifindex, PC_DROP_NO_ENDPOINT);
+	fib_if = net->bridge_ifindex ? net->bridge_ifindex : self;
+
+	if (p->flags & PKT_F_ICMP_ERR) {
+		rc = nat_icmp_error4(skb, p, HOOK_EP_INGRESS);
+		if (rc < 0)
+			return drop(p->ifindex, PC_DROP_REWRITE);
+		if (rc > 0)
+			return ep_forward(skb, p, ep, fib_if);
+	}
+
+	e = ct_lookup(&p->t, HOOK_EP_INGRESS);
+	if (e) {
+		if (ct_apply(skb, p, e) < 0)
+			return drop(p->ifindex, PC_DROP_REWRITE);
+		return ep_forward(skb, p, ep, fib_if);
+	}
+
+	rc = policy4(self, ep, net, p);
+	if (rc)
+		return drop(p->ifindex, rc);
+
+	if (dnat_target(skb, p, fib_if, &nat, &n.ifindex)) {
+		n.flags = CT_F_DNAT | CT_F_HAIRPIN;
+		n.hooks_fwd = HOOK_EP_INGRESS;
+		n.hooks_rev = HOOK_EP_INGRESS;
+		/* To its own published port: the reply would come from and go to
+		 * the container's own address, so present the gateway as source
+		 * (Docker masquerades this case too).
+		 */
+		if (nat.daddr == ep->ip4)
+			nat.saddr = net->gw4;
+		rc = ct_new_flow(skb, p, &nat, &n, HOOK_EP_INGRESS);
+		if (rc)
+			return drop(p->ifindex, rc);
+		return ep_forward(skb, p, ep, fib_if);
+	}
+	/* Fast path out: traffic that the FIB sends to an uplink goes there
+	 * directly; the uplink's egress program still applies SNAT.
+	 */
+	if (CONFIG.flags & PC_CFG_FAST_PATH)
+		return redirect_routed4(skb, p, fib_if, 1);
+	return TC_ACT_OK;
+}
+
+static __always_inline int addr6_is_ll(const __u8 *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
+static __always_inline int addr6_is_unspec(const __u8 *a)
+{
+	const __u32 *x = (const __u32 *)a;
+
+	return (x[0] | x[1] | x[2] | x[3]) == 0;
+}
+
+static __always_inline int policy6(__u32 self, const struct endpoint *ep, const struct network *net,
+				   const struct pkt *p)
+{
+	__u32 *mac_peer = mac_owner(p), *nid;
+	struct ep_ref *peer;
+	struct addr_key ak;
+
+	addr6_key(&ak, p->daddr6);
+	peer = bpf_map_lookup_elem(&pc_ep_addrs, &ak);
+	if (peer)
+		return peer_verdict(self, ep, net, peer, mac_peer, p, p->nexthdr);
+	/* Link-local and any other address we do not know: a frame for another
+	 * container's MAC is container-to-container traffic.
+	 */
+	if (mac_peer && *mac_peer != self && !(net->flags & NET_F_ICC))
+		return PC_DROP_ICC;
+	nid = subnet_lookup6(p->daddr6);
+	if (nid && *nid != ep->net_id) {
+		struct network *other = bpf_map_lookup_elem(&pc_networks, nid);
+
+		if (other && addr6_eq(other->gw6, p->daddr6))
+			return 0;
+		return PC_DROP_ISOLATION;
+	}
+	if (net->flags & NET_F_ICC)
+		return 0;
+	if (nid && !addr6_eq(p->daddr6, net->gw6))
+		return PC_DROP_ICC;
+	if (p->daddr6[0] == 0xff) /* multicast reaches the other containers */
+		return PC_DROP_ICC;
+	return 0;
+}
+
+static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const struct endpoint *ep)
+{
+	__u32 self = p->ifindex;
+	struct network *net;
+	int rc;
+
+	if (parse_ipv6(skb, p) != PARSE_OK)
+		return drop(p->ifindex, PC_DROP_MALFORMED);
+	/* Link-local and unspecified (DAD) sources cannot be checked against
+	 * the model; they are harmless because link-local traffic to another
+	 * container is caught by its MAC below.
+	 */
+	if (!((ep->flags & EP_F_HAS_IP6) && addr6_eq(p->saddr6, ep->ip6)) && !addr6_is_ll(p->saddr6) &&
+	    !addr6_is_unspec(p->saddr6))
+		return drop(p->ifindex, PC_DROP_SPOOF_IP);
+	/* MLD and neighbour/router discovery are how IPv6 works on a link. */
+	if (p->nexthdr == IPPROTO_ICMPV6 && p->icmp_type >= ICMPV6_MLD_FIRST && p->icmp_type <= ICMPV6_ND_LAST)
+		return TC_ACT_OK;
+	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);
+	if (!net)
+		return drop(p->ifindex, PC_DROP_NO_ENDPOINT);
+	rc = policy6(self, ep, net, p);
+	if (rc)
+		return drop(p->ifindex, rc);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int pc_endpoint_ingress(struct __sk_buff *skb)
+{
+	struct endpoint *ep;
+	struct pkt p = {};
+
+	p.ifindex = skb->ifindex;
+	ep = bpf_map_lookup_elem(&pc_endpoints, &p.ifindex);
+	if (!ep)
+		return drop(p.ifindex, PC_DROP_NO_ENDPOINT);
+	/* With VLAN offload the tag is out of the frame, in skb->vlan_*. */
+	if (skb->vlan_present)
+		return drop(p.ifindex, PC_DROP_VLAN);
+	if (parse_eth(skb, &p) != PARSE_OK)
+		return drop(p.ifindex, PC_DROP_MALFORMED);
+	if ((ep->flags & EP_F_HAS_MAC) && !mac_eq(p.src_mac, ep->mac))
+		return drop(p.ifindex, PC_DROP_SPOOF_MAC);
+
+	switch (p.eth_proto) {
+	case ETH_P_IP:
+		return ep_ipv4(skb, &p, ep);
+	case ETH_P_IPV6:
+		return ep_ipv6(skb, &p, ep);
+	case ETH_P_ARP:
+		return ep_arp(skb, &p, ep);
+	case ETH_P_8021Q:
+	case ETH_P_8021AD:
+		return drop(p.ifindex, PC_DROP_VLAN);
+	}
+	return drop(p.ifindex, PC_DROP_NON_IP);
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

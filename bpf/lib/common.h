@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Shared by every program family: runtime configuration, drop reasons and
+ * the counters. Values here are mirrored in dataplane/ebpf/abi.go; change
+ * both together.
+ */
+#ifndef __PC_COMMON_H__
+#define __PC_COMMON_H__
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "pc_proto.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+#ifndef E2BIG
+#define E2BIG 7
+#endif
+#ifndef ENOMEM
+#define ENOMEM 12
+#endif
+
+/* Runtime configuration, written by the loader into .rodata before the
+ * programs are loaded, so the verifier sees constants and prunes the
+ * branches of disabled features.
+ */
+struct pc_config {
+	__u32 flags;              /* PC_CFG_* */
+	__u16 nat_port_min;       /* SNAT port / ICMP id range, host byte order */
+	__u16 nat_port_max;
+	__u32 nat_retries;        /* random tries after the original port, <= PC_NAT_MAX_TRIES */
+	__u32 tcp_syn_timeout;    /* seconds: TCP until the first reply */
+	__u32 tcp_est_timeout;    /* seconds: TCP after a reply */
+	__u32 tcp_close_timeout;  /* seconds: after RST, or FIN both ways */
+	__u32 other_timeout;      /* seconds: UDP, ICMP, SCTP, anything else */
+};
+
+/* Wildcard published ports and hairpin need "is this a node address": use
+ * bpf_fib_lookup besides the pc_local_addrs map. Tests switch it off so the
+ * result does not depend on the test machine's routes.
+ */
+#define PC_CFG_FIB_LOCAL (1U << 0)
+/* Fast paths: bpf_redirect_peer into the container from uplink ingress, and
+ * FIB lookup + redirect from the container straight to the uplink. Both skip
+ * the bridge, the node's IP input path and netfilter.
+ */
+#define PC_CFG_FAST_PATH (1U << 1)
+
+#define PC_NAT_MAX_TRIES 32
+
+volatile const struct pc_config CONFIG = {
+	.flags = PC_CFG_FIB_LOCAL,
+	.nat_port_min = 32768,
+	.nat_port_max = 60999,
+	.nat_retries = 16,
+	.tcp_syn_timeout = 60,
+	.tcp_est_timeout = 6 * 3600,
+	.tcp_close_timeout = 10,
+	.other_timeout = 60,
+};
+
+/* Why a packet was dropped; the key of pc_drops together with the ifindex. */
+enum pc_drop_reason {
+	PC_DROP_MALFORMED = 1,   /* truncated, bad IHL/version/length */
+	PC_DROP_VLAN = 2,        /* tagged frame from a container */
+	PC_DROP_NON_IP = 3,      /* neither IPv4, IPv6 nor ARP from a container */
+	PC_DROP_NO_ENDPOINT = 4, /* program on an interface we have no endpoint for */
+	PC_DROP_SPOOF_MAC = 5,   /* Ethernet source is not the endpoint's */
+	PC_DROP_SPOOF_IP = 6,    /* IP source is not the endpoint's */
+	PC_DROP_SPOOF_ARP = 7,   /* ARP sender MAC/IP is not the endpoint's */
+	PC_DROP_ICC = 8,         /* icc=false and not linked */
+	PC_DROP_LINK = 9,        /* linked pair, but not an exposed port */
+	PC_DROP_ISOLATION = 10,  /* to another network's subnet */
+	PC_DROP_FRAG = 11,       /* non-first fragment whose first was not seen */
+	PC_DROP_NAT_EXHAUSTED = 12, /* no free source port after the retries */
+	PC_DROP_CT_FULL = 13,    /* conntrack table full */
+	PC_DROP_UNSOLICITED = 14,/* from outside to a container without a flow */
+	PC_DROP_NO_SNAT_ADDR = 15,  /* masquerade with no address on the uplink */
+	PC_DROP_REWRITE = 16,    /* a store or checksum helper failed */
+	PC_DROP_NAT_CONFLICT = 17,  /* reply tuple already owned by another flow */
+	PC_DROP_MAX,
+};
+
+struct drop_key {
+	__u32 reason;  /* enum pc_drop_reason */
+	__u32 ifindex; /* interface the program ran on */
+};
+
+/* Event counters, index of pc_stats. */
+enum pc_stat {
+	PC_STAT_CT_CREATED = 0,  /* flows created (pairs) */
+	PC_STAT_NAT_RETRY = 1,   /* source port collisions that needed another port */
+	PC_STAT_CT_RECLAIMED = 2,/* expired pairs taken over in the datapath */
+	PC_STAT_ICMP_ERR_NAT = 3,/* ICMP errors translated through the inner header */
+	PC_STAT_REDIRECT = 4,    /* packets sent on a fast path */
+	PC_STAT_MAX = 8,
+};
+
+#endif /* __PC_COMMON_H__ */

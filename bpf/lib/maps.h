@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Every map of the datapath. Both program families include this file; the
+ * loader loads the endpoint object first and hands its maps to the uplink
+ * object (MapReplacements), so there is one instance of each map. The layouts
+ * are mirrored by the generated Go types; keep them free of implicit padding.
+ */
+#ifndef __PC_MAPS_H__
+#define __PC_MAPS_H__
+
+#include "common.h"
+
+/* ---- configuration maps, written by the agent only ---- */
+
+#define EP_F_HAS_MAC (1U << 0) /* mac is set: check Ethernet and ARP sources */
+#define EP_F_HAS_IP6 (1U << 1) /* ip6 is set */
+
+struct endpoint {
+	__be32 ip4;      /* the endpoint's IPv4 address */
+	__u32 net_id;    /* key of pc_networks */
+	__u8 ip6[16];    /* the endpoint's IPv6 address (EP_F_HAS_IP6) */
+	__u8 mac[6];     /* the container's MAC (EP_F_HAS_MAC) */
+	__u16 flags;     /* EP_F_* */
+	__be32 snat4;    /* fixed SNAT source for this endpoint, 0: the network's */
+};
+
+/* Endpoints by the ifindex of their host veth: who sent this packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct endpoint);
+} pc_endpoints SEC(".maps");
+
+struct addr_key {
+	__u32 family;  /* AF_INET or AF_INET6 */
+	__u8 addr[16]; /* IPv4 in the first 4 bytes, rest zero */
+};
+
+struct ep_ref {
+	__u32 ifindex; /* the endpoint's host veth: key of pc_endpoints, and its id */
+	__u32 net_id;  /* key of pc_networks */
+	__be32 snat4;  /* copy of endpoint.snat4, for SNAT without a second lookup */
+	__u32 pad;
+};
+
+/* Endpoints by address: whom is this packet for (ICC, links, SNAT). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, struct addr_key);
+	__type(value, struct ep_ref);
+} pc_ep_addrs SEC(".maps");
+
+struct mac_key {
+	__u8 mac[6];
+	__u16 pad;
+};
+
+/* Endpoints by MAC: a frame addressed to a container's MAC is bridged
+ * straight to it, whatever its IP destination (IPv6 link-local, say).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct mac_key);
+	__type(value, __u32); /* ifindex of the endpoint's host veth */
+} pc_ep_macs SEC(".maps");
+
+#define NET_F_ICC (1U << 0)  /* containers on this network may talk freely */
+#define NET_F_MASQ (1U << 1) /* masquerade traffic that leaves through an uplink */
+
+struct network {
+	__be32 gw4;             /* gateway (bridge) IPv4 address */
+	__be32 snat4;           /* fixed SNAT source, 0: masquerade or routed */
+	__u32 flags;            /* NET_F_* */
+	__u32 bridge_ifindex;   /* the bridge: FIB lookups for hairpin */
+	__u8 gw6[16];           /* gateway IPv6 address, zero when none */
+	__u8 gw_mac[6];         /* the bridge's MAC: source of fast-path frames */
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* net_id, assigned by the agent */
+	__type(value, struct network);
+} pc_networks SEC(".maps");
+
+struct subnet_key {
+	__u32 prefixlen; /* 32 + prefix length: the family word always matches */
+	__u32 family;    /* AF_INET or AF_INET6 */
+	__u8 addr[16];
+};
+
+/* Network subnets: which network an address belongs to (isolation, SNAT,
+ * dropping unsolicited traffic to containers).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 2048);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
+	__type(key, struct subnet_key);
+	__type(value, __u32); /* net_id */
+} pc_subnets SEC(".maps");
+
+struct link_key {
+	__u32 parent; /* ifindex of the parent's host veth */
+	__u32 child;  /* ifindex of the child's host veth */
+	__u16 port;   /* exposed port of the child, host byte order */
+	__u8 proto;   /* IPPROTO_TCP, _UDP, _SCTP */
+	__u8 pad;
+};
+
+/* Legacy links (icc=false): parent may open connections to child:port,
+ * child may answer from child:port. One entry per exposed port.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct link_key);
+	__type(value, __u8); /* always 1 */
+} pc_links SEC(".maps");
+
+struct port_key {
+	__u32 prefixlen; /* 64 + bits of the port: ranges are split into aligned blocks */
+	__u8 proto;      /* IPPROTO_TCP, _UDP, _SCTP */
+	__u8 pad[3];
+	__be32 addr;     /* host address; 0.0.0.0 for "every node address" */
+	__be16 port;     /* host port */
+	__u16 pad2;
+};
+
+struct port_target {
+	__be32 addr;     /* container address */
+	__u16 port_lo;   /* container port for host_lo, host byte order */
+	__u16 host_lo;   /* first host port of the mapping, host byte order */
+	__u32 ifindex;   /* the endpoint's host veth (fast path) */
+	__u16 host_hi;   /* last host port of the mapping, host byte order */
+	__u16 pad;
+};
+
+/* Published ports. An LPM trie so a port range costs one entry per aligned
+ * block (at most 30, usually a handful) instead of one per port.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct port_key);
+	__type(value, struct port_target);
+} pc_ports SEC(".maps");
+
+struct uplink {
+	__be32 addr4;    /* masquerade source address of this uplink */
+	__u32 flags;     /* unused, zero */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32); /* uplink ifindex */
+	__type(value, struct uplink);
+} pc_uplinks SEC(".maps");
+
+/* Node addresses known to the agent (uplink addresses, SNAT addresses,
+ * gateways); a wildcard published port answers on these. With
+ * PC_CFG_FIB_LOCAL any address the FIB calls local answers as well.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __be32);
+	__type(value, __u8); /* always 1 */
+} pc_local_addrs SEC(".maps");
+
+/* ---- state maps, written by the datapath ---- */
+
+/* One direction of a flow as seen on the wire. For ICMP echo the identifier
+ * is the source port of requests and the destination port of replies, so
+ * that the reverse of a request's tuple is its reply's tuple.
+ */
+struct ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+#define CT_F_REVERSE (1U << 0) /* the reply half of the pair */
+#define CT_F_SNAT (1U << 1)    /* created for source NAT (or routed, identity) */
+#define CT_F_DNAT (1U << 2)    /* created for a published port */
+#define CT_F_HAIRPIN (1U << 3) /* DNAT from a container, maybe with SNAT too */
+
+/* Where a half is applied: each program only acts on its own halves. */
+#define HOOK_EP_INGRESS (1U << 0)
+#define HOOK_UPLINK_INGRESS (1U << 1)
+#define HOOK_UPLINK_EGRESS (1U << 2)
+
+#define CT_S_REPLIED (1U << 0) /* a packet of the reverse half was seen */
+#define CT_S_FIN_FWD (1U << 1)
+#define CT_S_FIN_REV (1U << 2)
+#define CT_S_RST (1U << 3)
+
+struct ct_entry {
+	__u64 expires;      /* bpf_ktime_get_ns() deadline of this half */
+	struct ct_key nat;  /* the tuple after translation; reversed, the partner's key */
+	__u32 ifindex;      /* endpoint host veth the flow belongs to (fast path), 0: unknown */
+	__u8 flags;         /* CT_F_* */
+	__u8 hooks;         /* HOOK_* */
+	__u8 state;         /* CT_S_*, kept in step on both halves */
+	__u8 pad;
+};
+
+/* Connection tracking and NAT: a forward and a reverse half per flow. A plain
+ * hash, not LRU, so one half is never evicted without the other; the agent
+ * removes pairs whose halves both expired, and the datapath takes over an
+ * expired pair when it needs its tuple.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+} pc_ct SEC(".maps");
+
+/* IPv6 flows opened by containers, keyed by the tuple of their replies
+ * (lib/ct6.h). IPv6 is routed, not translated: one entry per flow.
+ */
+struct ct6_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct ct6_entry {
+	__u64 expires; /* bpf_ktime_get_ns() deadline; the agent's GC deletes it after */
+	__u8 state;    /* CT_S_*, as for IPv4 (FIN_FWD: from the container) */
+	__u8 pad[3];
+	__u32 pad2;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct6_key);
+	__type(value, struct ct6_entry);
+} pc_ct6 SEC(".maps");
+
+struct frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct frag_ports {
+	__be16 sport;
+	__be16 dport;
+};
+
+/* Ports of fragmented datagrams, learnt from the first fragment so the later
+ * ones go through the same policy and NAT. LRU: losing one only drops the
+ * rest of that datagram.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct frag_key);
+	__type(value, struct frag_ports);
+} pc_frags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct drop_key);
+	__type(value, __u64); /* packets */
+} pc_drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PC_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} pc_stats SEC(".maps");
+
+/* drop counts the packet and returns TC_ACT_SHOT. ifindex is read from the
+ * context once at program entry: clang would otherwise fold the several
+ * skb->ifindex reads into one pointer (ctx + 40), and the verifier rejects
+ * any access through a modified context pointer.
+ */
+static __always_inline int drop(__u32 ifindex, __u32 reason)
+{
+	struct drop_key k = { .reason = reason, .ifindex = ifindex };
+	__u64 one = 1, *v;
+
+	v = bpf_map_lookup_elem(&pc_drops, &k);
+	if (v)
+		*v += 1; /* per-CPU value: no atomics needed */
+	else
+		bpf_map_update_elem(&pc_drops, &k, &one, BPF_NOEXIST);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&pc_stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+#endif /* __PC_MAPS_H__ */

@@ -1,0 +1,599 @@
+// Package ebpf is the eBPF backend: it loads the programs of bpf/, attaches
+// them to endpoint veths and uplinks, and keeps their maps in step with the
+// desired state.
+package ebpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/portcullis/portcullis/dataplane/model"
+)
+
+// Options configure the backend.
+type Options struct {
+	// PinDir is a directory on a bpffs where maps, programs and tcx links
+	// are pinned, so the datapath outlives the agent and a restart picks up
+	// its flows. Empty: nothing is pinned (tests).
+	PinDir string
+	// Attach is auto (default), tcx or tc.
+	Attach AttachMode
+	// Config is the datapath configuration; the zero value means
+	// DefaultConfig().
+	Config *Config
+	// GCInterval is the longest pause between conntrack garbage
+	// collections (default 30 s); the collector runs more often while many
+	// entries expire. Negative: no background collection.
+	GCInterval time.Duration
+	// Log receives the backend's messages (default slog.Default()).
+	Log *slog.Logger
+
+	devs devices // tests may replace the netlink lookups
+}
+
+// Backend is the eBPF implementation of dataplane.Backend.
+type Backend struct {
+	opts Options
+	cfg  Config
+	log  *slog.Logger
+	devs devices
+
+	mu       sync.Mutex
+	mode     AttachMode // resolved: tcx or tc
+	modeWhy  string
+	dp       *datapath
+	st       *state // nil until the first successful Apply
+	attached map[attachKey]*attachment
+	gc       *collector
+}
+
+// New returns a backend. It touches the kernel only at the first Apply (or
+// Uninstall), so building one to uninstall is harmless.
+func New(opts Options) (*Backend, error) {
+	cfg := DefaultConfig()
+	if opts.Config != nil {
+		cfg = *opts.Config
+	}
+	if _, err := cfg.rodata(); err != nil {
+		return nil, err
+	}
+	switch opts.Attach {
+	case "":
+		opts.Attach = AttachAuto
+	case AttachAuto, AttachTCX, AttachTC:
+	default:
+		return nil, fmt.Errorf("attach mode %q: want auto, tcx or tc", opts.Attach)
+	}
+	if opts.GCInterval == 0 {
+		opts.GCInterval = 30 * time.Second
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	devs := opts.devs
+	if devs == nil {
+		devs = netlinkDevices{}
+	}
+	return &Backend{opts: opts, cfg: cfg, log: log, devs: devs, attached: map[attachKey]*attachment{}}, nil
+}
+
+// Name implements dataplane.Backend.
+func (b *Backend) Name() string { return "ebpf" }
+
+func (b *Backend) linkDir() string {
+	if b.opts.PinDir == "" {
+		return ""
+	}
+	return pinPaths{b.opts.PinDir}.links()
+}
+
+// load loads the programs (reusing pinned maps) and pins them, once.
+func (b *Backend) load() error {
+	if b.dp != nil {
+		return nil
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raise the memlock limit: %w", err)
+	}
+	lo := loadOptions{}
+	pp := pinPaths{b.opts.PinDir}
+	if b.opts.PinDir != "" {
+		if err := checkBPFFS(filepath.Dir(b.opts.PinDir)); err != nil {
+			return err
+		}
+		for _, d := range []string{pp.maps(), pp.progs(), pp.links()} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return fmt.Errorf("create pin directory: %w", err)
+			}
+		}
+		lo.mapPinDir = pp.maps()
+	}
+	dp, err := loadDatapath(b.cfg, lo)
+	if err != nil {
+		return err
+	}
+	if b.opts.PinDir != "" {
+		for name, p := range dp.progs {
+			path := filepath.Join(pp.progs(), name)
+			os.Remove(path) // an older agent's program; its links hold their own reference
+			if err := p.Pin(path); err != nil {
+				dp.Close()
+				return fmt.Errorf("pin program %s: %w", name, err)
+			}
+		}
+	}
+	mode, why, err := resolveMode(b.opts.Attach, dp.progs[progEndpointIngress])
+	if err != nil {
+		dp.Close()
+		return err
+	}
+	b.dp, b.mode, b.modeWhy = dp, mode, why
+	b.log.Info("ebpf datapath loaded", "attach", mode, "why", why, "pins", b.opts.PinDir)
+	return nil
+}
+
+func resolveMode(want AttachMode, prog *ebpf.Program) (AttachMode, string, error) {
+	err := probeTCX(prog)
+	switch want {
+	case AttachTCX:
+		if err != nil {
+			return "", "", fmt.Errorf("attach mode tcx: the kernel has no tcx (6.6+): %w", err)
+		}
+		return AttachTCX, "forced", nil
+	case AttachTC:
+		return AttachTC, "forced", nil
+	}
+	if err != nil {
+		return AttachTC, fmt.Sprintf("no tcx: %v", err), nil
+	}
+	return AttachTCX, "kernel has tcx", nil
+}
+
+// checkBPFFS makes sure dir is on a bpffs: pins elsewhere fail obscurely.
+func checkBPFFS(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("pin directory %s: %w (mount a bpffs: mount -t bpf bpf /sys/fs/bpf)", dir, err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("pin directory %s is not on a bpffs (mount -t bpf bpf /sys/fs/bpf)", dir)
+	}
+	return nil
+}
+
+// Apply implements dataplane.Backend.
+func (b *Backend) Apply(ctx context.Context, want *model.Resolved, d *model.Delta, full bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.load(); err != nil {
+		return fmt.Errorf("load ebpf datapath: %w", err)
+	}
+	var err error
+	if full || b.st == nil || d == nil {
+		err = b.applyFull(want)
+	} else {
+		err = b.applyDelta(want, d)
+	}
+	if err != nil {
+		return err
+	}
+	if b.gc == nil && b.opts.GCInterval > 0 {
+		b.gc = startCollector(b.dp.maps[mapCT], b.dp.maps[mapCT6], b.opts.GCInterval, b.log)
+	}
+	return nil
+}
+
+func (b *Backend) newTxn() *txn { return &txn{maps: b.dp.maps} }
+
+// finish commits t, or rolls it back when err is set.
+func (b *Backend) finish(t *txn, err error) error {
+	if err != nil {
+		if rerr := t.rollback(); rerr != nil {
+			return errors.Join(err, fmt.Errorf("roll back: %w", rerr))
+		}
+		return err
+	}
+	if err := t.commit(); err != nil {
+		// Only clean-ups run after commit (detaching from interfaces that
+		// are going away); the new state is in force.
+		b.log.Warn("ebpf: clean-up after apply", "err", err)
+	}
+	return nil
+}
+
+// applyFull rebuilds every configuration map from want, deleting keys that
+// nothing wants, and attaches to every hook want needs.
+func (b *Backend) applyFull(want *model.Resolved) error {
+	devs := newDeviceCache(b.devs)
+	owners, err := wantOwners(devs, want)
+	if err != nil {
+		return err
+	}
+	ns := newState()
+	t := b.newTxn()
+	err = func() error {
+		ids := make([]string, 0, len(owners))
+		for id := range owners {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			if _, _, err := ns.setOwner(t, id, owners[id]); err != nil {
+				return err
+			}
+		}
+		for _, name := range configMaps {
+			stale, err := staleKeys(b.dp.maps[name], name, ns)
+			if err != nil {
+				return err
+			}
+			for _, k := range stale {
+				if err := t.del(name, k); err != nil {
+					return err
+				}
+			}
+		}
+		keys := make([]attachKey, 0, len(ns.hooks))
+		for k := range ns.hooks {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		for _, k := range keys {
+			if err := b.ensureAttached(t, ns.hooks[k], true); err != nil {
+				return err
+			}
+		}
+		t.onCommit(func() error { return b.removeStaleHooks(ns) })
+		return nil
+	}()
+	if err := b.finish(t, err); err != nil {
+		return err
+	}
+	b.st = ns
+	return nil
+}
+
+// applyDelta writes only what d changes.
+func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
+	devs := newDeviceCache(b.devs)
+	t := b.newTxn()
+	var (
+		flush  []flushRule
+		flush6 []netip.Addr
+	)
+	set := func(id string, o owner) error {
+		added, removed, err := b.st.setOwner(t, id, o)
+		if err != nil {
+			return err
+		}
+		for _, h := range added {
+			if err := b.ensureAttached(t, h, false); err != nil {
+				return err
+			}
+		}
+		for _, h := range removed {
+			k := h.key()
+			t.onCommit(func() error { return b.detachUnwanted(k) })
+		}
+		return nil
+	}
+	err := func() error {
+		for _, c := range d.Networks {
+			o, err := ownerOrEmpty(c.New, func(n *model.RNetwork) (owner, error) { return netOwner(devs, n) })
+			if err != nil {
+				return err
+			}
+			name := networkName(c.Old, c.New)
+			if err := set("net/"+name, o); err != nil {
+				return err
+			}
+			if c.New == nil {
+				continue
+			}
+			// Endpoints carry their network's id (the bridge's ifindex).
+			for _, e := range want.Endpoints {
+				if e.Net != nil && e.Net.Name == name {
+					eo, err := epOwner(devs, e)
+					if err != nil {
+						return err
+					}
+					if err := set("ep/"+e.ID, eo); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for _, c := range d.Endpoints {
+			o, err := ownerOrEmpty(c.New, func(e *model.REndpoint) (owner, error) { return epOwner(devs, e) })
+			if err != nil {
+				return err
+			}
+			id := c.New
+			if id == nil {
+				id = c.Old
+			}
+			if err := set("ep/"+id.ID, o); err != nil {
+				return err
+			}
+			if c.Old != nil && (c.New == nil || c.New.IP != c.Old.IP) && c.Old.IP.IsValid() {
+				flush = append(flush, flushRule{addr: c.Old.IP})
+			}
+			if c.Old != nil && (c.New == nil || c.New.IP6 != c.Old.IP6) && c.Old.IP6.IsValid() {
+				flush6 = append(flush6, c.Old.IP6)
+			}
+		}
+		for _, c := range d.Ports {
+			o, err := ownerOrEmpty(c.New, func(p *model.RPort) (owner, error) { return portOwner(devs, p) })
+			if err != nil {
+				return err
+			}
+			p := c.New
+			if p == nil {
+				p = c.Old
+			}
+			if err := set("port/"+p.ID, o); err != nil {
+				return err
+			}
+			if c.Old != nil && c.Old.EP != nil {
+				flush = append(flush, flushRule{port: true, addr: c.Old.EP.IP, proto: c.Old.Proto, lo: c.Old.HostLo, hi: c.Old.HostHi})
+			}
+		}
+		for _, c := range d.Links {
+			o, err := ownerOrEmpty(c.New, func(l *model.RLink) (owner, error) { return linkOwner(devs, l) })
+			if err != nil {
+				return err
+			}
+			l := c.New
+			if l == nil {
+				l = c.Old
+			}
+			if err := set("link/"+linkID(l), o); err != nil {
+				return err
+			}
+		}
+		if d.Settings != nil {
+			o, err := uplinkOwner(devs, d.Settings.New)
+			if err != nil {
+				return err
+			}
+			if err := set("uplinks", o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err := b.finish(t, err); err != nil {
+		return err
+	}
+	if len(flush6) > 0 {
+		if _, err := flushCT6(b.dp.maps[mapCT6], flush6); err != nil {
+			b.log.Warn("ebpf: flush ipv6 conntrack of removed endpoints", "err", err)
+		}
+	}
+	if len(flush) > 0 {
+		n, err := flushCT(b.dp.maps[mapCT], flush)
+		if err != nil {
+			b.log.Warn("ebpf: flush conntrack of removed mappings", "err", err)
+		} else if n > 0 {
+			b.log.Debug("ebpf: flushed conntrack entries", "entries", n)
+		}
+	}
+	return nil
+}
+
+func ownerOrEmpty[T any](v *T, f func(*T) (owner, error)) (owner, error) {
+	if v == nil {
+		return owner{}, nil
+	}
+	return f(v)
+}
+
+func networkName(old, nw *model.RNetwork) string {
+	if nw != nil {
+		return nw.Name
+	}
+	return old.Name
+}
+
+// ensureAttached puts the hook's program in place. An attachment already on
+// the same interface is reused: the program is swapped in place (tcx:
+// link.Update, atomic; tc: the filter is replaced), which is also how a
+// resync after an upgrade installs the new programs. With resync unset an
+// attachment that already runs the right program is left alone.
+func (b *Backend) ensureAttached(t *txn, h hook, resync bool) error {
+	k := h.key()
+	cur := b.attached[k]
+	if cur != nil && cur.mode == b.mode && cur.ifindex == h.ifindex {
+		if cur.prog == h.prog && !resync {
+			return nil
+		}
+		old := cur.hook
+		if err := b.swap(cur, h); err != nil {
+			return err
+		}
+		t.onRollback(func() error { return b.swap(cur, old) })
+		return nil
+	}
+	a, err := b.attach(h, b.mode)
+	if err != nil {
+		return err
+	}
+	b.attached[k] = a
+	t.onRollback(func() error {
+		if cur != nil {
+			b.attached[k] = cur
+		} else {
+			delete(b.attached, k)
+		}
+		return a.detach()
+	})
+	if cur != nil {
+		// The interface was replaced (new ifindex) or the mode changed:
+		// the old attachment goes once the new one is in force.
+		t.onCommit(cur.detach)
+	}
+	return nil
+}
+
+// swap replaces the program of an existing attachment.
+func (b *Backend) swap(a *attachment, h hook) error {
+	prog, ok := b.dp.progs[h.prog]
+	if !ok {
+		return fmt.Errorf("no program %s", h.prog)
+	}
+	switch a.mode {
+	case AttachTCX:
+		if err := a.lnk.Update(prog); err != nil {
+			return fmt.Errorf("swap program on %s: %w", a.key(), err)
+		}
+	case AttachTC:
+		if err := attachTC(h, prog); err != nil {
+			return err
+		}
+	}
+	a.hook = h
+	return nil
+}
+
+// detachUnwanted runs after commit for a hook that lost its last owner.
+func (b *Backend) detachUnwanted(k attachKey) error {
+	if b.st != nil && b.st.hookN[k] > 0 {
+		return nil
+	}
+	a := b.attached[k]
+	if a == nil {
+		return nil
+	}
+	delete(b.attached, k)
+	return a.detach()
+}
+
+// removeStaleHooks drops every attachment ns does not want: ours in memory,
+// tcx links pinned by an earlier agent, clsact filters of an earlier run.
+func (b *Backend) removeStaleHooks(ns *state) error {
+	var errs []error
+	for k, a := range b.attached {
+		if _, ok := ns.hooks[k]; !ok {
+			delete(b.attached, k)
+			errs = append(errs, a.detach())
+		}
+	}
+	keep := map[string]bool{}
+	for _, a := range b.attached {
+		if a.mode == AttachTCX {
+			keep[tcxPinName(a.ifindex, a.dir)] = true
+		}
+	}
+	errs = append(errs, removeLinkPins(b.linkDir(), keep))
+	hooks, err := ourTCFilters()
+	errs = append(errs, err)
+	for _, h := range hooks {
+		if a := b.attached[h.key()]; a != nil && a.mode == AttachTC && a.ifindex == h.ifindex {
+			continue
+		}
+		errs = append(errs, detachTC(h.ifindex, h.dir))
+	}
+	return errors.Join(errs...)
+}
+
+// removeLinkPins unpins (and so detaches) every tcx link pinned in dir
+// whose name is not in keep.
+func removeLinkPins(dir string, keep map[string]bool) error {
+	if dir == "" {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if keep[e.Name()] {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			errs = append(errs, os.Remove(path))
+			continue
+		}
+		errs = append(errs, l.Unpin(), l.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Uninstall implements dataplane.Backend: it detaches every program, from
+// this agent or an earlier one, and removes every pin and the pin
+// directory. Absent objects are not an error.
+func (b *Backend) Uninstall(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gc != nil {
+		b.gc.stop()
+		b.gc = nil
+	}
+	var errs []error
+	for k, a := range b.attached {
+		errs = append(errs, a.detach())
+		delete(b.attached, k)
+	}
+	errs = append(errs, removeLinkPins(b.linkDir(), nil))
+	hooks, err := ourTCFilters()
+	errs = append(errs, err)
+	for _, h := range hooks {
+		errs = append(errs, detachTC(h.ifindex, h.dir))
+	}
+	if b.dp != nil {
+		b.dp.Close()
+		b.dp = nil
+	}
+	if b.opts.PinDir != "" {
+		if err := os.RemoveAll(b.opts.PinDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove pins: %w", err))
+		}
+	}
+	b.st = nil
+	return errors.Join(errs...)
+}
+
+// Close releases the agent's descriptors and stops the collector, leaving
+// the datapath in the kernel (pinned) for the next agent.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gc != nil {
+		b.gc.stop()
+		b.gc = nil
+	}
+	for k, a := range b.attached {
+		if a.lnk != nil {
+			a.lnk.Close() // a pinned link stays attached; without pins this detaches
+		}
+		delete(b.attached, k)
+	}
+	if b.dp != nil {
+		b.dp.Close()
+		b.dp = nil
+	}
+	return nil
+}

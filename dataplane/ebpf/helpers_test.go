@@ -1,0 +1,45 @@
+package ebpf
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// requireBPF skips the test unless this process may load BPF programs. On a
+// kernel that has BPF but refuses our objects the test fails instead.
+func requireBPF(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN) to load programs")
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Skipf("remove memlock rlimit: %v", err)
+	}
+}
+
+// testConfig is DefaultConfig without the FIB, so test results do not
+// depend on the machine's routes, and with a small CT map.
+func testConfig() Config {
+	c := DefaultConfig()
+	c.NoFIBLocal = true
+	c.CTMaxEntries = 4096
+	return c
+}
+
+func loadTestDatapath(t *testing.T, cfg Config) *datapath {
+	t.Helper()
+	requireBPF(t)
+	d, err := loadDatapath(cfg, loadOptions{})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		t.Skipf("kernel lacks a feature the datapath needs: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load datapath: %v", err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}

@@ -1,0 +1,196 @@
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/portcullis/portcullis/dataplane/model"
+)
+
+// deviceCache answers each interface lookup once per Apply.
+type deviceCache struct {
+	devs  devices
+	cache map[string]device
+}
+
+func newDeviceCache(d devices) *deviceCache {
+	return &deviceCache{devs: d, cache: map[string]device{}}
+}
+
+func (c *deviceCache) byName(name string) (device, error) {
+	if d, ok := c.cache[name]; ok {
+		return d, nil
+	}
+	d, err := c.devs.byName(name)
+	if err != nil {
+		return device{}, err
+	}
+	c.cache[name] = d
+	return d, nil
+}
+
+func netOwner(devs *deviceCache, n *model.RNetwork) (owner, error) {
+	br, err := devs.byName(n.Bridge)
+	if err != nil {
+		return owner{}, fmt.Errorf("network %s: bridge: %w", n.Name, err)
+	}
+	return owner{entries: netEntries(n, uint32(br.index), br.mac)}, nil
+}
+
+func epOwner(devs *deviceCache, e *model.REndpoint) (owner, error) {
+	if e.Net == nil {
+		return owner{}, fmt.Errorf("endpoint %s has no network", e.ID)
+	}
+	veth, err := devs.byName(e.HostIfname)
+	if err != nil {
+		return owner{}, fmt.Errorf("endpoint %s: host veth: %w", e.ID, err)
+	}
+	br, err := devs.byName(e.Net.Bridge)
+	if err != nil {
+		return owner{}, fmt.Errorf("endpoint %s: bridge: %w", e.ID, err)
+	}
+	return owner{
+		entries: epEntries(e, uint32(veth.index), uint32(br.index)),
+		hooks:   []hook{{ifname: e.HostIfname, ifindex: veth.index, dir: dirIngress, prog: progEndpointIngress}},
+	}, nil
+}
+
+func portOwner(devs *deviceCache, p *model.RPort) (owner, error) {
+	if p.EP == nil {
+		return owner{}, fmt.Errorf("port mapping %s has no endpoint", p.ID)
+	}
+	veth, err := devs.byName(p.EP.HostIfname)
+	if err != nil {
+		return owner{}, fmt.Errorf("port mapping %s: endpoint veth: %w", p.ID, err)
+	}
+	return owner{entries: portEntries(p, uint32(veth.index))}, nil
+}
+
+func linkID(l *model.RLink) string {
+	if l.Parent != nil {
+		return l.Parent.ID + "/" + l.Alias
+	}
+	return l.Spec.Key()
+}
+
+func linkOwner(devs *deviceCache, l *model.RLink) (owner, error) {
+	if l.Parent == nil || l.Child == nil {
+		return owner{}, fmt.Errorf("link %s: parent or child missing", linkID(l))
+	}
+	p, err := devs.byName(l.Parent.HostIfname)
+	if err != nil {
+		return owner{}, fmt.Errorf("link %s: parent veth: %w", linkID(l), err)
+	}
+	c, err := devs.byName(l.Child.HostIfname)
+	if err != nil {
+		return owner{}, fmt.Errorf("link %s: child veth: %w", linkID(l), err)
+	}
+	return owner{entries: linkEntries(l, uint32(p.index), uint32(c.index))}, nil
+}
+
+// uplinkOwner: the configured uplinks, or the interfaces with a default
+// route. Their addresses are read now; an address that changes later is
+// picked up by the next full resync.
+func uplinkOwner(devs *deviceCache, s model.Settings) (owner, error) {
+	names := s.Uplinks
+	if len(names) == 0 {
+		var err error
+		if names, err = devs.devs.defaultRouteLinks(); err != nil {
+			return owner{}, fmt.Errorf("find uplinks: %w", err)
+		}
+	}
+	var o owner
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		d, err := devs.byName(n)
+		if err != nil {
+			return owner{}, fmt.Errorf("uplink: %w", err)
+		}
+		o.entries = append(o.entries, uplinkEntries(uint32(d.index), d.addrs)...)
+		o.hooks = append(o.hooks,
+			hook{ifname: n, ifindex: d.index, dir: dirIngress, prog: progUplinkIngress},
+			hook{ifname: n, ifindex: d.index, dir: dirEgress, prog: progUplinkEgress})
+	}
+	return o, nil
+}
+
+// wantOwners computes every owner of want.
+func wantOwners(devs *deviceCache, want *model.Resolved) (map[string]owner, error) {
+	out := map[string]owner{}
+	var errs []error
+	add := func(id string, o owner, err error) {
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		out[id] = o
+	}
+	for _, n := range want.Networks {
+		o, err := netOwner(devs, n)
+		add("net/"+n.Name, o, err)
+	}
+	for _, e := range want.Endpoints {
+		o, err := epOwner(devs, e)
+		add("ep/"+e.ID, o, err)
+	}
+	for _, p := range want.Ports {
+		o, err := portOwner(devs, p)
+		add("port/"+p.ID, o, err)
+	}
+	for _, l := range want.Links {
+		o, err := linkOwner(devs, l)
+		add("link/"+linkID(l), o, err)
+	}
+	o, err := uplinkOwner(devs, want.Settings)
+	add("uplinks", o, err)
+	return out, errors.Join(errs...)
+}
+
+// staleKeys lists the keys of a configuration map that ns does not want.
+func staleKeys(m *ebpf.Map, name string, ns *state) ([]any, error) {
+	switch name {
+	case mapEndpoints, mapNetworks, mapUplinks:
+		return stale[uint32](m, name, ns)
+	case mapEpAddrs:
+		return stale[endpointAddrKey](m, name, ns)
+	case mapEpMACs:
+		return stale[endpointMacKey](m, name, ns)
+	case mapSubnets:
+		return stale[endpointSubnetKey](m, name, ns)
+	case mapLinks:
+		return stale[endpointLinkKey](m, name, ns)
+	case mapPorts:
+		return stale[endpointPortKey](m, name, ns)
+	case mapLocalAddrs:
+		return stale[uint32](m, name, ns)
+	}
+	return nil, fmt.Errorf("no key type for map %s", name)
+}
+
+func stale[K comparable](m *ebpf.Map, name string, ns *state) ([]any, error) {
+	var (
+		out  []any
+		k    K
+		prev any // nil: first key
+	)
+	for i := uint32(0); i <= m.MaxEntries(); i++ {
+		if err := m.NextKey(prev, &k); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("list %s: %w", name, err)
+		}
+		if _, ok := ns.slots[slotKey{name, k}]; !ok {
+			out = append(out, k)
+		}
+		kk := k
+		prev = kk
+	}
+	return out, nil
+}

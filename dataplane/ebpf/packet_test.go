@@ -1,0 +1,310 @@
+package ebpf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// A small packet builder and checker for BPF_PROG_TEST_RUN: Ethernet, IPv4
+// or IPv6, then TCP, UDP, SCTP or ICMP, with correct checksums. The checker
+// recomputes every checksum from scratch, so a rewrite that forgot one (or
+// fixed it wrongly) fails.
+
+var (
+	macA   = net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0x00, 0x02}
+	macB   = net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0x00, 0x03}
+	macGW  = net.HardwareAddr{0x02, 0x42, 0x00, 0x00, 0x00, 0x01}
+	macExt = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x99}
+)
+
+type pkt4 struct {
+	srcMAC, dstMAC net.HardwareAddr
+	src, dst       netip.Addr
+	proto          uint8
+	sport, dport   uint16 // ICMP echo: sport is the id
+	tcpFlags       uint8
+	icmpType       uint8
+	icmpCode       uint8
+	id             uint16
+	mf             bool
+	fragOff        uint16 // in 8-byte units
+	ttl            uint8
+	noUDPCsum      bool
+	payload        []byte
+	inner          []byte // ICMP error: the quoted packet (IPv4 header onward)
+	ihl            int    // override (bad IHL tests)
+}
+
+func csumAdd(sum uint32, b []byte) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	return sum
+}
+
+func csumFold(sum uint32) uint16 {
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+func pseudo4(src, dst netip.Addr, proto uint8, l4len int) uint32 {
+	s, d := src.As4(), dst.As4()
+	sum := csumAdd(0, s[:])
+	sum = csumAdd(sum, d[:])
+	return sum + uint32(proto) + uint32(l4len)
+}
+
+// l4 builds the transport header and payload with its checksum.
+func (p pkt4) l4() []byte {
+	var h []byte
+	switch p.proto {
+	case 6:
+		h = make([]byte, 20)
+		binary.BigEndian.PutUint16(h[0:], p.sport)
+		binary.BigEndian.PutUint16(h[2:], p.dport)
+		binary.BigEndian.PutUint32(h[4:], 1000)
+		h[12] = 5 << 4
+		h[13] = p.tcpFlags
+		binary.BigEndian.PutUint16(h[14:], 65535)
+	case 17:
+		h = make([]byte, 8)
+		binary.BigEndian.PutUint16(h[0:], p.sport)
+		binary.BigEndian.PutUint16(h[2:], p.dport)
+		binary.BigEndian.PutUint16(h[4:], uint16(8+len(p.payload)))
+	case 132:
+		h = make([]byte, 12)
+		binary.BigEndian.PutUint16(h[0:], p.sport)
+		binary.BigEndian.PutUint16(h[2:], p.dport)
+	case 1:
+		h = make([]byte, 8)
+		h[0], h[1] = p.icmpType, p.icmpCode
+		if p.icmpType == 8 || p.icmpType == 0 {
+			binary.BigEndian.PutUint16(h[4:], p.sport)
+			binary.BigEndian.PutUint16(h[6:], 1)
+		}
+	default:
+		h = nil
+	}
+	seg := append(h, p.payload...)
+	if p.inner != nil {
+		seg = append(seg, p.inner...)
+	}
+	switch p.proto {
+	case 6:
+		binary.BigEndian.PutUint16(seg[16:], csumFold(csumAdd(pseudo4(p.src, p.dst, 6, len(seg)), seg)))
+	case 17:
+		if !p.noUDPCsum {
+			c := csumFold(csumAdd(pseudo4(p.src, p.dst, 17, len(seg)), seg))
+			if c == 0 {
+				c = 0xffff
+			}
+			binary.BigEndian.PutUint16(seg[6:], c)
+		}
+	case 1:
+		binary.BigEndian.PutUint16(seg[2:], csumFold(csumAdd(0, seg)))
+	}
+	return seg
+}
+
+// ip returns the IPv4 packet (no Ethernet header).
+func (p pkt4) ip() []byte {
+	body := p.l4()
+	if p.fragOff != 0 {
+		body = p.payload // a later fragment carries only data
+	}
+	ihl := 5
+	if p.ihl != 0 {
+		ihl = p.ihl
+	}
+	h := make([]byte, 20)
+	h[0] = 4<<4 | byte(ihl)
+	binary.BigEndian.PutUint16(h[2:], uint16(20+len(body)))
+	binary.BigEndian.PutUint16(h[4:], p.id)
+	fo := p.fragOff
+	if p.mf {
+		fo |= 0x2000
+	}
+	binary.BigEndian.PutUint16(h[6:], fo)
+	h[8] = 64
+	if p.ttl != 0 {
+		h[8] = p.ttl
+	}
+	h[9] = p.proto
+	s, d := p.src.As4(), p.dst.As4()
+	copy(h[12:], s[:])
+	copy(h[16:], d[:])
+	binary.BigEndian.PutUint16(h[10:], csumFold(csumAdd(0, h)))
+	return append(h, body...)
+}
+
+func (p pkt4) frame() []byte {
+	return eth(p.dstMAC, p.srcMAC, 0x0800, p.ip())
+}
+
+func eth(dst, src net.HardwareAddr, proto uint16, payload []byte) []byte {
+	f := make([]byte, 14, 14+len(payload))
+	if dst == nil {
+		dst = macGW
+	}
+	if src == nil {
+		src = macExt
+	}
+	copy(f[0:], dst)
+	copy(f[6:], src)
+	binary.BigEndian.PutUint16(f[12:], proto)
+	return append(f, payload...)
+}
+
+func arpFrame(src net.HardwareAddr, sha net.HardwareAddr, sip, tip netip.Addr) []byte {
+	a := make([]byte, 28)
+	binary.BigEndian.PutUint16(a[0:], 1)
+	binary.BigEndian.PutUint16(a[2:], 0x0800)
+	a[4], a[5] = 6, 4
+	binary.BigEndian.PutUint16(a[6:], 1)
+	copy(a[8:], sha)
+	s, t := sip.As4(), tip.As4()
+	copy(a[14:], s[:])
+	copy(a[24:], t[:])
+	return eth(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, src, 0x0806, a)
+}
+
+// pkt6 is an IPv6 packet with a UDP, TCP or ICMPv6 header.
+type pkt6 struct {
+	srcMAC, dstMAC net.HardwareAddr
+	src, dst       netip.Addr
+	next           uint8
+	sport, dport   uint16 // ICMPv6 echo: sport is the id
+	icmpType       uint8
+	tcpFlags       uint8
+	payload        []byte // ICMPv6 errors: the quoted packet
+}
+
+func (p pkt6) frame() []byte {
+	return eth(p.dstMAC, p.srcMAC, 0x86dd, p.ip())
+}
+
+// ip returns the IPv6 packet; checksums are left zero (nothing rewrites
+// IPv6).
+func (p pkt6) ip() []byte {
+	var l4 []byte
+	switch p.next {
+	case 6:
+		l4 = make([]byte, 20)
+		l4[12] = 5 << 4
+	case 17:
+		l4 = make([]byte, 8)
+		binary.BigEndian.PutUint16(l4[4:], 8)
+	case 58:
+		l4 = make([]byte, 8)
+		l4[0] = p.icmpType
+		if p.icmpType == 128 || p.icmpType == 129 {
+			binary.BigEndian.PutUint16(l4[4:], p.sport)
+		}
+	}
+	if p.next == 6 {
+		l4[13] = p.tcpFlags
+	}
+	l4 = append(l4, p.payload...)
+	if p.next == 6 || p.next == 17 {
+		binary.BigEndian.PutUint16(l4[0:], p.sport)
+		binary.BigEndian.PutUint16(l4[2:], p.dport)
+	}
+	h := make([]byte, 40)
+	h[0] = 6 << 4
+	binary.BigEndian.PutUint16(h[4:], uint16(len(l4)))
+	h[6] = p.next
+	h[7] = 64
+	s, d := p.src.As16(), p.dst.As16()
+	copy(h[8:], s[:])
+	copy(h[24:], d[:])
+	return append(h, l4...)
+}
+
+// decoded is what the checker read back from a frame.
+type decoded struct {
+	src, dst     netip.Addr
+	proto        uint8
+	sport, dport uint16 // ICMP echo: the id in sport
+	icmpType     uint8
+	udpCsum      uint16
+	inner        *decoded // ICMP errors
+	ttl          uint8
+}
+
+// decode4 parses an Ethernet+IPv4 frame and verifies every checksum it
+// carries (IP, TCP/UDP with pseudo header, ICMP; for ICMP errors the inner
+// IP header too).
+func decode4(frame []byte) (*decoded, error) {
+	if len(frame) < 34 {
+		return nil, fmt.Errorf("frame of %d bytes", len(frame))
+	}
+	return decodeIP4(frame[14:], true)
+}
+
+func decodeIP4(ip []byte, full bool) (*decoded, error) {
+	ihl := int(ip[0]&0xf) * 4
+	if full && csumFold(csumAdd(0, ip[:ihl])) != 0 {
+		return nil, fmt.Errorf("bad IPv4 header checksum %#04x", binary.BigEndian.Uint16(ip[10:]))
+	}
+	if !full && csumFold(csumAdd(0, ip[:ihl])) != 0 {
+		return nil, fmt.Errorf("bad inner IPv4 header checksum %#04x", binary.BigEndian.Uint16(ip[10:]))
+	}
+	d := &decoded{
+		src:   netip.AddrFrom4([4]byte(ip[12:16])),
+		dst:   netip.AddrFrom4([4]byte(ip[16:20])),
+		proto: ip[9],
+		ttl:   ip[8],
+	}
+	tot := int(binary.BigEndian.Uint16(ip[2:]))
+	if full {
+		ip = ip[:tot]
+	}
+	seg := ip[ihl:]
+	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+		return d, nil // later fragment: nothing more to check
+	}
+	frag := binary.BigEndian.Uint16(ip[6:])&0x2000 != 0
+	switch d.proto {
+	case 6, 17, 132:
+		d.sport = binary.BigEndian.Uint16(seg[0:])
+		d.dport = binary.BigEndian.Uint16(seg[2:])
+		if !full || frag {
+			return d, nil
+		}
+		if d.proto == 17 {
+			d.udpCsum = binary.BigEndian.Uint16(seg[6:])
+			if d.udpCsum == 0 {
+				return d, nil
+			}
+		}
+		if d.proto != 132 && csumFold(csumAdd(pseudo4(d.src, d.dst, d.proto, len(seg)), seg)) != 0 {
+			return nil, fmt.Errorf("bad %d checksum", d.proto)
+		}
+	case 1:
+		d.icmpType = seg[0]
+		if seg[0] == 8 || seg[0] == 0 {
+			d.sport = binary.BigEndian.Uint16(seg[4:])
+		}
+		if !full {
+			return d, nil
+		}
+		if !frag && csumFold(csumAdd(0, seg)) != 0 {
+			return nil, fmt.Errorf("bad ICMP checksum")
+		}
+		if seg[0] == 3 || seg[0] == 11 || seg[0] == 12 {
+			in, err := decodeIP4(seg[8:], false)
+			if err != nil {
+				return nil, err
+			}
+			d.inner = in
+		}
+	}
+	return d, nil
+}
