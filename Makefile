@@ -8,9 +8,9 @@ BIN     := bin
 PREFIX  ?= /usr/local
 
 # Debian packages per purpose (checked by command, installed when missing).
-PKGS_TEST  := iproute2:ip nftables:nft iputils-ping:ping
+PKGS_TEST  := iproute2:ip nftables:nft iputils-ping:ping containernetworking-plugins:/usr/lib/cni/host-local
 PKGS_GEN   := clang-14:clang-14 llvm-14:llc-14 libbpf-dev:/usr/include/bpf/bpf_helpers.h
-PKGS_BENCH := iperf3:iperf3 iptables:iptables-legacy conntrack:conntrack containernetworking-plugins:/usr/lib/cni/bridge
+PKGS_BENCH := iperf3:iperf3 iptables:iptables-legacy conntrack:conntrack
 
 .PHONY: all build generate check-generate test unit conformance demo bench bench-quick install uninstall clean deps-test deps-gen deps-bench
 
@@ -31,8 +31,11 @@ define install-missing
 	fi
 endef
 
+CNITOOL_VERSION := v1.3.1
 deps-test:
 	$(call install-missing,$(PKGS_TEST))
+	@command -v cnitool >/dev/null 2>&1 || [ -x "$$($(GO) env GOPATH)/bin/cnitool" ] || \
+	  $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
 deps-gen:
 	$(call install-missing,$(PKGS_GEN))
 deps-bench:
@@ -71,11 +74,12 @@ bench-quick: deps-test deps-bench build
 install: build
 	install -D -m 0755 $(BIN)/portcullisd $(DESTDIR)$(PREFIX)/bin/portcullisd
 	install -D -m 0755 $(BIN)/pcctl $(DESTDIR)$(PREFIX)/bin/pcctl
+	install -D -m 0755 $(BIN)/portcullis-cni $(DESTDIR)/opt/cni/bin/portcullis-cni
 	install -D -m 0644 dist/portcullisd.service $(DESTDIR)/etc/systemd/system/portcullisd.service
 
 uninstall:
 	-$(PREFIX)/bin/portcullisd uninstall
-	rm -f $(DESTDIR)$(PREFIX)/bin/portcullisd $(DESTDIR)$(PREFIX)/bin/pcctl $(DESTDIR)/etc/systemd/system/portcullisd.service
+	rm -f $(DESTDIR)$(PREFIX)/bin/portcullisd $(DESTDIR)$(PREFIX)/bin/pcctl $(DESTDIR)/opt/cni/bin/portcullis-cni $(DESTDIR)/etc/systemd/system/portcullisd.service
 
 clean:
 	rm -rf $(BIN)

@@ -3,22 +3,40 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/portcullis/portcullis/dataplane"
+	"github.com/portcullis/portcullis/dataplane/ebpf"
 	"github.com/portcullis/portcullis/dataplane/nft"
 )
 
 // chooseBackend builds the backend that cfg asks for and says why it was
-// chosen; the reason is shown in /v1/status.
+// chosen; the reason is shown in /v1/status. auto takes eBPF when its
+// programs load here and falls back to nftables when they do not.
 func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]any, error) {
 	info := map[string]any{"backend_requested": cfg.Backend}
 	switch cfg.Backend {
+	case "ebpf":
+		be, err := newEBPF(cfg, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--backend=ebpf: %w (use --backend=auto to fall back to nftables)", err)
+		}
+		info["backend_reason"] = "requested with --backend=ebpf"
+		return be, info, nil
 	case "nftables":
 		info["backend_reason"] = "requested with --backend=nftables"
 	case "auto", "":
-		info["backend_reason"] = "auto: the eBPF backend is not part of this build yet, so nftables"
-	case "ebpf":
-		return nil, nil, fmt.Errorf("--backend=ebpf: the eBPF backend is not part of this build yet; use --backend=nftables or auto")
+		tcx, err := ebpf.Probe()
+		if err == nil {
+			be, err2 := newEBPF(cfg, log)
+			if err2 == nil {
+				info["backend_reason"] = fmt.Sprintf("auto: the eBPF programs load on this kernel (tcx: %v)", tcx)
+				return be, info, nil
+			}
+			err = err2
+		}
+		info["backend_reason"] = fmt.Sprintf("auto: eBPF cannot be used here (%v), so nftables", err)
+		log.Warn("falling back to nftables", "err", err)
 	default:
 		return nil, nil, fmt.Errorf("--backend=%q: use auto, ebpf or nftables", cfg.Backend)
 	}
@@ -29,13 +47,27 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 	return be, info, nil
 }
 
-// uninstallers returns every backend whose kernel objects may exist.
+func newEBPF(cfg Config, log *slog.Logger) (*ebpf.Backend, error) {
+	return ebpf.New(ebpf.Options{PinDir: cfg.BPFFS, Attach: ebpf.AttachMode(cfg.Attach), Log: log})
+}
+
+// uninstallers returns every backend whose kernel objects may exist: the
+// agent may have run with either over time.
 func uninstallers(cfg Config, log *slog.Logger) []dataplane.Backend {
 	var out []dataplane.Backend
 	if be, err := nft.New(nft.Options{Log: log}); err == nil {
 		out = append(out, be)
 	} else {
 		log.Warn("nftables backend unavailable for uninstall", "err", err)
+	}
+	if be, err := newEBPF(cfg, log); err == nil {
+		out = append(out, be)
+	} else {
+		// Without eBPF here nothing can be attached, but pins may remain.
+		log.Warn("eBPF backend unavailable for uninstall; removing its pins only", "err", err)
+		if err := os.RemoveAll(cfg.BPFFS); err != nil {
+			log.Error("remove pins", "dir", cfg.BPFFS, "err", err)
+		}
 	}
 	return out
 }

@@ -168,8 +168,9 @@ func (m *Manager) createVeth(e *model.REndpoint) (netlink.Link, error) {
 		return nil, model.Invalid("netns", "netns %q of endpoint %s cannot be opened: %v", e.Netns, e.ID, err)
 	}
 	defer ns.Close()
-	mtu := e.Net.MTU
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.HostIfname, MTU: mtu}, PeerName: peerName(e)}
+	attrs := netlink.NewLinkAttrs() // a zero LinkAttrs would mean a tx queue of 0
+	attrs.Name, attrs.MTU = e.HostIfname, e.Net.MTU
+	v := &netlink.Veth{LinkAttrs: attrs, PeerName: peerName(e), PeerTxQLen: -1}
 	if err := m.h.LinkAdd(v); err != nil {
 		return nil, fmt.Errorf("create veth %s: %w", e.HostIfname, err)
 	}
