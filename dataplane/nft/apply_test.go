@@ -119,6 +119,31 @@ func TestKernelMatchesRender(t *testing.T) {
 	}
 }
 
+// TestPublishedMarkOption: another mark bit is programmed wherever the
+// default would be; a mask of several bits, or none, is refused.
+func TestPublishedMarkOption(t *testing.T) {
+	for _, bad := range []uint32{0x3, 0xff000000} {
+		if _, err := New(Options{NetNS: -1, PublishedMark: bad}); err == nil {
+			t.Errorf("New accepted published mark %#x", bad)
+		}
+	}
+	needRoot(t)
+	ns, h := newNS(t, "mark")
+	b, err := New(Options{NetNS: h, PublishedMark: 0x80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Uninstall(t.Context()); _ = b.Close() })
+	if err := b.Apply(t.Context(), smallState(t), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	want := renderWith(smallState(t), 0, 0x80)
+	if !strings.Contains(want, "meta mark & 0x00000080 == 0x00000080 accept") {
+		t.Fatalf("rendering does not use the mark:\n%s", want)
+	}
+	sameRuleset(t, ns, want)
+}
+
 // TestUninstallRestoresAfterRestart: a new backend (agent restarted) finds
 // the saved sysctl value in the table and restores that, not its own view.
 func TestUninstallRestoresAfterRestart(t *testing.T) {

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netns"
 
+	"github.com/portcullis/portcullis/dataplane"
 	"github.com/portcullis/portcullis/dataplane/model"
 )
 
@@ -20,7 +22,24 @@ type Options struct {
 	NetNS netns.NsHandle
 	// Log receives warnings that do not fail a sync (conntrack clean-up).
 	Log *slog.Logger
+	// PublishedMark is the one mark bit that labels connections DNATed by a
+	// published port, in their conntrack mark and in the packet mark of
+	// every packet that comes from a bridge, so that the ICC filter lets a
+	// container reach a neighbour's published port when br_netfilter
+	// bridges the translated packets (B9). Zero means DefaultPublishedMark.
+	// Set another bit if software on the node already uses that one.
+	PublishedMark uint32
 }
+
+// DefaultPublishedMark is bit 24. It stays clear of the bits other
+// software on a container host is known to use: kube-proxy 0x4000 and
+// 0x8000, Cilium the 0x0f00 nibble, Tailscale the 0x00ff0000 byte
+// (0x40000, 0x80000), Docker Swarm and wg-quick small fwmark values. Calico
+// claims 0xffff0000 by default, Cilium also puts identities in the upper 16
+// bits: no bit is free of those two, which are Kubernetes network plugins
+// and are not expected next to a Docker replacement. Only ORing and testing
+// the bit, the backend never disturbs the other bits of either mark.
+const DefaultPublishedMark uint32 = 0x01000000
 
 // Backend programs the nftables dataplane. It is safe for concurrent use,
 // though the reconciler calls it one change at a time.
@@ -34,6 +53,7 @@ type Backend struct {
 	counts   map[string]int   // elements per set, for Status
 	needFull bool             // the last sync failed, or none happened yet
 	saved    *uint32          // route_localnet before we set it
+	mark     uint32           // Options.PublishedMark
 
 	stats stats
 }
@@ -54,7 +74,14 @@ type stats struct {
 // New returns a backend for the namespace in opts. It touches nothing in the
 // kernel until the first Apply, which is always a full sync.
 func New(opts Options) (*Backend, error) {
-	b := &Backend{ns: opts.NetNS, log: opts.Log, needFull: true,
+	mark := opts.PublishedMark
+	if mark == 0 {
+		mark = DefaultPublishedMark
+	}
+	if bits.OnesCount32(mark) != 1 {
+		return nil, fmt.Errorf("nftables backend: published mark %#x must be a single bit, e.g. %#x", mark, DefaultPublishedMark)
+	}
+	b := &Backend{ns: opts.NetNS, log: opts.Log, needFull: true, mark: mark,
 		refs: map[string]*held{}, counts: map[string]int{}}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -80,6 +107,14 @@ func (b *Backend) Close() error {
 	}
 	return nil
 }
+
+// The optional interfaces of package dataplane that the backend implements.
+var (
+	_ dataplane.Backend      = (*Backend)(nil)
+	_ dataplane.DropCounter  = (*Backend)(nil)
+	_ dataplane.FlowTable    = (*Backend)(nil)
+	_ dataplane.FillReporter = (*Backend)(nil)
+)
 
 // Name implements dataplane.Backend.
 func (b *Backend) Name() string { return "nftables" }
@@ -131,11 +166,12 @@ func (b *Backend) fullSync(want *model.Resolved) error {
 	keep := el(setSavedLocalnet, vMark(saved))
 	elems[keep.id()] = &held{e: keep, n: 1}
 
+	carry := b.carryCounters()
 	c, err := b.conn(len(elems))
 	if err != nil {
 		return err
 	}
-	if err := programFull(c, elems); err != nil {
+	if err := programFull(c, elems, b.mark, carry); err != nil {
 		return fmt.Errorf("nft full sync: %w", err)
 	}
 	if err := c.Flush(); err != nil {
@@ -235,6 +271,7 @@ func (b *Backend) Status() map[string]any {
 		"last_sync_duration": s.lastDuration.String(),
 		"last_delta_ops":     s.lastDeltaElem,
 		"conntrack_deleted":  s.ctDeleted,
+		"published_mark":     markText(b.mark),
 	}
 	if !s.lastSync.IsZero() {
 		st["last_sync"] = s.lastSync.UTC().Format(time.RFC3339Nano)
@@ -249,4 +286,20 @@ func (b *Backend) Status() map[string]any {
 		st["route_localnet_saved"] = *b.saved
 	}
 	return st
+}
+
+// Fill implements dataplane.FillReporter: the elements of every set and map
+// of both tables, from what the backend holds (no kernel dump). A plain
+// interval element (a subnet) counts once, though the kernel stores it as
+// a start and an end. nft sets have no fixed size, so Max is 0.
+func (b *Backend) Fill() []dataplane.TableFill {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []dataplane.TableFill
+	for _, t := range tables() {
+		for _, s := range t.sets {
+			out = append(out, dataplane.TableFill{Name: setKey(s), Entries: b.counts[setKey(s)]})
+		}
+	}
+	return out
 }

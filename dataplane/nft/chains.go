@@ -2,6 +2,7 @@ package nft
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -27,20 +28,32 @@ var (
 	linkLocal = netip.MustParsePrefix("fe80::/10")
 )
 
-func inetChains() []*chainDef {
+func inetChains(mark uint32) []*chainDef {
 	r := func(t ...term) rule { return mkRule(famInet, t...) }
 	return []*chainDef{
 		// B11: with route_localnet=1 the kernel would accept 127.0.0.0/8 from
 		// any interface; only lo may bring it (as Docker 28's raw rule).
 		baseChain("raw-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
 			"prerouting", prioRaw, "raw",
-			r(ifname(fIifname, expr.CmpOpNeq, "lo"), inPrefix(fIPDaddr, loopback4), drop)),
+			r(ifname(fIifname, expr.CmpOpNeq, "lo"), inPrefix(fIPDaddr, loopback4), dropCounted(dropLoopback))),
 		baseChain("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 			"prerouting", prioDstNAT, "dstnat", r(jump(chainPublished))),
+		// B9 with icc=false: copy the published label of the connection onto
+		// every packet of it that comes from a bridge, in both directions.
+		// The nat chains see only the first packet of a connection, but with
+		// br_netfilter every packet of a DNATed container-to-container flow
+		// is bridged and meets the ICC filter. The bridge family cannot read
+		// conntrack here (no nf_conntrack_bridge), the packet mark it can.
+		// br_netfilter runs this chain before the bridge forward hook; a
+		// container cannot forge the mark (it is cleared when a packet
+		// crosses from the container's namespace into the node's).
+		baseChain("filter-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
+			"prerouting", prioFilter, "filter",
+			r(inSet(setBridges, fIifname), hasMark(ctMark, mark), orMark(metaMark, mark))),
 		// B10: connections the node itself opens to a published port.
 		baseChain("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput,
 			"output", prioDstNAT, "-100", r(jump(chainPublished))),
-		regularChain(chainPublished, publishedRules()...),
+		regularChain(chainPublished, publishedRules(mark)...),
 		baseChain("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting,
 			"postrouting", prioSrcNAT, "srcnat", postroutingRules()...),
 		baseChain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward,
@@ -52,19 +65,38 @@ func inetChains() []*chainDef {
 // ranges, then wildcard mappings, which apply to every local address (and so
 // also to 127.0.0.1 from the node, B10, and to a node address from a
 // container, B9).
-func publishedRules() []rule {
-	r := func(t ...term) rule { return mkRule(famInet, t...) }
-	dnat := expr.NATTypeDestNAT
-	return []rule{
-		r(natMap(dnat, depIP4, mapDNAT4, fIPDaddr, fL4proto, fThDport)),
-		r(natMap(dnat, depIP4, mapDNAT4Range, fIPDaddr, fL4proto, fThDport)),
-		r(natMap(dnat, depIP6, mapDNAT6, fIP6Daddr, fL4proto, fThDport)),
-		r(natMap(dnat, depIP6, mapDNAT6Range, fIP6Daddr, fL4proto, fThDport)),
-		r(nfproto(depIP4), fibLocal(), natMap(dnat, depIP4, mapDNAT4Any, fL4proto, fThDport)),
-		r(nfproto(depIP4), fibLocal(), natMap(dnat, depIP4, mapDNAT4AnyRange, fL4proto, fThDport)),
-		r(nfproto(depIP6), fibLocal(), natMap(dnat, depIP6, mapDNAT6Any, fL4proto, fThDport)),
-		r(nfproto(depIP6), fibLocal(), natMap(dnat, depIP6, mapDNAT6AnyRange, fL4proto, fThDport)),
+//
+// Each map is looked up twice: first to label the connection with mark in
+// its conntrack mark, then to translate it. The label cannot follow the
+// translation in the same rule, since nat ends the rule with its verdict;
+// and it cannot precede the lookup, or every new connection would carry
+// it. A second hash lookup, for the first packet of a connection only, is
+// the price of a rule that means what it says.
+func publishedRules(mark uint32) []rule {
+	var rules []rule
+	for _, p := range []struct {
+		d   dep
+		m   *setDef
+		key []field
+	}{
+		{depIP4, mapDNAT4, []field{fIPDaddr, fL4proto, fThDport}},
+		{depIP4, mapDNAT4Range, []field{fIPDaddr, fL4proto, fThDport}},
+		{depIP6, mapDNAT6, []field{fIP6Daddr, fL4proto, fThDport}},
+		{depIP6, mapDNAT6Range, []field{fIP6Daddr, fL4proto, fThDport}},
+		{depIP4, mapDNAT4Any, []field{fL4proto, fThDport}},
+		{depIP4, mapDNAT4AnyRange, []field{fL4proto, fThDport}},
+		{depIP6, mapDNAT6Any, []field{fL4proto, fThDport}},
+		{depIP6, mapDNAT6AnyRange, []field{fL4proto, fThDport}},
+	} {
+		var local []term
+		if len(p.key) == 2 { // a wildcard map: only for local addresses
+			local = []term{nfproto(p.d), fibLocal()}
+		}
+		label := append(slices.Clone(local), inSet(p.m, p.key...), orMark(ctMark, mark))
+		dnat := append(slices.Clone(local), natMap(expr.NATTypeDestNAT, p.d, p.m, p.key...))
+		rules = append(rules, mkRule(famInet, label...), mkRule(famInet, dnat...))
 	}
+	return rules
 }
 
 func postroutingRules() []rule {
@@ -112,16 +144,16 @@ func forwardRules() []rule {
 		r(ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat"), accept),
 		r(inSet(setBridges, fIifname), notInSet(setBridges, fOifname), accept),
 		r(inSet(setBridgePairs, fIifname, fOifname), accept),
-		r(inSet(setBridges, fOifname), drop),
+		r(inSet(setBridges, fOifname), dropCounted(dropInbound)),
 	}
 }
 
-func bridgeChains() []*chainDef {
+func bridgeChains(mark uint32) []*chainDef {
 	return []*chainDef{
 		baseChain("filter-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
 			"prerouting", prioBridge, "filter", antiSpoofRules()...),
 		baseChain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward,
-			"forward", prioBridge, "filter", iccRules()...),
+			"forward", prioBridge, "filter", iccRules(mark)...),
 	}
 }
 
@@ -132,13 +164,13 @@ func antiSpoofRules() []rule {
 	r := func(t ...term) rule { return mkRule(famBridge, t...) }
 	return []rule{
 		r(notInSet(setPorts, fIifname), accept),
-		r(notInSet(setPortMAC, fIifname, fEtherSaddr), drop),
+		r(notInSet(setPortMAC, fIifname, fEtherSaddr), dropCounted(dropSpoof)),
 		r(inSet(setPortIP4, fIifname, fIPSaddr), accept),
 		r(inSet(setPortMAC, fIifname, fARPSha), inSet(setPortIP4, fIifname, fARPSpa), accept),
 		r(inSet(setPortIP6, fIifname, fIP6Saddr), accept),
 		r(inPrefix(fIP6Saddr, linkLocal), accept),
 		r(isAddr(fIP6Saddr, netip.IPv6Unspecified()), accept),
-		r(drop),
+		r(dropCounted(dropSpoof)),
 	}
 }
 
@@ -155,18 +187,24 @@ const (
 // passes as a reply, so the child cannot open a TCP connection to the
 // parent even from its exposed port. The kernel has no NFT_BRIDGE_META
 // either (no meta ibrname), so isolation is keyed on the endpoint ports.
-func iccRules() []rule {
+//
+// A frame carrying mark belongs to a connection DNATed by a published port
+// (see filter-prerouting in the inet table): with br_netfilter a container
+// reaching a neighbour's published port through a node address is
+// translated and then bridged, and B9 says that works whatever icc is.
+func iccRules(mark uint32) []rule {
 	r := func(t ...term) rule { return mkRule(famBridge, t...) }
 	return []rule{
 		r(notInSet(setIsolated, fIifname), notInSet(setIsolated, fOifname), accept),
 		r(etherARP(), accept),
 		r(icmp6Type(icmp6NeighSolicit, "nd-neighbor-solicit"), accept),
 		r(icmp6Type(icmp6NeighAdvert, "nd-neighbor-advert"), accept),
+		r(hasMark(metaMark, mark), accept),
 		r(inSet(setLinks4, fIPSaddr, fIPDaddr, fL4proto, fThDport), accept),
 		r(inSet(setLinks6, fIP6Saddr, fIP6Daddr, fL4proto, fThDport), accept),
-		r(tcpSyn(), drop),
+		r(tcpSyn(), dropCounted(dropICC)),
 		r(inSet(setLinks4Back, fIPSaddr, fIPDaddr, fL4proto, fThSport), accept),
 		r(inSet(setLinks6Back, fIP6Saddr, fIP6Daddr, fL4proto, fThSport), accept),
-		r(drop),
+		r(dropCounted(dropICC)),
 	}
 }

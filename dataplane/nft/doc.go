@@ -7,13 +7,14 @@
 //
 // table inet portcullis (IPv4 and IPv6 in one):
 //
-//	raw-prerouting   filter prerouting  priority raw (-300)   drop 127.0.0.0/8 not from lo (B11)
-//	nat-prerouting   nat    prerouting  priority dstnat (-100) jump published
-//	nat-output       nat    output      priority -100          jump published (node-originated, B10)
-//	published        regular chain: DNAT through the dnat* maps (B6-B9)
-//	nat-postrouting  nat    postrouting priority srcnat (100)  loopback and hairpin masquerade,
+//	raw-prerouting    filter prerouting priority raw (-300)    drop 127.0.0.0/8 not from lo (B11)
+//	nat-prerouting    nat    prerouting priority dstnat (-100) jump published
+//	filter-prerouting filter prerouting priority filter (0)    published mark from ct mark to packet (B9)
+//	nat-output        nat    output     priority -100          jump published (node-originated, B10)
+//	published         regular chain: label (ct mark) and DNAT through the dnat* maps (B6-B9)
+//	nat-postrouting   nat    postrouting priority srcnat (100) loopback and hairpin masquerade,
 //	                                                           then snat maps and masquerade sets
-//	filter-forward   filter forward     priority filter (0)    keep outsiders out of bridges (B12, B18)
+//	filter-forward    filter forward    priority filter (0)    keep outsiders out of bridges (B12, B18)
 //
 // table bridge portcullis (frames switched by our bridges; needs no
 // br_netfilter, B16):
@@ -21,7 +22,11 @@
 //	filter-prerouting filter prerouting priority filter (-200) anti-spoofing of endpoint ports (B17)
 //	filter-forward    filter forward    priority filter (-200) icc=false and links (B15)
 //
-// Base chains are named <type>-<hook>. Everything that depends on the
+// Base chains are named <type>-<hook>. Every drop rule counts into the
+// named counter object of its reason: drop-loopback and drop-inbound in the
+// inet table, drop-spoof and drop-icc in the bridge table (Drops reads
+// them). A full sync re-creates them with the values they had, so they
+// count across restarts. Everything that depends on the
 // desired state (bridges, subnets, endpoints, mappings, links) is an element
 // of a named set or map, never a rule, so a packet costs one hash lookup per
 // rule however many mappings exist, and a change costs only its elements.
@@ -44,7 +49,23 @@
 // (B12, B18); 127.0.0.0/8 arriving from outside lo (B11); frames from an
 // endpoint port that do not carry the endpoint's MAC and addresses (B17);
 // and frames between endpoints of an icc=false network other than ARP,
-// neighbour discovery and links (B15).
+// neighbour discovery, links and published connections (B15, B9).
+//
+// # Marks
+//
+// One bit, Options.PublishedMark (default 0x01000000, bit 24), labels the
+// connections that a published port translated: the published chain ORs it
+// into the conntrack mark, filter-prerouting ORs it into the packet mark of
+// every packet from a bridge whose connection carries it, and the bridge
+// ICC chain accepts packets that carry it. Both marks are only ever ORed
+// and tested, so other bits stay as other software set them. The bit was
+// chosen clear of what is known to be in use on container hosts: kube-proxy
+// 0x4000 and 0x8000, Cilium the 0x0f00 nibble, Tailscale the 0x00ff0000
+// byte, Docker Swarm and wg-quick small fwmark values. Calico (mask
+// 0xffff0000 by default) and Cilium (identities in the upper 16 bits)
+// leave no bit free; set the option if the node runs either. A container
+// cannot forge the packet mark: it is cleared when a packet leaves the
+// container's namespace through its veth.
 //
 // # Kernel state outside the tables
 //
@@ -78,7 +99,19 @@
 // output bridge and the source subnet (set bridge-subnets4/6). A container
 // reaching its own published port then needs hairpin mode on its bridge
 // port, which whoever plugs the veth must set (Docker does the same when
-// its userland proxy is off); and on an icc=false network the bridged frame
-// meets the ICC filter, so reaching a neighbour's published port through a
-// node address is blocked there (as with Docker) unless br_netfilter is off.
+// its userland proxy is off). On an icc=false network every bridged packet
+// of such a connection, both ways, meets the ICC filter, which would block
+// a container reaching a neighbour's published port through a node address
+// (Docker without its userland proxy blocks it there). The published mark
+// (see Marks) lets it through. Marking in the nat chain alone would not do:
+// nat chains see only a connection's first packet, so the SYN would pass and
+// the SYN-ACK would not; hence the label in the conntrack mark, copied to
+// each packet.
+//
+// # Flows, drops and fill
+//
+// Flows and FlushFlows are netfilter's conntrack table (package ctflows),
+// read in the backend's namespace. Drops reads the counters above. Fill
+// reports the elements of each set as the backend holds them, without a
+// kernel dump.
 package nft

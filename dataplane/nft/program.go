@@ -54,21 +54,26 @@ func forceBuffers(c *netlink.Conn, size int) error {
 }
 
 // programFull queues, for each table: add (so the delete cannot fail),
-// delete, and create it again with all sets, chains, rules and elements.
-// Everything is one batch, so the kernel swaps the old ruleset for the new
-// one atomically; conntrack (and so every established flow and its NAT
-// binding) is not touched. Re-creating rather than flushing also lets an
-// upgraded agent change a set's type.
-func programFull(c *nftables.Conn, elems map[string]*held) error {
+// delete, and create it again with all counters, sets, chains, rules and
+// elements. Everything is one batch, so the kernel swaps the old ruleset for
+// the new one atomically; conntrack (and so every established flow and its
+// NAT binding) is not touched. Re-creating rather than flushing also lets an
+// upgraded agent change a set's type. The drop counters are re-created with
+// the values in carry, so they survive full syncs and agent restarts.
+func programFull(c *nftables.Conn, elems map[string]*held, mark uint32, carry map[string]dropCount) error {
 	bySet := map[*setDef][]elem{}
 	for _, h := range elems {
 		bySet[h.e.set] = append(bySet[h.e.set], h.e)
 	}
-	for _, t := range schema() {
+	for _, t := range schema(mark) {
 		tbl := t.table()
 		c.AddTable(tbl)
 		c.DelTable(tbl)
 		c.AddTable(tbl)
+		for _, cd := range t.counters {
+			v := carry[cd.name()]
+			c.AddObj(&nftables.CounterObj{Table: tbl, Name: cd.name(), Packets: v.packets, Bytes: v.bytes})
+		}
 		sets, err := addSets(c, tbl, t.sets)
 		if err != nil {
 			return err
@@ -186,7 +191,7 @@ func programDelta(c *nftables.Conn, dels, adds []elem) error {
 // programUninstall deletes both tables; adding them first makes the delete
 // succeed when they are already gone.
 func programUninstall(c *nftables.Conn) {
-	for _, t := range schema() {
+	for _, t := range tables() {
 		tbl := t.table()
 		c.AddTable(tbl)
 		c.DelTable(tbl)

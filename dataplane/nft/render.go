@@ -44,25 +44,31 @@ func wantElems(want *model.Resolved) map[string]*held {
 	return out
 }
 
-// Render returns the ruleset the backend programs for want, as `nft list
-// table` prints it. routeLocalnet is the saved sysctl value shown in set
+// Render returns the ruleset the backend programs for want with the default
+// options, as `nft list table` prints it right after a first sync (all drop
+// counters at zero). routeLocalnet is the saved sysctl value shown in set
 // saved-route_localnet. The text comes from the same rule and element
 // descriptions as the netlink messages.
 func Render(want *model.Resolved, routeLocalnet uint32) string {
+	return renderWith(want, routeLocalnet, DefaultPublishedMark)
+}
+
+// renderWith is Render for a backend with Options.PublishedMark = mark.
+func renderWith(want *model.Resolved, routeLocalnet, mark uint32) string {
 	elems := wantElems(want)
 	saved := el(setSavedLocalnet, vMark(routeLocalnet))
 	elems[saved.id()] = &held{e: saved, n: 1}
-	return render(elems)
+	return render(elems, mark)
 }
 
-func render(elems map[string]*held) string {
+func render(elems map[string]*held, mark uint32) string {
 	bySet := map[*setDef][]elem{}
 	for _, id := range slices.Sorted(maps.Keys(elems)) {
 		e := elems[id].e
 		bySet[e.set] = append(bySet[e.set], e)
 	}
 	var sb strings.Builder
-	for _, t := range schema() {
+	for _, t := range schema(mark) {
 		renderTable(&sb, t, bySet)
 	}
 	return sb.String()
@@ -71,6 +77,9 @@ func render(elems map[string]*held) string {
 func renderTable(sb *strings.Builder, t *tableDef, bySet map[*setDef][]elem) {
 	sb.WriteString("table " + famName(t.fam) + " " + TableName + " {\n")
 	var blocks []string
+	for _, c := range t.counters { // nft lists objects before sets
+		blocks = append(blocks, "\tcounter "+c.name()+" {\n\t\tpackets 0 bytes 0\n\t}\n")
+	}
 	for _, s := range t.sets {
 		blocks = append(blocks, renderSet(s, bySet[s]))
 	}

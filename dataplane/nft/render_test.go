@@ -22,6 +22,14 @@ func TestRenderGolden(t *testing.T) {
 }
 
 const goldenSmallState = `table inet portcullis {
+	counter drop-loopback {
+		packets 0 bytes 0
+	}
+
+	counter drop-inbound {
+		packets 0 bytes 0
+	}
+
 	set bridges {
 		type ifname
 		elements = { "pc0",
@@ -131,12 +139,17 @@ const goldenSmallState = `table inet portcullis {
 
 	chain raw-prerouting {
 		type filter hook prerouting priority raw; policy accept;
-		iifname != "lo" ip daddr 127.0.0.0/8 drop
+		iifname != "lo" ip daddr 127.0.0.0/8 counter name "drop-loopback" drop
 	}
 
 	chain nat-prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		jump published
+	}
+
+	chain filter-prerouting {
+		type filter hook prerouting priority filter; policy accept;
+		iifname @bridges ct mark & 0x01000000 == 0x01000000 meta mark set meta mark | 0x01000000
 	}
 
 	chain nat-output {
@@ -145,13 +158,21 @@ const goldenSmallState = `table inet portcullis {
 	}
 
 	chain published {
+		ip daddr . meta l4proto . th dport @dnat4 ct mark set ct mark | 0x01000000
 		dnat ip to ip daddr . meta l4proto . th dport map @dnat4
+		ip daddr . meta l4proto . th dport @dnat4-range ct mark set ct mark | 0x01000000
 		dnat ip to ip daddr . meta l4proto . th dport map @dnat4-range
+		ip6 daddr . meta l4proto . th dport @dnat6 ct mark set ct mark | 0x01000000
 		dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6
+		ip6 daddr . meta l4proto . th dport @dnat6-range ct mark set ct mark | 0x01000000
 		dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6-range
+		meta nfproto ipv4 fib daddr type local meta l4proto . th dport @dnat4-any ct mark set ct mark | 0x01000000
 		meta nfproto ipv4 fib daddr type local dnat ip to meta l4proto . th dport map @dnat4-any
+		meta nfproto ipv4 fib daddr type local meta l4proto . th dport @dnat4-any-range ct mark set ct mark | 0x01000000
 		meta nfproto ipv4 fib daddr type local dnat ip to meta l4proto . th dport map @dnat4-any-range
+		meta nfproto ipv6 fib daddr type local meta l4proto . th dport @dnat6-any ct mark set ct mark | 0x01000000
 		meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6-any
+		meta nfproto ipv6 fib daddr type local meta l4proto . th dport @dnat6-any-range ct mark set ct mark | 0x01000000
 		meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6-any-range
 	}
 
@@ -175,10 +196,18 @@ const goldenSmallState = `table inet portcullis {
 		ct status dnat accept
 		iifname @bridges oifname != @bridges accept
 		iifname . oifname @bridge-pairs accept
-		oifname @bridges drop
+		oifname @bridges counter name "drop-inbound" drop
 	}
 }
 table bridge portcullis {
+	counter drop-spoof {
+		packets 0 bytes 0
+	}
+
+	counter drop-icc {
+		packets 0 bytes 0
+	}
+
 	set ports {
 		type ifname
 		elements = { "pcv-app",
@@ -232,13 +261,13 @@ table bridge portcullis {
 	chain filter-prerouting {
 		type filter hook prerouting priority filter; policy accept;
 		iifname != @ports accept
-		iifname . ether saddr != @port-mac drop
+		iifname . ether saddr != @port-mac counter name "drop-spoof" drop
 		iifname . ip saddr @port-ip4 accept
 		iifname . arp saddr ether @port-mac iifname . arp saddr ip @port-ip4 accept
 		iifname . ip6 saddr @port-ip6 accept
 		ip6 saddr fe80::/10 accept
 		ip6 saddr :: accept
-		drop
+		counter name "drop-spoof" drop
 	}
 
 	chain filter-forward {
@@ -247,12 +276,13 @@ table bridge portcullis {
 		ether type arp accept
 		icmpv6 type nd-neighbor-solicit accept
 		icmpv6 type nd-neighbor-advert accept
+		meta mark & 0x01000000 == 0x01000000 accept
 		ip saddr . ip daddr . meta l4proto . th dport @links4 accept
 		ip6 saddr . ip6 daddr . meta l4proto . th dport @links6 accept
-		tcp flags syn / syn,ack drop
+		tcp flags syn / syn,ack counter name "drop-icc" drop
 		ip saddr . ip daddr . meta l4proto . th sport @links4-reply accept
 		ip6 saddr . ip6 daddr . meta l4proto . th sport @links6-reply accept
-		drop
+		counter name "drop-icc" drop
 	}
 }
 `

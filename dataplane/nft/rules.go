@@ -2,6 +2,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -315,11 +316,63 @@ func verdict(k expr.VerdictKind, text string) term {
 	}
 }
 
+// There is no bare drop: every drop counts its reason (dropCounted).
 var (
 	accept = verdict(expr.VerdictAccept, "accept")
-	drop   = verdict(expr.VerdictDrop, "drop")
 	ret    = verdict(expr.VerdictReturn, "return")
 )
+
+// dropCounted counts the packet in the named counter c, then drops it:
+// `counter name "drop-icc" drop`.
+func dropCounted(c *counterDef) term {
+	return func(b *builder) {
+		b.add(&expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: c.name()},
+			&expr.Verdict{Kind: expr.VerdictDrop})
+		b.say(`counter name "`+c.name()+`"`, "drop")
+	}
+}
+
+// markKey is a 32-bit mark that rules read and write through register 1:
+// the packet's (meta mark) or its connection's (ct mark). Both are
+// host-endian in the register.
+type markKey struct {
+	name  string
+	load  func() expr.Any
+	store func() expr.Any
+}
+
+var (
+	metaMark = markKey{"meta mark",
+		func() expr.Any { return &expr.Meta{Key: expr.MetaKeyMARK, Register: 1} },
+		func() expr.Any { return &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1} }}
+	ctMark = markKey{"ct mark",
+		func() expr.Any { return &expr.Ct{Key: expr.CtKeyMARK, Register: 1} },
+		func() expr.Any { return &expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: 1} }}
+)
+
+func markText(m uint32) string { return fmt.Sprintf("0x%08x", m) }
+
+// hasMark matches when all bits of m are set: `ct mark & 0x00200000 == 0x00200000`.
+func hasMark(k markKey, m uint32) term {
+	return func(b *builder) {
+		v := binaryutil.NativeEndian.PutUint32(m)
+		b.add(k.load(), &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: v, Xor: make([]byte, 4)},
+			cmpEq(v))
+		b.say(k.name, "&", markText(m), "==", markText(m))
+	}
+}
+
+// orMark sets the bits of m and keeps the others, which may belong to
+// other software: `meta mark set meta mark | 0x00200000`. nft expresses
+// the OR as (mark & ^m) ^ m.
+func orMark(k markKey, m uint32) term {
+	return func(b *builder) {
+		b.add(k.load(), &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^m), Xor: binaryutil.NativeEndian.PutUint32(m)},
+			k.store())
+		b.say(k.name, "set", k.name, "|", markText(m))
+	}
+}
 
 func jump(chain string) term {
 	return func(b *builder) {

@@ -154,6 +154,27 @@ func concatType(t []nftables.SetDatatype) nftables.SetDatatype {
 	return nftables.MustConcatSetType(t...)
 }
 
+// counterDef is a named counter object that the drop rules of one reason
+// update (`counter name "drop-icc" drop`), so Drops reads them all with one
+// dump per table.
+type counterDef struct {
+	reason string // dataplane.Drop.Reason; the object is named drop-<reason>
+}
+
+func (c *counterDef) name() string { return "drop-" + c.reason }
+
+// The drop counters. An object belongs to a table and only that table's
+// rules can refer to it, so each reason lives in the table that drops for it.
+var (
+	dropLoopback = &counterDef{reason: "loopback"} // B11: 127.0.0.0/8 not from lo
+	dropInbound  = &counterDef{reason: "inbound"}  // B12, B18: unpublished access into a bridge
+	dropSpoof    = &counterDef{reason: "spoof"}    // B17: wrong MAC or address from an endpoint
+	dropICC      = &counterDef{reason: "icc"}      // B15: between endpoints of an icc=false network
+
+	inetCounters   = []*counterDef{dropLoopback, dropInbound}
+	bridgeCounters = []*counterDef{dropSpoof, dropICC}
+)
+
 // chainDef is a chain with its rules. Base chains are named <type>-<hook>.
 type chainDef struct {
 	name  string
@@ -164,9 +185,10 @@ type chainDef struct {
 
 // tableDef is one of our two tables.
 type tableDef struct {
-	fam    nftables.TableFamily
-	sets   []*setDef
-	chains []*chainDef
+	fam      nftables.TableFamily
+	counters []*counterDef
+	sets     []*setDef
+	chains   []*chainDef
 }
 
 func (t *tableDef) table() *nftables.Table {
@@ -199,11 +221,20 @@ func regularChain(name string, rules ...rule) *chainDef {
 	return &chainDef{name: name, rules: rules}
 }
 
-// schema returns both tables with their sets, chains and rules, built fresh
-// (the expressions are patched with set IDs while programming).
-func schema() []*tableDef {
+// schema returns both tables with their counters, sets, chains and rules,
+// built fresh (the expressions are patched with set IDs while programming).
+// mark is the packet mark bit of published connections (Options.PublishedMark).
+func schema(mark uint32) []*tableDef {
 	return []*tableDef{
-		{fam: famInet, sets: inetSets, chains: inetChains()},
-		{fam: famBridge, sets: bridgeSets, chains: bridgeChains()},
+		{fam: famInet, counters: inetCounters, sets: inetSets, chains: inetChains(mark)},
+		{fam: famBridge, counters: bridgeCounters, sets: bridgeSets, chains: bridgeChains(mark)},
+	}
+}
+
+// tables returns both tables without building their chains.
+func tables() []*tableDef {
+	return []*tableDef{
+		{fam: famInet, counters: inetCounters, sets: inetSets},
+		{fam: famBridge, counters: bridgeCounters, sets: bridgeSets},
 	}
 }

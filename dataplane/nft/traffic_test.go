@@ -322,6 +322,29 @@ func TestTrafficICC(t *testing.T) {
 				blocked(t, tp.c1H, "", c2http)            // the child may only answer,
 				blocked(t, tp.c1H, tp.c1IP+":80", c2http) // even from its exposed port
 			})
+			t.Run("B9 neighbour's published port with icc=false", func(t *testing.T) {
+				tp.setICC(false)
+				tp.do(model.Op{Kind: "port", Port: &model.PortMapping{ID: "c1-http", Endpoint: "c1",
+					Proto: "tcp", HostPort: 8080, Port: 80}})
+				defer tp.do(model.Op{Kind: "port", Delete: true, Key: "c1-http"})
+				node8080 := net.JoinHostPort(tp.nodeIP, "8080")
+				reaches(t, tp.c2H, "", node8080, tp.bridgeGateway4)
+				reaches(t, tp.c1H, "", node8080, tp.bridgeGateway4) // its own
+				blocked(t, tp.c2H, "", c1http)
+				blocked(t, tp.c2H, tp.c2IP+":8080", c1http)
+				if brnf == "0" {
+					return // routed, not bridged: the ICC filter never sees it
+				}
+				// Control: without the published mark on its packets the
+				// translated connection is bridged into the ICC drop, so
+				// the mark is what lets it through above.
+				inNSExec(t, tp.node, "nft", "flush", "chain", "inet", TableName, "filter-prerouting")
+				blocked(t, tp.c2H, "", node8080)
+				if err := tp.b.Apply(t.Context(), tp.want, nil, true); err != nil {
+					t.Fatal(err)
+				}
+				reaches(t, tp.c2H, "", node8080, tp.bridgeGateway4)
+			})
 			t.Run("B17 spoofed source dropped", func(t *testing.T) {
 				tp.setICC(true)
 				sh(t, "ip", "-n", tp.c2, "addr", "add", "172.18.0.99/16", "dev", "eth0")
