@@ -149,10 +149,15 @@ func (c *Reconciler) apply(ctx context.Context, d *model.Delta, op model.Op) err
 		return err
 	}
 	if err := c.be.Apply(ctx, c.want, d, c.needFull); err != nil {
-		c.needFull = true
 		undoDev()
 		c.want.Undo(d)
-		return fmt.Errorf("%s: %w", c.be.Name(), err)
+		err = fmt.Errorf("%s: %w", c.be.Name(), err)
+		// A backend made of several parts (Stack) may have applied some of
+		// them: put the previous state back in force everywhere now.
+		if rerr := c.fullSync(ctx); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore previous state: %w", rerr))
+		}
+		return err
 	}
 	c.needFull = false
 	if err := c.st.Append(op); err != nil {
