@@ -47,11 +47,41 @@ var commands = []command{
 	{"links", "", "list links with their environment variables", listOf("links")},
 	{"flows", "[-addr IP] [-port N] [-proto P]", "list connection-tracking and NAT entries", flows},
 	{"drops", "", "list drop counters by reason and endpoint", drops},
+	{"maps", "[-bpffs DIR] [-dump NAME]", "list the pinned BPF maps (read from bpffs, works with the agent down)", maps},
 	{"publish", "ID ENDPOINT [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]", "publish a port (like docker -p)", publish},
 	{"unpublish", "ID", "remove a port mapping", unpublish},
 	{"link", "PARENT CHILD ALIAS", "link parent to child under alias; prints env and hosts line", link},
 	{"unlink", "PARENT ALIAS", "remove a link", unlink},
 	{"flush-flows", "[-addr IP] [-port N] [-proto P]", "delete connection-tracking entries (all, or those selected)", flushFlows},
+}
+
+func init() {
+	// completion lists the table it is in, so it joins it at init.
+	commands = append(commands, command{"completion", "bash", "print a bash completion script: source <(pcctl completion bash)", completion})
+}
+
+func completion(_ context.Context, c *cli, args []string) error {
+	if err := wantArgs(args, 1, "bash"); err != nil {
+		return err
+	}
+	if args[0] != "bash" {
+		return fmt.Errorf("shell %q: only bash is supported", args[0])
+	}
+	names := make([]string, len(commands))
+	for i, cmd := range commands {
+		names[i] = cmd.name
+	}
+	_, err := fmt.Fprintf(c.env.Stdout, `# bash completion for pcctl
+_pcctl() {
+  local cur=${COMP_WORDS[COMP_CWORD]} i
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case ${COMP_WORDS[i]} in -*) ;; *) COMPREPLY=($(compgen -W "--help -o" -- "$cur")); return;; esac
+  done
+  COMPREPLY=($(compgen -W "%s -o -socket" -- "$cur"))
+}
+complete -F _pcctl pcctl
+`, strings.Join(names, " "))
+	return err
 }
 
 // Run executes pcctl with args (without the program name).

@@ -97,3 +97,18 @@ func putSetup(sock string) error {
 	}
 	return nil
 }
+
+func TestCompletion(t *testing.T) {
+	out, err := pcctl(t, "", "completion", "bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"complete -F _pcctl pcctl", " flows ", " publish ", " maps "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("completion lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := pcctl(t, "", "completion", "fish"); err == nil {
+		t.Error("fish accepted")
+	}
+}

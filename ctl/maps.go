@@ -1,0 +1,117 @@
+package ctl
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/cilium/ebpf"
+)
+
+// mapDump is one pinned BPF map as pcctl maps shows it.
+type mapDump struct {
+	Name       string      `json:"name"`
+	Type       string      `json:"type"`
+	Entries    int         `json:"entries"`
+	MaxEntries uint32      `json:"max_entries"`
+	KeySize    uint32      `json:"key_size"`
+	ValueSize  uint32      `json:"value_size"`
+	Dump       [][2]string `json:"dump,omitempty"` // hex key, hex value
+}
+
+// maps reads the pinned maps straight from bpffs: it works with the agent
+// down, and never changes them.
+func maps(_ context.Context, c *cli, args []string) error {
+	fs := flag.NewFlagSet("maps", flag.ContinueOnError)
+	fs.SetOutput(c.env.Stderr)
+	bpffs := fs.String("bpffs", "/sys/fs/bpf/portcullis", "the agent's bpffs directory")
+	dump := fs.String("dump", "", "also print every entry of this map, as hex key and value")
+	limit := fs.Int("limit", 1000, "at most this many entries per dumped map")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir := filepath.Join(*bpffs, "maps")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("no pinned maps in %s (is the eBPF backend in use? see pcctl status): %w", dir, err)
+	}
+	var out []mapDump
+	for _, e := range ents {
+		d, err := readPinnedMap(filepath.Join(dir, e.Name()), e.Name() == *dump, *limit)
+		if err != nil {
+			return err
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return c.print(out, func(w io.Writer) {
+		fmt.Fprintln(w, "NAME\tTYPE\tENTRIES\tMAX\tKEY\tVALUE")
+		for _, m := range out {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\n", m.Name, m.Type, m.Entries, m.MaxEntries, m.KeySize, m.ValueSize)
+			for _, kv := range m.Dump {
+				fmt.Fprintf(w, "  %s\t=> %s\n", kv[0], kv[1])
+			}
+		}
+	})
+}
+
+func readPinnedMap(path string, dump bool, limit int) (mapDump, error) {
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return mapDump{}, fmt.Errorf("open pinned map %s: %w", path, err)
+	}
+	defer m.Close()
+	d := mapDump{Name: filepath.Base(path), Type: m.Type().String(), MaxEntries: m.MaxEntries(),
+		KeySize: m.KeySize(), ValueSize: m.ValueSize()}
+	// Walk the keys, then look each value up: per-CPU maps hold one value
+	// per CPU, shown summed when they are 8-byte counters.
+	key := make([]byte, m.KeySize())
+	next := make([]byte, m.KeySize())
+	var prev any
+	for {
+		if err := m.NextKey(prev, next); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				break
+			}
+			return d, fmt.Errorf("iterate %s: %w", path, err)
+		}
+		copy(key, next)
+		prev = key
+		d.Entries++
+		if dump && len(d.Dump) < limit {
+			d.Dump = append(d.Dump, [2]string{hex.EncodeToString(key), lookupHex(m, key)})
+		}
+	}
+	return d, nil
+}
+
+func lookupHex(m *ebpf.Map, key []byte) string {
+	switch m.Type() {
+	case ebpf.PerCPUHash, ebpf.PerCPUArray, ebpf.LRUCPUHash:
+		if m.ValueSize() != 8 {
+			return "(per-CPU values)"
+		}
+		var per []uint64
+		if err := m.Lookup(key, &per); err != nil {
+			return "(" + err.Error() + ")"
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		b := binary.LittleEndian.AppendUint64(nil, sum)
+		return hex.EncodeToString(b) + " (sum over CPUs)"
+	}
+	v, err := m.LookupBytes(key)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return hex.EncodeToString(v)
+}
