@@ -17,7 +17,8 @@ import (
 // (package netdev) before Apply adds what uses them, and removes them after
 // Apply removed what used them.
 type Backend interface {
-	// Name is "ebpf" or "nftables".
+	// Name is "ebpf", "nftables", or "nftables-local" for the companion
+	// that serves node-originated traffic next to the eBPF datapath.
 	Name() string
 	// Apply makes the kernel match want. d is the change from the state that
 	// was last applied successfully. With full set, d is nil and the backend

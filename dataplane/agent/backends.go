@@ -47,8 +47,20 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 	return be, info, nil
 }
 
-func newEBPF(cfg Config, log *slog.Logger) (*ebpf.Backend, error) {
-	return ebpf.New(ebpf.Options{PinDir: cfg.BPFFS, Attach: ebpf.AttachMode(cfg.Attach), Log: log})
+// newEBPF returns the eBPF datapath stacked with the nftables local path:
+// traffic the node itself sends to a published port never crosses the
+// uplink's tc hooks, so nft output DNAT serves it (rows B10, B11).
+func newEBPF(cfg Config, log *slog.Logger) (dataplane.Backend, error) {
+	be, err := ebpf.New(ebpf.Options{PinDir: cfg.BPFFS, Attach: ebpf.AttachMode(cfg.Attach), Log: log})
+	if err != nil {
+		return nil, err
+	}
+	local, err := nft.New(nft.Options{Log: log, Mode: nft.ModeLocal})
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("nftables local path: %w", err)
+	}
+	return dataplane.Stack{be, local}, nil
 }
 
 // uninstallers returns every backend whose kernel objects may exist: the

@@ -13,11 +13,14 @@ import (
 	"github.com/portcullis/portcullis/dataplane/model"
 )
 
-// listTables returns `nft list table` of both our tables in namespace ns.
-func listTables(t *testing.T, ns string) string {
+// listTables returns `nft list table` of the tables of mode m in namespace ns.
+func listTables(t *testing.T, ns string, m Mode) string {
 	t.Helper()
-	return inNSExec(t, ns, "nft", "list", "table", "inet", TableName) +
-		inNSExec(t, ns, "nft", "list", "table", "bridge", TableName)
+	var out string
+	for _, tb := range tables(m) {
+		out += inNSExec(t, ns, "nft", "list", "table", famName(tb.fam), tb.name)
+	}
+	return out
 }
 
 var elementsRE = regexp.MustCompile(`(?s)elements = \{(.*?)\}`)
@@ -44,10 +47,18 @@ func normalize(s string) []string {
 	return out
 }
 
-// sameRuleset fails the test if the kernel's listing differs from want.
+// sameRuleset fails the test if the kernel's listing of the full mode's
+// tables differs from want.
 func sameRuleset(t *testing.T, ns string, want string) {
 	t.Helper()
-	got, exp := normalize(listTables(t, ns)), normalize(want)
+	sameRulesetOf(t, ns, ModeFull, want)
+}
+
+// sameRulesetOf fails the test if the kernel's listing of the tables of
+// mode m differs from want.
+func sameRulesetOf(t *testing.T, ns string, m Mode, want string) {
+	t.Helper()
+	got, exp := normalize(listTables(t, ns, m)), normalize(want)
 	if slices.Equal(got, exp) {
 		return
 	}
@@ -137,7 +148,7 @@ func TestPublishedMarkOption(t *testing.T) {
 	if err := b.Apply(t.Context(), smallState(t), nil, true); err != nil {
 		t.Fatal(err)
 	}
-	want := renderWith(smallState(t), 0, 0x80)
+	want := renderWith(ModeFull, smallState(t), 0, 0x80)
 	if !strings.Contains(want, "meta mark & 0x00000080 == 0x00000080 accept") {
 		t.Fatalf("rendering does not use the mark:\n%s", want)
 	}

@@ -28,7 +28,11 @@ type Options struct {
 	// container reach a neighbour's published port when br_netfilter
 	// bridges the translated packets (B9). Zero means DefaultPublishedMark.
 	// Set another bit if software on the node already uses that one.
+	// ModeLocal does not use it.
 	PublishedMark uint32
+	// Mode is ModeFull (the zero value: the whole dataplane) or ModeLocal
+	// (only node-originated traffic, next to the eBPF backend). See Mode.
+	Mode Mode
 }
 
 // DefaultPublishedMark is bit 24. It stays clear of the bits other
@@ -54,6 +58,7 @@ type Backend struct {
 	needFull bool             // the last sync failed, or none happened yet
 	saved    *uint32          // route_localnet before we set it
 	mark     uint32           // Options.PublishedMark
+	mode     Mode             // Options.Mode
 
 	stats stats
 }
@@ -81,7 +86,10 @@ func New(opts Options) (*Backend, error) {
 	if bits.OnesCount32(mark) != 1 {
 		return nil, fmt.Errorf("nftables backend: published mark %#x must be a single bit, e.g. %#x", mark, DefaultPublishedMark)
 	}
-	b := &Backend{ns: opts.NetNS, log: opts.Log, needFull: true, mark: mark,
+	if !opts.Mode.valid() {
+		return nil, fmt.Errorf("nftables backend: unknown mode %v", opts.Mode)
+	}
+	b := &Backend{ns: opts.NetNS, log: opts.Log, needFull: true, mark: mark, mode: opts.Mode,
 		refs: map[string]*held{}, counts: map[string]int{}}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -116,13 +124,19 @@ var (
 	_ dataplane.FillReporter = (*Backend)(nil)
 )
 
-// Name implements dataplane.Backend.
-func (b *Backend) Name() string { return "nftables" }
+// Name implements dataplane.Backend: "nftables" in ModeFull,
+// "nftables-local" in ModeLocal, so that a stack's status and logs tell the
+// companion apart from the full backend.
+func (b *Backend) Name() string { return b.mode.name() }
 
-// Apply implements dataplane.Backend. A full sync re-creates both tables in
-// one transaction; an incremental one sends only the element changes that d
-// implies. A failed transaction changes nothing in the kernel and makes the
-// next Apply a full sync, whatever the caller asks.
+// Mode returns the mode the backend was created with.
+func (b *Backend) Mode() Mode { return b.mode }
+
+// Apply implements dataplane.Backend. A full sync re-creates the mode's
+// tables (and deletes the other mode's) in one transaction; an incremental
+// one sends only the element changes that d implies, in the mode's tables.
+// A failed transaction changes nothing in the kernel and makes the next
+// Apply a full sync, whatever the caller asks.
 func (b *Backend) Apply(ctx context.Context, want *model.Resolved, d *model.Delta, full bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -162,22 +176,26 @@ func (b *Backend) fullSync(want *model.Resolved) error {
 	if err != nil {
 		return err
 	}
-	elems := wantElems(want)
+	elems := wantElems(b.mode, want)
 	keep := el(setSavedLocalnet, vMark(saved))
 	elems[keep.id()] = &held{e: keep, n: 1}
 
+	stale, err := b.staleTables()
+	if err != nil {
+		return err
+	}
 	carry := b.carryCounters()
 	c, err := b.conn(len(elems))
 	if err != nil {
 		return err
 	}
-	if err := programFull(c, elems, b.mark, carry); err != nil {
+	if err := programFull(c, b.mode, elems, b.mark, carry, stale); err != nil {
 		return fmt.Errorf("nft full sync: %w", err)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nft full sync of %d elements: %w", len(elems), err)
 	}
-	b.refs, b.counts = elems, countSets(elems)
+	b.refs, b.counts = elems, countSets(b.mode, elems)
 	b.needFull = false
 	// Only now that the raw drop of 127.0.0.0/8 (B11) is in place.
 	if err := b.writeLocalnet(1); err != nil {
@@ -186,23 +204,23 @@ func (b *Backend) fullSync(want *model.Resolved) error {
 	return nil
 }
 
-func countSets(elems map[string]*held) map[string]int {
+func countSets(m Mode, elems map[string]*held) map[string]int {
 	counts := map[string]int{}
 	for _, h := range elems {
-		counts[setKey(h.e.set)]++
+		counts[setKey(m, h.e.set)]++
 	}
 	return counts
 }
 
 func (b *Backend) deltaSync(d *model.Delta) error {
-	p := planDelta(b.refs, d)
+	p := planDelta(b.mode, b.refs, d)
 	b.stats.lastDeltaElem = len(p.dels) + len(p.adds)
 	if len(p.dels)+len(p.adds) > 0 {
 		c, err := b.conn(len(p.dels) + len(p.adds))
 		if err != nil {
 			return err
 		}
-		if err := programDelta(c, p.dels, p.adds); err != nil {
+		if err := programDelta(c, b.mode, p.dels, p.adds); err != nil {
 			return fmt.Errorf("nft incremental sync: %w", err)
 		}
 		if err := c.Flush(); err != nil {
@@ -216,8 +234,9 @@ func (b *Backend) deltaSync(d *model.Delta) error {
 }
 
 // Uninstall implements dataplane.Backend: it restores route_localnet and
-// deletes both tables. Restoring first means 127.0.0.0/8 is never routable
-// without the raw drop rule.
+// deletes the tables of both modes, whichever the backend runs in.
+// Restoring first means 127.0.0.0/8 is never routable without the raw drop
+// rule.
 func (b *Backend) Uninstall(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -236,13 +255,17 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 			return err
 		}
 	}
+	stale, err := b.staleTables()
+	if err != nil {
+		return err
+	}
 	c, err := b.conn(0)
 	if err != nil {
 		return err
 	}
-	programUninstall(c)
+	programUninstall(c, b.mode, stale)
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("delete nft tables %s: %w", TableName, err)
+		return fmt.Errorf("delete nft tables %s and %s: %w", TableName, LocalTableName, err)
 	}
 	b.refs, b.counts, b.saved, b.needFull = map[string]*held{}, map[string]int{}, nil, true
 	return nil
@@ -259,9 +282,14 @@ func (b *Backend) Status() map[string]any {
 			counts[k] = v
 		}
 	}
+	var names []string
+	for _, t := range tables(b.mode) {
+		names = append(names, famName(t.fam)+" "+t.name)
+	}
 	st := map[string]any{
 		"backend":            b.Name(),
-		"tables":             []string{"inet " + TableName, "bridge " + TableName},
+		"mode":               b.mode.String(),
+		"tables":             names,
 		"elements":           counts,
 		"needs_full_sync":    b.needFull,
 		"full_syncs":         s.fullSyncs,
@@ -271,7 +299,9 @@ func (b *Backend) Status() map[string]any {
 		"last_sync_duration": s.lastDuration.String(),
 		"last_delta_ops":     s.lastDeltaElem,
 		"conntrack_deleted":  s.ctDeleted,
-		"published_mark":     markText(b.mark),
+	}
+	if b.mode == ModeFull {
+		st["published_mark"] = markText(b.mark)
 	}
 	if !s.lastSync.IsZero() {
 		st["last_sync"] = s.lastSync.UTC().Format(time.RFC3339Nano)
@@ -289,16 +319,17 @@ func (b *Backend) Status() map[string]any {
 }
 
 // Fill implements dataplane.FillReporter: the elements of every set and map
-// of both tables, from what the backend holds (no kernel dump). A plain
+// of the mode's tables, from what the backend holds (no kernel dump). A plain
 // interval element (a subnet) counts once, though the kernel stores it as
 // a start and an end. nft sets have no fixed size, so Max is 0.
 func (b *Backend) Fill() []dataplane.TableFill {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []dataplane.TableFill
-	for _, t := range tables() {
+	for _, t := range tables(b.mode) {
 		for _, s := range t.sets {
-			out = append(out, dataplane.TableFill{Name: setKey(s), Entries: b.counts[setKey(s)]})
+			k := setKey(b.mode, s)
+			out = append(out, dataplane.TableFill{Name: k, Entries: b.counts[k]})
 		}
 	}
 	return out

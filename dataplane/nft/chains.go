@@ -31,11 +31,7 @@ var (
 func inetChains(mark uint32) []*chainDef {
 	r := func(t ...term) rule { return mkRule(famInet, t...) }
 	return []*chainDef{
-		// B11: with route_localnet=1 the kernel would accept 127.0.0.0/8 from
-		// any interface; only lo may bring it (as Docker 28's raw rule).
-		baseChain("raw-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
-			"prerouting", prioRaw, "raw",
-			r(ifname(fIifname, expr.CmpOpNeq, "lo"), inPrefix(fIPDaddr, loopback4), dropCounted(dropLoopback))),
+		rawPrerouting(),
 		baseChain("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 			"prerouting", prioDstNAT, "dstnat", r(jump(chainPublished))),
 		// B9 with icc=false: copy the published label of the connection onto
@@ -51,13 +47,65 @@ func inetChains(mark uint32) []*chainDef {
 			"prerouting", prioFilter, "filter",
 			r(inSet(setBridges, fIifname), hasMark(ctMark, mark), orMark(metaMark, mark))),
 		// B10: connections the node itself opens to a published port.
-		baseChain("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput,
-			"output", prioDstNAT, "-100", r(jump(chainPublished))),
+		natOutput(r(jump(chainPublished))),
 		regularChain(chainPublished, publishedRules(mark)...),
 		baseChain("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting,
 			"postrouting", prioSrcNAT, "srcnat", postroutingRules()...),
 		baseChain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward,
 			"forward", prioFilter, "filter", forwardRules()...),
+	}
+}
+
+// rawPrerouting (B11): with route_localnet=1 the kernel would accept
+// 127.0.0.0/8 from any interface; only lo may bring it (as Docker 28's raw
+// rule). It runs before conntrack, so it sees the destination a packet
+// arrived with, not one that a reply's translation restores.
+func rawPrerouting() *chainDef {
+	return baseChain("raw-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
+		"prerouting", prioRaw, "raw",
+		mkRule(famInet, ifname(fIifname, expr.CmpOpNeq, "lo"), inPrefix(fIPDaddr, loopback4),
+			dropCounted(dropLoopback)))
+}
+
+// natOutput is the chain of connections the node itself opens (B10).
+func natOutput(rules ...rule) *chainDef {
+	return baseChain("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput,
+		"output", prioDstNAT, "-100", rules...)
+}
+
+// loopbackMasquerade (B10): after output DNAT of 127.0.0.1 the packet
+// leaves for a bridge with source 127.0.0.1, which the container could not
+// answer; it gets the bridge's address instead.
+func loopbackMasquerade() rule {
+	return mkRule(famInet, inSet(setBridges, fOifname), inPrefix(fIPSaddr, loopback4), masquerade())
+}
+
+// localChains are the chains of ModeLocal: only what connections opened
+// by the node itself need (B10, B11), for a datapath on tc hooks that such
+// connections never cross. The published rules sit in nat-output itself
+// and translate without labelling: the label serves the ICC filter of the
+// bridge table, which this mode has not.
+func localChains() []*chainDef {
+	return []*chainDef{
+		rawPrerouting(),
+		natOutput(publishedRules(0)...),
+		baseChain("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting,
+			"postrouting", prioSrcNAT, "srcnat", localPostroutingRules()...),
+	}
+}
+
+// localPostroutingRules masquerade the connections the node opened to a
+// published port (B10) when they leave through a bridge, sources
+// 127.0.0.0/8 and node addresses alike. The container then answers the
+// bridge's own address, which its default route leads to the node, and
+// which the datapath next to this one passes up the stack, where conntrack
+// restores the node's address. Source 127.0.0.0/8 comes first and
+// unconditionally, as in the full mode: it cannot leave otherwise.
+func localPostroutingRules() []rule {
+	return []rule{
+		loopbackMasquerade(),
+		mkRule(famInet, inSet(setBridges, fOifname), ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat"),
+			fibSaddrLocal(), masquerade()),
 	}
 }
 
@@ -71,7 +119,8 @@ func inetChains(mark uint32) []*chainDef {
 // translation in the same rule, since nat ends the rule with its verdict;
 // and it cannot precede the lookup, or every new connection would carry
 // it. A second hash lookup, for the first packet of a connection only, is
-// the price of a rule that means what it says.
+// the price of a rule that means what it says. With mark 0 (ModeLocal)
+// there is no label, only the translation.
 func publishedRules(mark uint32) []rule {
 	var rules []rule
 	for _, p := range []struct {
@@ -92,9 +141,12 @@ func publishedRules(mark uint32) []rule {
 		if len(p.key) == 2 { // a wildcard map: only for local addresses
 			local = []term{nfproto(p.d), fibLocal()}
 		}
-		label := append(slices.Clone(local), inSet(p.m, p.key...), orMark(ctMark, mark))
+		if mark != 0 {
+			label := append(slices.Clone(local), inSet(p.m, p.key...), orMark(ctMark, mark))
+			rules = append(rules, mkRule(famInet, label...))
+		}
 		dnat := append(slices.Clone(local), natMap(expr.NATTypeDestNAT, p.d, p.m, p.key...))
-		rules = append(rules, mkRule(famInet, label...), mkRule(famInet, dnat...))
+		rules = append(rules, mkRule(famInet, dnat...))
 	}
 	return rules
 }
@@ -104,7 +156,7 @@ func postroutingRules() []rule {
 	snat := expr.NATTypeSourceNAT
 	return []rule{
 		// B10: 127.0.0.1 cannot be a source on a bridge.
-		r(inSet(setBridges, fOifname), inPrefix(fIPSaddr, loopback4), masquerade()),
+		loopbackMasquerade(),
 		// B9 hairpin: a container reached a published port through a node
 		// address and the DNAT sends it back into its own bridge; without
 		// this the answer would go straight over the bridge, bypass the

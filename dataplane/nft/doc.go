@@ -3,6 +3,11 @@
 // owns outright, programmed over netlink (github.com/google/nftables; no
 // nft process runs).
 //
+// It runs in one of two modes (Options.Mode). ModeFull, the default and
+// what the rest of this text describes unless it says otherwise, is the
+// whole dataplane. ModeLocal is the companion of the eBPF backend; see
+// "Local mode" below.
+//
 // # Tables, chains and hooks
 //
 // table inet portcullis (IPv4 and IPv6 in one):
@@ -36,11 +41,47 @@
 // interval element translating only the address. A shifted range is expanded
 // into one exact element per port, because nft_nat cannot add a port offset.
 //
+// # Local mode
+//
+// The eBPF backend translates published ports on the uplink's tc ingress,
+// which traffic the node itself originates never crosses. ModeLocal
+// (Backend.Name "nftables-local") programs only what that traffic needs,
+// in a table of its own:
+//
+// table inet portcullis-local:
+//
+//	raw-prerouting  filter prerouting priority raw (-300)   drop 127.0.0.0/8 not from lo (B11)
+//	nat-output      nat    output     priority -100         DNAT through the dnat* maps (B10)
+//	nat-postrouting nat    postrouting priority srcnat (100) masquerade into @bridges: source
+//	                                                        127.0.0.0/8, and DNATed from a local address
+//
+// with counter drop-loopback, set bridges, the eight dnat* maps and
+// saved-route_localnet. The maps hold the same elements as in the full
+// mode (the same code builds them); nat-output translates without setting
+// the published mark, which only the bridge table's ICC filter needs.
+// Wildcard mappings apply to local destinations (fib daddr type local),
+// address-bound ones to their address, 127.0.0.1 included. The masquerade
+// gives a connection the node opened to a published port the bridge's
+// address as source, so the container's answer goes to the node, where
+// conntrack restores the original addresses. There is no forward chain, no
+// bridge-family table, no ICC, no egress translation of containers: the
+// eBPF programs do those. An incremental sync touches only the elements of
+// this table: mappings (also when an endpoint change re-resolves them) and
+// bridges; endpoint and link changes otherwise cost nothing.
+//
+// The modes never coexist: a full sync in either deletes the other's tables
+// in the same transaction (they are looked up first, so the local mode
+// never creates a bridge-family table), and Uninstall in either deletes the
+// tables of both, so `portcullisd uninstall` leaves none whichever backend
+// ran. route_localnet is handled alike in both; the saved value is read
+// from the own table, else from the other mode's, so a switch between modes
+// keeps the value from before either.
+//
 // # Living with other firewalls
 //
-// The backend reads and writes only its own two tables. Every base chain
-// has policy accept and ends without a verdict for traffic that is not ours,
-// so packets go on to Docker's, firewalld's or iptables-nft's tables, which
+// The backend reads and writes only its own tables (of either mode). Every
+// base chain has policy accept and ends without a verdict for traffic that
+// is not ours, so packets go on to Docker's, firewalld's or iptables-nft's tables, which
 // see them as they would without us. An accept here does not override a
 // drop in another table (netfilter runs every base chain on a hook), so a
 // host firewall with a forward drop policy must allow the bridges. The only

@@ -22,13 +22,13 @@ func (b *Backend) Drops(ctx context.Context) ([]dataplane.Drop, error) {
 		return nil, err
 	}
 	b.mu.Lock()
-	counts, err := b.readCounters()
+	counts, err := b.readCounters(b.mode)
 	b.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	var out []dataplane.Drop
-	for _, t := range tables() {
+	for _, t := range tables(b.mode) {
 		for _, c := range t.counters {
 			if v, ok := counts[c.name()]; ok {
 				out = append(out, dataplane.Drop{Reason: c.reason, Packets: v.packets, Bytes: v.bytes})
@@ -38,22 +38,29 @@ func (b *Backend) Drops(ctx context.Context) ([]dataplane.Drop, error) {
 	return out, nil
 }
 
-// readCounters returns the counter objects of both tables by name. A table
+// readCounters returns the counter objects of the tables of modes ms by
+// name; a name found in the tables of an earlier mode of ms wins. A table
 // that does not exist dumps nothing.
-func (b *Backend) readCounters() (map[string]dropCount, error) {
+func (b *Backend) readCounters(ms ...Mode) (map[string]dropCount, error) {
 	c, err := b.conn(0)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]dropCount{}
-	for _, t := range tables() {
-		objs, err := c.GetObjects(t.table())
-		if err != nil {
-			return nil, fmt.Errorf("read drop counters of table %s %s: %w", famName(t.fam), TableName, err)
-		}
-		for _, o := range objs {
-			if co, ok := o.(*nftables.CounterObj); ok {
-				out[co.Name] = dropCount{packets: co.Packets, bytes: co.Bytes}
+	for _, m := range ms {
+		for _, t := range tables(m) {
+			objs, err := c.GetObjects(t.table())
+			if err != nil {
+				return nil, fmt.Errorf("read drop counters of table %s %s: %w", famName(t.fam), t.name, err)
+			}
+			for _, o := range objs {
+				co, ok := o.(*nftables.CounterObj)
+				if !ok {
+					continue
+				}
+				if _, seen := out[co.Name]; !seen {
+					out[co.Name] = dropCount{packets: co.Packets, bytes: co.Bytes}
+				}
 			}
 		}
 	}
@@ -63,9 +70,11 @@ func (b *Backend) readCounters() (map[string]dropCount, error) {
 // carryCounters returns the counter values a full sync re-creates the
 // counters with, so they survive it (and an agent restart). Drops between
 // this read and the commit are lost; a read that fails costs the history
-// of the counters, never the sync.
+// of the counters, never the sync. A counter the mode's tables lack is
+// carried over from the other mode's (drop-loopback, when the agent
+// switches between the nftables and the eBPF backend).
 func (b *Backend) carryCounters() map[string]dropCount {
-	counts, err := b.readCounters()
+	counts, err := b.readCounters(append([]Mode{b.mode}, b.mode.others()...)...)
 	if err != nil {
 		b.log.Warn("drop counters restart from zero", "err", err)
 		return nil

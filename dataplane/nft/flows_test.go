@@ -91,7 +91,7 @@ func TestFill(t *testing.T) {
 			t.Errorf("%s: %d entries, want %d", name, fill[name], n)
 		}
 	}
-	if n := len(wantElems(want)) + 1; total != n { // + saved-route_localnet
+	if n := len(wantElems(ModeFull, want)) + 1; total != n { // + saved-route_localnet
 		t.Errorf("%d entries in all, want %d", total, n)
 	}
 }

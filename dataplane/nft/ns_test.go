@@ -55,10 +55,18 @@ func inNSExec(t *testing.T, ns string, args ...string) string {
 	return sh(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
 }
 
-// newBackend returns a backend for namespace h, uninstalled at cleanup.
+// newBackend returns a full-mode backend for namespace h, uninstalled at
+// cleanup.
 func newBackend(t *testing.T, h netns.NsHandle) *Backend {
 	t.Helper()
-	b, err := New(Options{NetNS: h})
+	return newBackendIn(t, h, ModeFull)
+}
+
+// newBackendIn returns a backend in mode m for namespace h, uninstalled at
+// cleanup.
+func newBackendIn(t *testing.T, h netns.NsHandle, m Mode) *Backend {
+	t.Helper()
+	b, err := New(Options{NetNS: h, Mode: m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 // plan is what an incremental sync sends: the elements to delete and to
 // add, and the reference counts to keep once the kernel took them.
 type plan struct {
+	mode       Mode
 	dels, adds []elem
 	next       map[string]*held // nil value: the element is gone
 }
@@ -22,12 +23,15 @@ type touch struct {
 // Reference counts make it safe when two objects stand for the same element
 // (two links between the same endpoints), and when a change deletes and adds
 // the same element (an endpoint re-resolved with the same addresses): the
-// kernel sees nothing for it.
-func planDelta(refs map[string]*held, d *model.Delta) *plan {
+// kernel sees nothing for it. Only elements of the tables of mode m count.
+func planDelta(m Mode, refs map[string]*held, d *model.Delta) *plan {
 	touched := map[string]*touch{}
 	var order []string
 	bump := func(es []elem, dn int) {
 		for _, e := range es {
+			if !m.holds(e.set) {
+				continue
+			}
 			t := touched[e.id()]
 			if t == nil {
 				t = &touch{}
@@ -43,7 +47,7 @@ func planDelta(refs map[string]*held, d *model.Delta) *plan {
 	}
 	forDelta(d, func(old, new []elem) { bump(old, -1); bump(new, +1) })
 
-	p := &plan{next: map[string]*held{}}
+	p := &plan{mode: m, next: map[string]*held{}}
 	for _, id := range order {
 		p.resolve(id, refs[id], touched[id])
 	}
@@ -83,17 +87,18 @@ func (p *plan) commit(refs map[string]*held, counts map[string]int) {
 		switch {
 		case h == nil && before != nil:
 			delete(refs, id)
-			counts[setKey(before.e.set)]--
+			counts[setKey(p.mode, before.e.set)]--
 		case h != nil && before == nil:
 			refs[id] = h
-			counts[setKey(h.e.set)]++
+			counts[setKey(p.mode, h.e.set)]++
 		case h != nil:
 			refs[id] = h
 		}
 	}
 }
 
-func setKey(s *setDef) string { return famName(s.fam) + " " + TableName + " " + s.name }
+// setKey names set s of mode m's tables: "inet portcullis dnat4".
+func setKey(m Mode, s *setDef) string { return famName(s.fam) + " " + m.table() + " " + s.name }
 
 // forDelta calls f with the elements of the old and the new version of
 // every object that d changes.

@@ -53,19 +53,26 @@ func forceBuffers(c *netlink.Conn, size int) error {
 	return err
 }
 
-// programFull queues, for each table: add (so the delete cannot fail),
-// delete, and create it again with all counters, sets, chains, rules and
-// elements. Everything is one batch, so the kernel swaps the old ruleset for
-// the new one atomically; conntrack (and so every established flow and its
-// NAT binding) is not touched. Re-creating rather than flushing also lets an
-// upgraded agent change a set's type. The drop counters are re-created with
-// the values in carry, so they survive full syncs and agent restarts.
-func programFull(c *nftables.Conn, elems map[string]*held, mark uint32, carry map[string]dropCount) error {
+// programFull queues, for each table of mode m: add (so the delete cannot
+// fail), delete, and create it again with all counters, sets, chains, rules
+// and elements. The tables in stale (the other mode's, see staleTables)
+// are deleted in the same batch: a leftover of an agent that ran with the
+// other backend would contradict this one. Everything is one batch, so the
+// kernel swaps the old ruleset for the new one atomically; conntrack (and
+// so every established flow and its NAT binding) is not touched.
+// Re-creating rather than flushing also lets an upgraded agent change a
+// set's type. The drop counters are re-created with the values in carry, so
+// they survive full syncs and agent restarts.
+func programFull(c *nftables.Conn, m Mode, elems map[string]*held, mark uint32,
+	carry map[string]dropCount, stale []*nftables.Table) error {
 	bySet := map[*setDef][]elem{}
 	for _, h := range elems {
 		bySet[h.e.set] = append(bySet[h.e.set], h.e)
 	}
-	for _, t := range schema(mark) {
+	for _, tbl := range stale {
+		c.DelTable(tbl)
+	}
+	for _, t := range schema(m, mark) {
 		tbl := t.table()
 		c.AddTable(tbl)
 		c.DelTable(tbl)
@@ -163,9 +170,10 @@ func queueElems(c *nftables.Conn, s *nftables.Set, es []elem, add bool) error {
 	return nil
 }
 
-// programDelta queues element deletions, then additions, grouped by set.
-// Deleting first lets a map element change its data under the same key.
-func programDelta(c *nftables.Conn, dels, adds []elem) error {
+// programDelta queues element deletions, then additions, grouped by set,
+// in the tables of mode m. Deleting first lets a map element change its
+// data under the same key.
+func programDelta(c *nftables.Conn, m Mode, dels, adds []elem) error {
 	for _, step := range []struct {
 		es  []elem
 		add bool
@@ -179,7 +187,7 @@ func programDelta(c *nftables.Conn, dels, adds []elem) error {
 			bySet[e.set] = append(bySet[e.set], e)
 		}
 		for _, s := range order {
-			tbl := &nftables.Table{Name: TableName, Family: s.fam}
+			tbl := &nftables.Table{Name: m.table(), Family: s.fam}
 			if err := queueElems(c, s.kernelSet(tbl), bySet[s], step.add); err != nil {
 				return err
 			}
@@ -188,12 +196,44 @@ func programDelta(c *nftables.Conn, dels, adds []elem) error {
 	return nil
 }
 
-// programUninstall deletes both tables; adding them first makes the delete
-// succeed when they are already gone.
-func programUninstall(c *nftables.Conn) {
-	for _, t := range tables() {
+// programUninstall deletes the tables of mode m, and those in stale (the
+// other mode's that exist): whichever mode the backend runs in,
+// `portcullisd uninstall` leaves no table of either behind. Adding m's
+// tables first makes their delete succeed when they are already gone.
+func programUninstall(c *nftables.Conn, m Mode, stale []*nftables.Table) {
+	for _, t := range tables(m) {
 		tbl := t.table()
 		c.AddTable(tbl)
 		c.DelTable(tbl)
 	}
+	for _, tbl := range stale {
+		c.DelTable(tbl)
+	}
+}
+
+// staleTables returns the tables of the modes other than the backend's
+// that exist in its namespace. They are listed rather than blindly added
+// and deleted, so that the local mode never creates, even for an instant,
+// a bridge-family table, which a kernel without nftables bridge support
+// would refuse.
+func (b *Backend) staleTables() ([]*nftables.Table, error) {
+	c, err := b.conn(0)
+	if err != nil {
+		return nil, err
+	}
+	have, err := c.ListTables()
+	if err != nil {
+		return nil, fmt.Errorf("list nft tables: %w", err)
+	}
+	var out []*nftables.Table
+	for _, o := range b.mode.others() {
+		for _, t := range tables(o) {
+			for _, h := range have {
+				if h.Name == t.name && h.Family == t.fam {
+					out = append(out, t.table())
+				}
+			}
+		}
+	}
+	return out, nil
 }

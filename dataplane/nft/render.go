@@ -17,11 +17,15 @@ type held struct {
 	n int
 }
 
-// wantElems returns every element that want stands for.
-func wantElems(want *model.Resolved) map[string]*held {
+// wantElems returns every element that want stands for in the tables of
+// mode m.
+func wantElems(m Mode, want *model.Resolved) map[string]*held {
 	out := map[string]*held{}
 	add := func(es []elem) {
 		for _, e := range es {
+			if !m.holds(e.set) {
+				continue
+			}
 			if h := out[e.id()]; h != nil {
 				h.n++
 			} else {
@@ -45,37 +49,43 @@ func wantElems(want *model.Resolved) map[string]*held {
 }
 
 // Render returns the ruleset the backend programs for want with the default
-// options, as `nft list table` prints it right after a first sync (all drop
-// counters at zero). routeLocalnet is the saved sysctl value shown in set
-// saved-route_localnet. The text comes from the same rule and element
-// descriptions as the netlink messages.
+// options (ModeFull), as `nft list table` prints it right after a first
+// sync (all drop counters at zero). routeLocalnet is the saved sysctl value
+// shown in set saved-route_localnet. The text comes from the same rule and
+// element descriptions as the netlink messages.
 func Render(want *model.Resolved, routeLocalnet uint32) string {
-	return renderWith(want, routeLocalnet, DefaultPublishedMark)
+	return RenderMode(ModeFull, want, routeLocalnet)
 }
 
-// renderWith is Render for a backend with Options.PublishedMark = mark.
-func renderWith(want *model.Resolved, routeLocalnet, mark uint32) string {
-	elems := wantElems(want)
+// RenderMode is Render for a backend in mode m: for ModeLocal, the one
+// table inet portcullis-local.
+func RenderMode(m Mode, want *model.Resolved, routeLocalnet uint32) string {
+	return renderWith(m, want, routeLocalnet, DefaultPublishedMark)
+}
+
+// renderWith is RenderMode for a backend with Options.PublishedMark = mark.
+func renderWith(m Mode, want *model.Resolved, routeLocalnet, mark uint32) string {
+	elems := wantElems(m, want)
 	saved := el(setSavedLocalnet, vMark(routeLocalnet))
 	elems[saved.id()] = &held{e: saved, n: 1}
-	return render(elems, mark)
+	return render(m, elems, mark)
 }
 
-func render(elems map[string]*held, mark uint32) string {
+func render(m Mode, elems map[string]*held, mark uint32) string {
 	bySet := map[*setDef][]elem{}
 	for _, id := range slices.Sorted(maps.Keys(elems)) {
 		e := elems[id].e
 		bySet[e.set] = append(bySet[e.set], e)
 	}
 	var sb strings.Builder
-	for _, t := range schema(mark) {
+	for _, t := range schema(m, mark) {
 		renderTable(&sb, t, bySet)
 	}
 	return sb.String()
 }
 
 func renderTable(sb *strings.Builder, t *tableDef, bySet map[*setDef][]elem) {
-	sb.WriteString("table " + famName(t.fam) + " " + TableName + " {\n")
+	sb.WriteString("table " + famName(t.fam) + " " + t.name + " {\n")
 	var blocks []string
 	for _, c := range t.counters { // nft lists objects before sets
 		blocks = append(blocks, "\tcounter "+c.name()+" {\n\t\tpackets 0 bytes 0\n\t}\n")

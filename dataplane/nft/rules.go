@@ -260,11 +260,22 @@ func ctBits(key expr.CtKey, mask uint32, text string) term {
 
 // fibLocal matches packets addressed to any local address of the namespace
 // (iptables' addrtype --dst-type LOCAL). The route type is host-endian.
-func fibLocal() term {
+func fibLocal() term { return fibAddrLocal(false) }
+
+// fibSaddrLocal matches packets from a local address of the namespace,
+// 127.0.0.0/8 included (--src-type LOCAL). Without an interface flag the
+// kernel allows it in every hook, postrouting too.
+func fibSaddrLocal() term { return fibAddrLocal(true) }
+
+func fibAddrLocal(saddr bool) term {
 	return func(b *builder) {
-		b.add(&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		b.add(&expr.Fib{Register: 1, FlagDADDR: !saddr, FlagSADDR: saddr, ResultADDRTYPE: true},
 			cmpEq(binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)))
-		b.say("fib daddr type local")
+		if saddr {
+			b.say("fib saddr type local")
+		} else {
+			b.say("fib daddr type local")
+		}
 	}
 }
 

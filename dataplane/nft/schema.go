@@ -7,7 +7,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 )
 
-// TableName is the name of both tables the backend owns.
+// TableName is the name of both tables of ModeFull (families inet and
+// bridge). ModeLocal has one table, LocalTableName.
 const TableName = "portcullis"
 
 var (
@@ -107,6 +108,16 @@ var inetSets = []*setDef{
 	setSavedLocalnet,
 }
 
+// The sets of table inet portcullis-local (ModeLocal): the bridges, for
+// the masquerade of node-originated connections into them, and the
+// published-port maps, whose elements are those of the full mode.
+var localSets = []*setDef{
+	setBridges,
+	mapDNAT4, mapDNAT4Range, mapDNAT4Any, mapDNAT4AnyRange,
+	mapDNAT6, mapDNAT6Range, mapDNAT6Any, mapDNAT6AnyRange,
+	setSavedLocalnet,
+}
+
 var bridgeSets = []*setDef{
 	setPorts, setPortMAC, setPortIP4, setPortIP6, setIsolated,
 	setLinks4, setLinks4Back, setLinks6, setLinks6Back,
@@ -173,6 +184,7 @@ var (
 
 	inetCounters   = []*counterDef{dropLoopback, dropInbound}
 	bridgeCounters = []*counterDef{dropSpoof, dropICC}
+	localCounters  = []*counterDef{dropLoopback}
 )
 
 // chainDef is a chain with its rules. Base chains are named <type>-<hook>.
@@ -183,16 +195,17 @@ type chainDef struct {
 	rules []rule
 }
 
-// tableDef is one of our two tables.
+// tableDef is one of our tables.
 type tableDef struct {
 	fam      nftables.TableFamily
+	name     string // TableName or LocalTableName
 	counters []*counterDef
 	sets     []*setDef
 	chains   []*chainDef
 }
 
 func (t *tableDef) table() *nftables.Table {
-	return &nftables.Table{Name: TableName, Family: t.fam}
+	return &nftables.Table{Name: t.name, Family: t.fam}
 }
 
 func famName(f nftables.TableFamily) string {
@@ -221,20 +234,29 @@ func regularChain(name string, rules ...rule) *chainDef {
 	return &chainDef{name: name, rules: rules}
 }
 
-// schema returns both tables with their counters, sets, chains and rules,
-// built fresh (the expressions are patched with set IDs while programming).
-// mark is the packet mark bit of published connections (Options.PublishedMark).
-func schema(mark uint32) []*tableDef {
-	return []*tableDef{
-		{fam: famInet, counters: inetCounters, sets: inetSets, chains: inetChains(mark)},
-		{fam: famBridge, counters: bridgeCounters, sets: bridgeSets, chains: bridgeChains(mark)},
+// schema returns the tables of mode m with their counters, sets, chains
+// and rules, built fresh (the expressions are patched with set IDs while
+// programming). mark is the packet mark bit of published connections
+// (Options.PublishedMark); ModeLocal does not use it.
+func schema(m Mode, mark uint32) []*tableDef {
+	ts := tables(m)
+	if m == ModeLocal {
+		ts[0].chains = localChains()
+		return ts
 	}
+	ts[0].chains, ts[1].chains = inetChains(mark), bridgeChains(mark)
+	return ts
 }
 
-// tables returns both tables without building their chains.
-func tables() []*tableDef {
+// tables returns the tables of mode m without their chains.
+func tables(m Mode) []*tableDef {
+	if m == ModeLocal {
+		return []*tableDef{
+			{fam: famInet, name: LocalTableName, counters: localCounters, sets: localSets},
+		}
+	}
 	return []*tableDef{
-		{fam: famInet, counters: inetCounters, sets: inetSets},
-		{fam: famBridge, counters: bridgeCounters, sets: bridgeSets},
+		{fam: famInet, name: TableName, counters: inetCounters, sets: inetSets},
+		{fam: famBridge, name: TableName, counters: bridgeCounters, sets: bridgeSets},
 	}
 }

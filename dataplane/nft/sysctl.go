@@ -80,21 +80,26 @@ func (b *Backend) savedLocalnet() (uint32, error) {
 	return v, nil
 }
 
-// readSavedSet reads set saved-route_localnet; ok is false when the table or
-// the set is absent (never installed) or empty.
+// readSavedSet reads set saved-route_localnet of the backend's mode, else
+// of the other mode (an agent that ran with the other backend set the
+// sysctl, and the value before it is the one to keep); ok is false when no
+// table holds the set (never installed) or it is empty.
 func (b *Backend) readSavedSet() (uint32, bool) {
 	c, err := b.conn(0)
 	if err != nil {
 		return 0, false
 	}
-	tbl := &nftables.Table{Name: TableName, Family: famInet}
-	s, err := c.GetSetByName(tbl, setSavedLocalnet.name)
-	if err != nil {
-		return 0, false
+	for _, m := range append([]Mode{b.mode}, b.mode.others()...) {
+		tbl := &nftables.Table{Name: m.table(), Family: famInet}
+		s, err := c.GetSetByName(tbl, setSavedLocalnet.name)
+		if err != nil {
+			continue
+		}
+		es, err := c.GetSetElements(s)
+		if err != nil || len(es) == 0 || len(es[0].Key) != 4 {
+			continue
+		}
+		return binaryutil.NativeEndian.Uint32(es[0].Key), true
 	}
-	es, err := c.GetSetElements(s)
-	if err != nil || len(es) == 0 || len(es[0].Key) != 4 {
-		return 0, false
-	}
-	return binaryutil.NativeEndian.Uint32(es[0].Key), true
+	return 0, false
 }

@@ -41,7 +41,10 @@ type topo struct {
 	bridgeGateway4 string
 }
 
-func newTopo(t *testing.T) *topo {
+func newTopo(t *testing.T) *topo { return newTopoIn(t, ModeFull) }
+
+// newTopoIn is newTopo with the backend in mode m.
+func newTopoIn(t *testing.T, m Mode) *topo {
 	needRoot(t)
 	tp := &topo{t: t, nodeIP: "192.0.2.1", extIP: "192.0.2.2", c1IP: "172.18.0.2",
 		c2IP: "172.18.0.3", bridgeGateway4: "172.18.0.1"}
@@ -62,7 +65,7 @@ func newTopo(t *testing.T) *topo {
 	tp.plug(tp.c1, "pcv1", tp.c1IP, "02:42:ac:12:00:02")
 	tp.plug(tp.c2, "pcv2", tp.c2IP, "02:42:ac:12:00:03")
 
-	tp.b = newBackend(t, tp.nodeH)
+	tp.b = newBackendIn(t, tp.nodeH, m)
 	tp.want = model.NewResolved()
 	tp.do(model.Op{Kind: "network", Network: &model.Network{Name: "net0", Bridge: "pcbr0",
 		Subnet: "172.18.0.0/16"}})

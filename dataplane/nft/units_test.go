@@ -117,14 +117,14 @@ func TestPortElemShapes(t *testing.T) {
 // endpoint re-resolved without change costs nothing.
 func TestPlanDelta(t *testing.T) {
 	want := smallState(t)
-	refs := wantElems(want)
+	refs := wantElems(ModeFull, want)
 	apply := func(op model.Op) *plan {
 		t.Helper()
 		d, err := want.Do(op)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := planDelta(refs, d)
+		p := planDelta(ModeFull, refs, d)
 		p.commit(refs, map[string]int{})
 		return p
 	}
@@ -153,7 +153,7 @@ func TestPlanDelta(t *testing.T) {
 	if len(p.dels) != 1 || len(p.adds) != 1 || p.dels[0].id() != p.adds[0].id() {
 		t.Errorf("changed mapping: dels %v adds %v, want one of each for the same key", p.dels, p.adds)
 	}
-	if got := wantElems(want); len(got) != len(refs) {
+	if got := wantElems(ModeFull, want); len(got) != len(refs) {
 		t.Errorf("after the deltas refs hold %d elements, a full sync would hold %d", len(refs), len(got))
 	}
 }
