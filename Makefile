@@ -10,7 +10,7 @@ PREFIX  ?= /usr/local
 # Debian packages per purpose (checked by command, installed when missing).
 PKGS_TEST  := iproute2:ip nftables:nft iputils-ping:ping containernetworking-plugins:/usr/lib/cni/host-local
 PKGS_GEN   := clang-14:clang-14 llvm-14:llc-14 libbpf-dev:/usr/include/bpf/bpf_helpers.h
-PKGS_BENCH := iperf3:iperf3 iptables:iptables-legacy conntrack:conntrack
+PKGS_BENCH := iperf3:iperf3 iptables:iptables-legacy nftables:nft containernetworking-plugins:/usr/lib/cni/portmap
 
 .PHONY: all build generate check-generate test unit conformance demo bench bench-quick install uninstall clean deps-test deps-gen deps-bench
 
@@ -38,7 +38,7 @@ deps-test:
 	  $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
 deps-gen:
 	$(call install-missing,$(PKGS_GEN))
-deps-bench:
+deps-bench: deps-test
 	$(call install-missing,$(PKGS_BENCH))
 
 # Rebuild the eBPF objects with the pinned clang; they are committed.

@@ -1,0 +1,98 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// Config is what to run. Quick and Full are the presets behind
+// `make bench-quick` and `make bench`.
+type Config struct {
+	// Modes to run, from AllModes.
+	Modes []string `json:"modes"`
+	// Rounds: every round runs every mode at every N, in a rotated order,
+	// each in fresh namespaces.
+	Rounds int `json:"rounds"`
+	// Duration of each traffic measurement (connection rate, request/
+	// response, each iperf3 run).
+	Duration time.Duration `json:"duration_ns"`
+	// Ns are the numbers of mappings published ahead of the measured one.
+	// The full traffic suite runs at the first; the connection rate, the
+	// add-one latency and the footprint at every one.
+	Ns []int `json:"ns"`
+	// Adds is how many mappings are added one at a time at each N.
+	Adds int `json:"adds"`
+	// AddBudget bounds the time the adds at one N may take: after it,
+	// the adds stop (one at least is made).
+	AddBudget time.Duration `json:"add_budget_ns"`
+	// PerCall is how many mappings are programmed from empty one call per
+	// mapping (Docker's way, the API's way), at the first N of the first
+	// round only (it is deterministic work, and costs minutes); 0 skips it.
+	PerCall int `json:"per_call"`
+	// Clients is the number of parallel connection-rate clients.
+	Clients int  `json:"clients"`
+	Quick   bool `json:"quick"`
+	// Agent is the portcullisd binary; empty: next to pcbench, or built.
+	Agent string `json:"agent"`
+	// Progress receives one line per instance (stderr in pcbench).
+	Progress io.Writer `json:"-"`
+	// skipSuite leaves out request/response, iperf3 and UDP (smoke test).
+	skipSuite bool
+}
+
+// AllModes in their default order. The references come first: none is the
+// floor, iptables-nft the Docker default on current distributions.
+var AllModes = []string{
+	"none", "iptables-legacy", "iptables-nft", "docker-nftables",
+	"cni-bridge-portmap", "nftables", "ebpf",
+}
+
+// Quick is `make bench-quick`: one round, short runs, N up to 1,000;
+// under three minutes on a 2-core machine.
+func Quick() Config {
+	return Config{
+		Modes: AllModes, Rounds: 1, Duration: time.Second, Ns: []int{0, 1000},
+		Adds: 3, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, Quick: true,
+	}
+}
+
+// Full is `make bench`: three rounds, N up to 100,000; under thirty
+// minutes on a 2-core machine.
+func Full() Config {
+	return Config{
+		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
+		Adds: 5, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8,
+	}
+}
+
+// Validate checks the configuration before any namespace is made.
+func (c Config) Validate() error {
+	if len(c.Modes) == 0 {
+		return fmt.Errorf("no modes: choose from %v", AllModes)
+	}
+	for _, m := range c.Modes {
+		if !slices.Contains(AllModes, m) {
+			return fmt.Errorf("unknown mode %q: choose from %v", m, AllModes)
+		}
+	}
+	switch {
+	case c.Rounds < 1:
+		return fmt.Errorf("rounds %d: at least 1", c.Rounds)
+	case c.Duration < 200*time.Millisecond || c.Duration > 10*time.Minute:
+		return fmt.Errorf("duration %v: between 200ms and 10m", c.Duration)
+	case len(c.Ns) == 0:
+		return fmt.Errorf("no N values")
+	case c.Clients < 1 || c.Clients > 100:
+		return fmt.Errorf("clients %d: between 1 and 100", c.Clients)
+	case c.Adds < 0 || c.PerCall < 0 || c.Adds+c.PerCall > 2*(65535-addBase+1):
+		return fmt.Errorf("adds %d + per-call %d: at most %d mappings fit above port %d", c.Adds, c.PerCall, 2*(65535-addBase+1), addBase)
+	}
+	for _, n := range c.Ns {
+		if n < 0 || n > maxFillers {
+			return fmt.Errorf("N %d: between 0 and %d", n, maxFillers)
+		}
+	}
+	return nil
+}
