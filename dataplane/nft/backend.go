@@ -61,6 +61,7 @@ type Backend struct {
 	mode     Mode             // Options.Mode
 
 	stats stats
+	ct    ctCleaner // deletes stale conntrack entries off the API path
 }
 
 type stats struct {
@@ -107,6 +108,7 @@ func New(opts Options) (*Backend, error) {
 
 // Close releases the namespace handle New took. The kernel state stays.
 func (b *Backend) Close() error {
+	b.ct.close() // before the namespace handle goes
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ownNS && b.ns.IsOpen() {
@@ -115,6 +117,10 @@ func (b *Backend) Close() error {
 	}
 	return nil
 }
+
+// WaitConntrack blocks until the conntrack clean-up of every change
+// applied so far has run (tests; an operator sees conntrack_deleted).
+func (b *Backend) WaitConntrack() { b.ct.Wait() }
 
 // The optional interfaces of package dataplane that the backend implements.
 var (

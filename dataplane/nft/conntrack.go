@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -69,10 +70,13 @@ func sameNAT(a, b *model.RPort) bool {
 		a.HostHi == b.HostHi && a.Lo == b.Lo && a.EP.IP == b.EP.IP && a.EP.IP6 == b.EP.IP6
 }
 
-// clearConntrack runs after an incremental transaction was committed. A
-// failure here is logged and counted, not returned: the ruleset is already
-// right, and returning an error would make the caller undo a change that the
-// kernel holds.
+// clearConntrack runs after an incremental transaction was committed. It
+// hands the matches to the cleaner and returns at once: a conntrack dump
+// walks the kernel's whole hash table (about 9 ms when empty, more with
+// entries of every namespace), which must not sit on the API path of one
+// more mapping. New flows follow the new ruleset at once either way; the
+// cleaner removes the stale entries milliseconds later. A failure there is
+// logged and counted, not returned: the ruleset is already right.
 func (b *Backend) clearConntrack(d *model.Delta) {
 	var ms []ctMatch
 	for _, c := range d.Ports {
@@ -86,16 +90,83 @@ func (b *Backend) clearConntrack(d *model.Delta) {
 			ms = append(ms, matchFor(c.New, false))
 		}
 	}
-	if len(ms) == 0 {
+	if len(ms) > 0 {
+		b.ct.enqueue(b, ms)
+	}
+}
+
+// ctCleaner deletes stale conntrack entries in the background, one dump
+// for every batch of changes that queued up meanwhile.
+type ctCleaner struct {
+	once    sync.Once
+	mu      sync.Mutex
+	pending [][]ctMatch // one batch per change
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	busy    sync.WaitGroup // one per queued batch, done when deleted
+}
+
+func (c *ctCleaner) enqueue(b *Backend, ms []ctMatch) {
+	c.once.Do(func() {
+		c.wake, c.stop, c.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go c.run(b)
+	})
+	c.mu.Lock()
+	c.pending = append(c.pending, ms)
+	c.busy.Add(1)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *ctCleaner) run(b *Backend) {
+	defer close(c.done)
+	for {
+		select {
+		case <-c.stop:
+			c.drain(b) // what was queued still gets cleaned
+			return
+		case <-c.wake:
+			c.drain(b)
+		}
+	}
+}
+
+func (c *ctCleaner) drain(b *Backend) {
+	c.mu.Lock()
+	batches := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if len(batches) == 0 {
 		return
 	}
-	n, err := b.deleteFlows(ms)
+	n, err := b.deleteFlows(slices.Concat(batches...))
+	b.mu.Lock()
 	b.stats.ctDeleted += uint64(n)
 	b.stats.ctLastError = ""
 	if err != nil {
 		b.stats.ctLastError = err.Error()
 		b.log.Warn("clear stale conntrack entries", "err", err)
 	}
+	b.mu.Unlock()
+	for range batches {
+		c.busy.Done()
+	}
+}
+
+// Wait blocks until every queued clean-up has run.
+func (c *ctCleaner) Wait() { c.busy.Wait() }
+
+// close stops the cleaner after it has run what was queued.
+func (c *ctCleaner) close() {
+	if c.stop == nil {
+		return
+	}
+	close(c.stop)
+	<-c.done
 }
 
 // deleteFlows deletes the conntrack entries matched by ms and returns how

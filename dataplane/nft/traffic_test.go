@@ -464,10 +464,12 @@ func TestTrafficStaleConntrack(t *testing.T) {
 
 	tp.do(model.Op{Kind: "port", Port: &model.PortMapping{ID: "c1-dns", Endpoint: "c1",
 		Proto: "udp", HostPort: 5353, Port: 53}})
+	tp.b.WaitConntrack() // the clean-up runs off the API path
 	send(c, "published")
 	received(t, got, "published")
 
 	tp.do(model.Op{Kind: "port", Delete: true, Key: "c1-dns"})
+	tp.b.WaitConntrack()
 	send(c, "removed")
 	notReceived(t, got, "removed")
 	if n := tp.b.Status()["conntrack_deleted"].(uint64); n < 2 {
