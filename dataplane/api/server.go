@@ -204,25 +204,20 @@ func (s *Server) flowTable() (dataplane.FlowTable, error) {
 }
 
 func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
-	f, err := flowFilter(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	ft, err := s.flowTable()
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	flows, err := ft.Flows(r.Context(), f)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, flows)
+	s.withFlows(w, r, func(ft dataplane.FlowTable, f dataplane.FlowFilter) (any, error) {
+		return ft.Flows(r.Context(), f)
+	})
 }
 
 func (s *Server) flushFlows(w http.ResponseWriter, r *http.Request) {
+	s.withFlows(w, r, func(ft dataplane.FlowTable, f dataplane.FlowFilter) (any, error) {
+		n, err := ft.FlushFlows(r.Context(), f)
+		return map[string]int{"flushed": n}, err
+	})
+}
+
+// withFlows parses the flow filter and answers with what do returns.
+func (s *Server) withFlows(w http.ResponseWriter, r *http.Request, do func(dataplane.FlowTable, dataplane.FlowFilter) (any, error)) {
 	f, err := flowFilter(r)
 	if err != nil {
 		writeErr(w, err)
@@ -233,12 +228,12 @@ func (s *Server) flushFlows(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	n, err := ft.FlushFlows(r.Context(), f)
+	v, err := do(ft, f)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"flushed": n})
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) drops(w http.ResponseWriter, r *http.Request) {
