@@ -5,12 +5,15 @@
  *
  *   1. identity: the Ethernet source, the IP source and the ARP sender must
  *      be the endpoint's (B17), so nothing below can be fooled;
- *   2. replies of flows that were let in (published ports, hairpin) are
- *      translated back and pass: established traffic skips policy, like
- *      "ctstate RELATED,ESTABLISHED -j ACCEPT";
+ *   2. replies of flows that were let in (published ports over IPv4 and
+ *      IPv6, hairpin, links) are translated back and pass: established
+ *      traffic skips policy, like "ctstate RELATED,ESTABLISHED -j ACCEPT";
  *   3. policy: networks are isolated (B18); with icc=false only linked pairs
- *      talk, parent to the child's exposed ports and the child back from them
- *      (B15), for IPv4 and IPv6, link-local included;
+ *      talk, the parent to the child's exposed ports (B15), for IPv4 and
+ *      IPv6, link-local included. The child only answers: its packets pass
+ *      on the flows its parent opened (tracked in pc_ct and pc_ct6), never
+ *      on their source port alone, so it cannot open a connection to its
+ *      parent from its exposed port (Docker's --sport rule would let it);
  *   4. hairpin: a container reaching a published port on a node address is
  *      sent to the target here (B9), with its source rewritten to the gateway
  *      when it is its own port, or the reply would be a martian.
@@ -19,18 +22,11 @@
  * that a packet leaves the node, and that is where masquerade picks the
  * uplink's address.
  */
-#include "lib/nat.h"
+#include "lib/nat6.h"
 
 static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 {
 	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
-}
-
-static __always_inline int addr6_eq(const __u8 *a, const __u8 *b)
-{
-	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
-
-	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
 }
 
 static __always_inline int ep_arp(struct __sk_buff *skb, const struct pkt *p, const struct endpoint *ep)
@@ -51,22 +47,29 @@ static __always_inline int ep_arp(struct __sk_buff *skb, const struct pkt *p, co
 	return TC_ACT_OK;
 }
 
-/* link_allowed: parent to child's exposed port, or child back from it. */
-static __always_inline int link_allowed(__u32 self, __u32 peer, __u8 proto, __be16 sport, __be16 dport)
+/* A policy verdict besides 0 (pass) and a drop reason: a link's parent
+ * reaches its child; pass, and track the flow so the child can answer.
+ */
+#define POLICY_LINKED (-1)
+
+/* link_allowed: parent may reach this exposed port of child. */
+static __always_inline int link_allowed(__u32 parent, __u32 child, __u8 proto, __be16 dport)
 {
-	struct link_key k = { .proto = proto };
+	struct link_key k = { .parent = parent, .child = child, .port = bpf_ntohs(dport), .proto = proto };
 
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return 0;
-	k.parent = self;
-	k.child = peer;
-	k.port = bpf_ntohs(dport);
-	if (bpf_map_lookup_elem(&pc_links, &k))
-		return 1;
-	k.parent = peer;
-	k.child = self;
-	k.port = bpf_ntohs(sport);
 	return bpf_map_lookup_elem(&pc_links, &k) != 0;
+}
+
+/* tcp_opens: a TCP SYN without ACK, which opens a connection. On the reply
+ * half of a link flow that is no answer but a new connection from the child
+ * (on a tuple its parent used before): policy judges it like any other.
+ */
+static __always_inline int tcp_opens(const struct pkt *p)
+{
+	return p->t.proto == IPPROTO_TCP && (p->flags & PKT_F_L4) &&
+	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
 /* peer_verdict applies ICC and links to traffic for another endpoint. */
@@ -81,7 +84,7 @@ static __always_inline int peer_verdict(__u32 self, const struct endpoint *ep, c
 	/* A frame for one container's MAC carrying another's address. */
 	if (mac_peer && *mac_peer != peer->ifindex)
 		return PC_DROP_ICC;
-	return link_allowed(self, peer->ifindex, proto, p->t.sport, p->t.dport) ? 0 : PC_DROP_LINK;
+	return link_allowed(self, peer->ifindex, proto, p->t.dport) ? POLICY_LINKED : PC_DROP_LINK;
 }
 
 static __always_inline __u32 *mac_owner(const struct pkt *p)
@@ -92,7 +95,7 @@ static __always_inline __u32 *mac_owner(const struct pkt *p)
 	return bpf_map_lookup_elem(&pc_ep_macs, &mk);
 }
 
-/* policy4 returns 0 to let the packet on, or a drop reason. */
+/* policy4 returns 0 to let the packet on, POLICY_LINKED, or a drop reason. */
 static __always_inline int policy4(__u32 self, const struct endpoint *ep, const struct network *net,
 				   const struct pkt *p)
 {
@@ -144,6 +147,40 @@ static __always_inline int ep_forward(struct __sk_buff *skb, const struct pkt *p
 	return redirect_routed4(skb, p, fib_if, 0);
 }
 
+/* opens_flow: a packet that may start a flow: for TCP a SYN without ACK,
+ * anything of the other protocols. Only such a packet becomes a hairpin
+ * flow: a container's answer on a connection netfilter translated (the
+ * node's own connections to published ports, B10, which the local path in
+ * nftables DNATs and masquerades to the gateway) goes to a node address
+ * too, and to a port the node's client chose, which may well be inside a
+ * published range. It has no flow here and must reach the stack untouched
+ * for conntrack to restore the node's address. (UDP and SCTP cannot be told
+ * apart from new flows this way; keep published ranges out of the node's
+ * ephemeral ports, net.ipv4.ip_local_port_range.)
+ */
+static __always_inline int opens_flow(const struct pkt *p)
+{
+	return p->t.proto != IPPROTO_TCP || tcp_opens(p);
+}
+
+/* link_flow4 lets a parent's packet to its linked child on and tracks the
+ * flow, untranslated: its reverse half is what admits the child's answers
+ * (and ICMP errors about the flow).
+ */
+static __always_inline int link_flow4(struct __sk_buff *skb, const struct pkt *p)
+{
+	struct ct_new n = {
+		.flags = CT_F_LINK,
+		.hooks_fwd = HOOK_EP_INGRESS,
+		.hooks_rev = HOOK_EP_INGRESS,
+		.ifindex = p->ifindex,
+	};
+	struct ct_key nat = p->t;
+	int rc = ct_new_flow(skb, p, &nat, &n, HOOK_EP_INGRESS);
+
+	return rc ? drop(p->ifindex, rc) : TC_ACT_OK;
+}
+
 static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const struct endpoint *ep)
 {
 	__u32 self = p->ifindex, fib_if;
@@ -176,6 +213,8 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 	}
 
 	e = ct_lookup(&p->t, HOOK_EP_INGRESS);
+	if (e && (e->flags & (CT_F_LINK | CT_F_REVERSE)) == (CT_F_LINK | CT_F_REVERSE) && tcp_opens(p))
+		e = 0;
 	if (e) {
 		if (ct_apply(skb, p, e) < 0)
 			return drop(p->ifindex, PC_DROP_REWRITE);
@@ -183,10 +222,12 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 	}
 
 	rc = policy4(self, ep, net, p);
+	if (rc == POLICY_LINKED)
+		return link_flow4(skb, p);
 	if (rc)
 		return drop(p->ifindex, rc);
 
-	if (dnat_target(skb, p, fib_if, &nat, &n.ifindex)) {
+	if (opens_flow(p) && dnat_target(skb, p, fib_if, &nat, &n.ifindex)) {
 		n.flags = CT_F_DNAT | CT_F_HAIRPIN;
 		n.hooks_fwd = HOOK_EP_INGRESS;
 		n.hooks_rev = HOOK_EP_INGRESS;
@@ -241,17 +282,32 @@ static __always_inline int policy6(__u32 self, const struct endpoint *ep, const 
 	if (nid && *nid != ep->net_id) {
 		struct network *other = bpf_map_lookup_elem(&pc_networks, nid);
 
-		if (other && addr6_eq(other->gw6, p->daddr6))
+		if (other && addr6_equal(other->gw6, p->daddr6))
 			return 0;
 		return PC_DROP_ISOLATION;
 	}
 	if (net->flags & NET_F_ICC)
 		return 0;
-	if (nid && !addr6_eq(p->daddr6, net->gw6))
+	if (nid && !addr6_equal(p->daddr6, net->gw6))
 		return PC_DROP_ICC;
 	if (p->daddr6[0] == 0xff) /* multicast reaches the other containers */
 		return PC_DROP_ICC;
 	return 0;
+}
+
+/* link_reply6 tells whether p is the child's answer on a link flow (or an
+ * ICMPv6 error about one), and refreshes the flow.
+ */
+static __always_inline int link_reply6(struct __sk_buff *skb, const struct pkt *p)
+{
+	struct ct6_key k;
+
+	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
+		return ct6_in_error(skb, p, CT6_F_LINK);
+	if (!(p->flags & PKT_F_PORTS) || tcp_opens(p))
+		return 0;
+	ct6_tuple(p, &k);
+	return ct6_in(&k, p, 1, CT6_F_LINK);
 }
 
 static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const struct endpoint *ep)
@@ -266,7 +322,7 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	 * the model; they are harmless because link-local traffic to another
 	 * container is caught by its MAC below.
 	 */
-	if (!((ep->flags & EP_F_HAS_IP6) && addr6_eq(p->saddr6, ep->ip6)) && !addr6_is_ll(p->saddr6) &&
+	if (!((ep->flags & EP_F_HAS_IP6) && addr6_equal(p->saddr6, ep->ip6)) && !addr6_is_ll(p->saddr6) &&
 	    !addr6_is_unspec(p->saddr6))
 		return drop(p->ifindex, PC_DROP_SPOOF_IP);
 	/* MLD and neighbour/router discovery are how IPv6 works on a link. */
@@ -275,7 +331,17 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);
 	if (!net)
 		return drop(p->ifindex, PC_DROP_NO_ENDPOINT);
+	/* Established: replies of published ports (translated back to the
+	 * node address) and the child's answers on link flows skip policy.
+	 */
+	rc = nat6_endpoint_in(skb, p);
+	if (rc < 0)
+		return drop(p->ifindex, PC_DROP_REWRITE);
+	if (rc > 0 || link_reply6(skb, p))
+		return TC_ACT_OK;
 	rc = policy6(self, ep, net, p);
+	if (rc == POLICY_LINKED)
+		rc = ct6_track(p, CT6_F_LINK);
 	if (rc)
 		return drop(p->ifindex, rc);
 	return TC_ACT_OK;

@@ -5,20 +5,21 @@
  *
  * Ingress undoes source NAT on replies, translates ICMP errors about our
  * flows (B5), sends traffic for published ports to their container keeping
- * the client's address (B6, B7, B8), and drops anything else addressed to a
- * container (B12). Egress applies source NAT to container traffic: the
- * endpoint's fixed address, the network's, or the uplink's own (masquerade),
- * or, for a routed network, no translation but a tracked flow so that the
- * replies are let in.
+ * the client's address (B6, B7, B8; IPv4 and IPv6), and drops anything else
+ * addressed to a container (B12). Egress applies source NAT to container
+ * traffic: the endpoint's fixed address, the network's, or the uplink's own
+ * (masquerade), or, for a routed network, no translation but a tracked flow
+ * so that the replies are let in.
  *
- * IPv6 is routed, not translated: egress records the flows containers open
- * (lib/ct6.h) and ingress lets in only their replies and ICMPv6 errors about
- * them; the rest of IPv6 passes untouched.
+ * IPv6 is routed, not translated, apart from published ports (lib/nat6.h):
+ * egress records the flows containers open (lib/ct6.h) and ingress lets in
+ * only their replies and ICMPv6 errors about them; the rest of IPv6 passes
+ * untouched.
  *
  * Packets the programs cannot parse are passed untouched (TC_ACT_OK): on the
  * uplink the kernel's own checks decide.
  */
-#include "lib/ct6.h"
+#include "lib/nat6.h"
 
 static __always_inline int in_container_subnet(__be32 a)
 {
@@ -50,19 +51,21 @@ static __always_inline int in_container_subnet6(const __u8 *a)
 static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 {
 	struct ct6_key k = {};
+	int rc;
 
-	if (parse_ipv6(skb, p) != PARSE_OK || !in_container_subnet6(p->daddr6))
+	if (parse_ipv6(skb, p) != PARSE_OK)
+		return TC_ACT_OK;
+	rc = nat6_uplink_in(skb, p);
+	if (rc != NAT6_NONE)
+		return rc ? drop(p->ifindex, rc) : TC_ACT_OK;
+	if (!in_container_subnet6(p->daddr6))
 		return TC_ACT_OK;
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
-		return ct6_in_error(skb, p) ? TC_ACT_OK : drop(p->ifindex, PC_DROP_UNSOLICITED);
+		return ct6_in_error(skb, p, 0) ? TC_ACT_OK : drop(p->ifindex, PC_DROP_UNSOLICITED);
 	if (!(p->flags & PKT_F_PORTS) && l4_min_len(p->nexthdr))
 		return drop(p->ifindex, PC_DROP_FRAG); /* fragments, unknown extension headers */
-	__builtin_memcpy(k.saddr, p->saddr6, 16);
-	__builtin_memcpy(k.daddr, p->daddr6, 16);
-	k.sport = p->t.sport;
-	k.dport = p->t.dport;
-	k.proto = p->nexthdr;
-	return ct6_in(&k, p, 1) ? TC_ACT_OK : drop(p->ifindex, PC_DROP_UNSOLICITED);
+	ct6_tuple(p, &k);
+	return ct6_in(&k, p, 1, 0) ? TC_ACT_OK : drop(p->ifindex, PC_DROP_UNSOLICITED);
 }
 
 static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
@@ -73,7 +76,7 @@ static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 		return TC_ACT_OK;
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
 		return TC_ACT_OK; /* errors do not open flows */
-	rc = ct6_out(p);
+	rc = ct6_track(p, 0);
 	return rc ? drop(p->ifindex, rc) : TC_ACT_OK;
 }
 
@@ -214,11 +217,13 @@ int pc_uplink_egress(struct __sk_buff *skb)
 	n.ifindex = ref ? ref->ifindex : 0;
 	if (src) {
 		nat.saddr = src;
-		/* Ports can move for TCP, UDP and echo ids. SCTP keeps its port:
-		 * its CRC32c covers the ports and is not recomputed here.
+		/* Ports can move for TCP, UDP, echo ids and SCTP (nat_rewrite4
+		 * carries the change into its CRC32c, which it cannot do for a
+		 * fragment: such an SCTP packet keeps its port).
 		 */
 		n.pick_port = (p.flags & PKT_F_L4) &&
 			      (p.t.proto == IPPROTO_TCP || p.t.proto == IPPROTO_UDP ||
+			       (p.t.proto == IPPROTO_SCTP && !(p.flags & PKT_F_FRAG)) ||
 			       (p.t.proto == IPPROTO_ICMP && p.icmp_type == ICMP_ECHO));
 	}
 	rc = ct_new_flow(skb, &p, &nat, &n, HOOK_UPLINK_EGRESS);

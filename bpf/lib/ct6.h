@@ -4,6 +4,11 @@
  * flows a container opened may reach it (B12). One entry per flow, keyed by
  * the tuple its replies carry; the uplink egress program creates it, the
  * uplink ingress program admits what matches.
+ *
+ * Links use the same table (CT6_F_LINK): the endpoint program records the
+ * flows a parent opens to its child and lets the child's replies through.
+ * The flag keeps the two kinds apart, so a packet from outside that forges a
+ * child's address can never ride on a link flow.
  */
 #ifndef __PC_CT6_H__
 #define __PC_CT6_H__
@@ -21,23 +26,22 @@ static __always_inline void ct6_reply_key(const struct pkt *p, struct ct6_key *k
 	k->pad[0] = k->pad[1] = k->pad[2] = 0;
 }
 
-static __always_inline __u8 ct6_flags(const struct pkt *p, int reply)
+/* ct6_tuple: p's own tuple, the key of the flow p is a reply of. */
+static __always_inline void ct6_tuple(const struct pkt *p, struct ct6_key *k)
 {
-	__u8 st = reply ? CT_S_REPLIED : 0;
-
-	if (p->nexthdr == IPPROTO_TCP && (p->flags & PKT_F_L4)) {
-		if (p->tcp_flags & TCP_FLAG_RST)
-			st |= CT_S_RST;
-		if (p->tcp_flags & TCP_FLAG_FIN)
-			st |= reply ? CT_S_FIN_REV : CT_S_FIN_FWD;
-	}
-	return st;
+	__builtin_memcpy(k->saddr, p->saddr6, 16);
+	__builtin_memcpy(k->daddr, p->daddr6, 16);
+	k->sport = p->t.sport;
+	k->dport = p->t.dport;
+	k->proto = p->nexthdr;
+	k->pad[0] = k->pad[1] = k->pad[2] = 0;
 }
 
-/* ct6_out records (or refreshes) the flow of a packet leaving a container.
- * Returns 0 or a drop reason.
+/* ct6_track records (or refreshes) the flow of a packet that opens flows:
+ * leaving a container (flags 0), or from a link's parent to its child
+ * (CT6_F_LINK). Returns 0 or a drop reason.
  */
-static __always_inline int ct6_out(const struct pkt *p)
+static __always_inline int ct6_track(const struct pkt *p, __u8 flags)
 {
 	struct ct6_entry ne = {}, *e;
 	__u64 now = bpf_ktime_get_ns();
@@ -47,11 +51,12 @@ static __always_inline int ct6_out(const struct pkt *p)
 	ct6_reply_key(p, &k);
 	e = bpf_map_lookup_elem(&pc_ct6, &k);
 	if (e) {
-		e->state |= ct6_flags(p, 0);
+		e->state = ct_next_state(e->state, 0, p);
 		e->expires = now + ct_timeout_ns(p->nexthdr, e->state);
 		return 0;
 	}
-	ne.state = ct6_flags(p, 0);
+	ne.state = ct_next_state(0, 0, p);
+	ne.flags = flags;
 	ne.expires = now + ct_timeout_ns(p->nexthdr, ne.state);
 	err = bpf_map_update_elem(&pc_ct6, &k, &ne, BPF_NOEXIST);
 	if (err && err != -EEXIST)
@@ -59,17 +64,18 @@ static __always_inline int ct6_out(const struct pkt *p)
 	return 0;
 }
 
-/* ct6_in tells whether a packet coming in is a reply of a tracked flow, and
+/* ct6_in tells whether a packet is a reply of a tracked flow of the kind
+ * flags names (0: opened to the outside, CT6_F_LINK: a link's), and
  * refreshes the flow. k is the packet's own tuple.
  */
-static __always_inline int ct6_in(const struct ct6_key *k, const struct pkt *p, int refresh)
+static __always_inline int ct6_in(const struct ct6_key *k, const struct pkt *p, int refresh, __u8 flags)
 {
 	struct ct6_entry *e = bpf_map_lookup_elem(&pc_ct6, k);
 
-	if (!e)
+	if (!e || (e->flags & CT6_F_LINK) != flags)
 		return 0;
 	if (refresh) {
-		e->state |= ct6_flags(p, 1);
+		e->state = ct_next_state(e->state, 1, p);
 		e->expires = bpf_ktime_get_ns() + ct_timeout_ns(p->nexthdr, e->state);
 	}
 	return 1;
@@ -79,7 +85,7 @@ static __always_inline int ct6_in(const struct ct6_key *k, const struct pkt *p, 
  * path MTU discovery, above all) quotes the container's packet; the flow's
  * key is that packet's reply tuple.
  */
-static __always_inline int ct6_in_error(struct __sk_buff *skb, const struct pkt *p)
+static __always_inline int ct6_in_error(struct __sk_buff *skb, const struct pkt *p, __u8 flags)
 {
 	__u32 in3 = p->l4_off + 8;
 	struct ipv6hdr in;
@@ -105,7 +111,7 @@ static __always_inline int ct6_in_error(struct __sk_buff *skb, const struct pkt 
 			k.dport = l4.icmp.id;
 		break;
 	}
-	return ct6_in(&k, p, 0);
+	return ct6_in(&k, p, 0, flags);
 }
 
 #endif /* __PC_CT6_H__ */

@@ -111,8 +111,10 @@ struct link_key {
 	__u8 pad;
 };
 
-/* Legacy links (icc=false): parent may open connections to child:port,
- * child may answer from child:port. One entry per exposed port.
+/* Legacy links (icc=false): parent may open connections to child:port.
+ * One entry per exposed port. The child may only answer: its packets pass
+ * when they belong to a flow the parent opened (CT_F_LINK in pc_ct,
+ * CT6_F_LINK in pc_ct6), never on the port alone.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -173,6 +175,50 @@ struct {
 	__type(value, __u8); /* always 1 */
 } pc_local_addrs SEC(".maps");
 
+struct port6_key {
+	__u32 prefixlen; /* 160 + bits of the port, as for pc_ports */
+	__u8 proto;      /* IPPROTO_TCP, _UDP, _SCTP */
+	__u8 pad[3];
+	__u8 addr[16];   /* host address; :: for "every node address" */
+	__be16 port;     /* host port */
+	__u16 pad2;
+};
+
+struct port6_target {
+	__u8 addr[16];   /* the container's IPv6 address */
+	__u16 port_lo;   /* container port for host_lo, host byte order */
+	__u16 host_lo;   /* first host port of the mapping, host byte order */
+	__u32 ifindex;   /* the endpoint's host veth */
+	__u16 host_hi;   /* last host port of the mapping, host byte order */
+	__u16 pad;
+};
+
+/* Published ports over IPv6: wildcard mappings of endpoints that have an
+ * IPv6 address, and mappings on an IPv6 host address. Same block scheme as
+ * pc_ports.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct port6_key);
+	__type(value, struct port6_target);
+} pc_ports6 SEC(".maps");
+
+struct addr6 {
+	__u8 a[16];
+};
+
+/* IPv6 node addresses known to the agent (uplinks, gateways): where a
+ * wildcard mapping answers, besides what the FIB calls local.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct addr6);
+	__type(value, __u8); /* always 1 */
+} pc_local_addrs6 SEC(".maps");
+
 /* ---- state maps, written by the datapath ---- */
 
 /* One direction of a flow as seen on the wire. For ICMP echo the identifier
@@ -192,6 +238,8 @@ struct ct_key {
 #define CT_F_SNAT (1U << 1)    /* created for source NAT (or routed, identity) */
 #define CT_F_DNAT (1U << 2)    /* created for a published port */
 #define CT_F_HAIRPIN (1U << 3) /* DNAT from a container, maybe with SNAT too */
+#define CT_F_LINK (1U << 4)    /* parent to child of a link, untranslated: the
+				* reverse half is what lets the child answer */
 
 /* Where a half is applied: each program only acts on its own halves. */
 #define HOOK_EP_INGRESS (1U << 0)
@@ -226,7 +274,8 @@ struct {
 } pc_ct SEC(".maps");
 
 /* IPv6 flows opened by containers, keyed by the tuple of their replies
- * (lib/ct6.h). IPv6 is routed, not translated: one entry per flow.
+ * (lib/ct6.h): to the outside, and (CT6_F_LINK) from a link's parent to its
+ * child. Routed, not translated: one entry per flow.
  */
 struct ct6_key {
 	__u8 saddr[16];
@@ -237,10 +286,14 @@ struct ct6_key {
 	__u8 pad[3];
 };
 
+#define CT6_F_LINK (1U << 0) /* a link flow, parent to child: the key is the child's
+			      * reply; never matches traffic from outside */
+
 struct ct6_entry {
 	__u64 expires; /* bpf_ktime_get_ns() deadline; the agent's GC deletes it after */
-	__u8 state;    /* CT_S_*, as for IPv4 (FIN_FWD: from the container) */
-	__u8 pad[3];
+	__u8 state;    /* CT_S_*, as for IPv4 (FIN_FWD: from the container, or the parent) */
+	__u8 flags;    /* CT6_F_* */
+	__u8 pad[2];
 	__u32 pad2;
 };
 
@@ -250,6 +303,27 @@ struct {
 	__type(key, struct ct6_key);
 	__type(value, struct ct6_entry);
 } pc_ct6 SEC(".maps");
+
+struct nat6_entry {
+	__u64 expires;      /* bpf_ktime_get_ns() deadline of this half */
+	struct ct6_key nat; /* the tuple after translation; reversed, the partner's key */
+	__u32 ifindex;      /* the endpoint's host veth */
+	__u8 flags;         /* CT_F_* */
+	__u8 hooks;         /* HOOK_* */
+	__u8 state;         /* CT_S_*, kept in step on both halves */
+	__u8 pad;
+};
+
+/* IPv6 published ports (lib/nat6.h): DNAT pairs, laid out like pc_ct (a
+ * forward half keyed by the client's packet, a reverse half keyed by the
+ * container's reply), with the same expiry and GC rules.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct6_key);
+	__type(value, struct nat6_entry);
+} pc_nat6 SEC(".maps");
 
 struct frag_key {
 	__be32 saddr;

@@ -13,6 +13,7 @@
 #define __PC_NAT_H__
 
 #include "parse.h"
+#include "crc32c.h"
 
 #define NSEC_PER_SEC 1000000000ULL
 
@@ -43,23 +44,19 @@ static __always_inline __u64 ct_timeout_ns(__u8 proto, __u8 state)
 	return (__u64)s * NSEC_PER_SEC;
 }
 
-/* ct_touch records what the packet says about the flow and pushes the
- * deadline of the half it matched. State changes (first reply, FIN, RST, a
- * new SYN on a closed tuple) are copied to the partner half with its
- * deadline, so both halves time out alike; an ordinary packet writes only its
- * own half. The GC looks at both deadlines.
+/* ct_next_state is what a packet of the flow says about it: the first
+ * reply, FIN either way, RST, or a fresh SYN on a tuple that was closing
+ * (which starts it over). reverse: the packet matched the reply half.
  */
-static __always_inline void ct_touch(struct ct_entry *e, const struct pkt *p, __u64 now)
+static __always_inline __u8 ct_next_state(__u8 old, int reverse, const struct pkt *p)
 {
-	__u8 old = e->state, st = old;
-	int reverse = e->flags & CT_F_REVERSE;
+	__u8 st = old;
 
 	if (reverse)
 		st |= CT_S_REPLIED;
 	if (p->t.proto == IPPROTO_TCP && (p->flags & PKT_F_L4)) {
 		__u8 fl = p->tcp_flags;
 
-		/* A fresh SYN on a tuple that was closing starts it over. */
 		if (!reverse && (fl & TCP_FLAG_SYN) && !(fl & TCP_FLAG_ACK) &&
 		    (old & (CT_S_RST | CT_S_FIN_FWD | CT_S_FIN_REV)))
 			st = 0;
@@ -68,6 +65,19 @@ static __always_inline void ct_touch(struct ct_entry *e, const struct pkt *p, __
 		if (fl & TCP_FLAG_FIN)
 			st |= reverse ? CT_S_FIN_REV : CT_S_FIN_FWD;
 	}
+	return st;
+}
+
+/* ct_touch records what the packet says about the flow and pushes the
+ * deadline of the half it matched. State changes (first reply, FIN, RST, a
+ * new SYN on a closed tuple) are copied to the partner half with its
+ * deadline, so both halves time out alike; an ordinary packet writes only its
+ * own half. The GC looks at both deadlines.
+ */
+static __always_inline void ct_touch(struct ct_entry *e, const struct pkt *p, __u64 now)
+{
+	__u8 old = e->state, st = ct_next_state(old, e->flags & CT_F_REVERSE, p);
+
 	if (st != old) {
 		struct ct_key pk;
 		struct ct_entry *pe;
@@ -231,11 +241,40 @@ static __always_inline int l4_layout(__u8 proto, __u32 l4_off, struct l4_layout 
 	return 0;
 }
 
+/* sctp_fix_crc follows a change of the SCTP ports (old and new: the four
+ * port bytes as loaded) in the CRC32c. A CRC field of zero is left alone: a
+ * local SCTP stack that leaves the CRC to offload (CHECKSUM_PARTIAL, which
+ * veth passes on) writes zero there, and the CRC is computed later over the
+ * bytes as we leave them; folding a delta into it would break that. (A real
+ * CRC of zero is a 2^-32 case; that packet is then lost.) A fragmented
+ * packet is left alone too: its CRC covers the whole datagram, whose length
+ * the first fragment does not tell.
+ */
+static __always_inline int sctp_fix_crc(struct __sk_buff *skb, const struct pkt *p, __u32 old, __u32 new)
+{
+	__u32 crc;
+
+	if (old == new || (p->flags & PKT_F_FRAG) || p->l4_len < 12)
+		return 0;
+	if (bpf_skb_load_bytes(skb, p->l4_off + 8, &crc, 4) < 0)
+		return -1;
+	if (crc == 0)
+		return 0;
+	crc ^= pc_crc32c_delta(old ^ new, p->l4_len - 4);
+	return bpf_skb_store_bytes(skb, p->l4_off + 8, &crc, 4, 0);
+}
+
+static __always_inline __u32 ports_word(__be16 sport, __be16 dport)
+{
+	return (__u32)sport | ((__u32)dport << 16);
+}
+
 /* nat_rewrite4 turns the packet's tuple from into to: addresses with the IP
  * checksum and (pseudo header) the L4 checksum, ports when the L4 header is in
- * this packet. Non-first fragments only get their addresses changed; the
- * datagram's L4 checksum was fixed in the first fragment, and the pseudo
- * header delta does not depend on where the payload is.
+ * this packet, with SCTP's CRC32c. Non-first fragments only get their
+ * addresses changed; the datagram's L4 checksum was fixed in the first
+ * fragment, and the pseudo header delta does not depend on where the payload
+ * is.
  */
 static __always_inline int nat_rewrite4(struct __sk_buff *skb, const struct pkt *p, const struct ct_key *from,
 					const struct ct_key *to)
@@ -278,6 +317,8 @@ static __always_inline int nat_rewrite4(struct __sk_buff *skb, const struct pkt 
 		if (bpf_skb_store_bytes(skb, l.dport_off, &to->dport, 2, 0) < 0)
 			return -1;
 	}
+	if (from->proto == IPPROTO_SCTP)
+		return sctp_fix_crc(skb, p, ports_word(from->sport, from->dport), ports_word(to->sport, to->dport));
 	return 0;
 }
 

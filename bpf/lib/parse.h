@@ -39,7 +39,8 @@ struct pkt {
 	__u8 saddr6[16];
 	__u8 daddr6[16];
 	__u8 nexthdr;
-	__u8 pad[3];
+	__u8 pad;
+	__u16 l4_len;             /* bytes from l4_off to the end of the IP packet */
 };
 
 static __always_inline int parse_eth(struct __sk_buff *skb, struct pkt *p)
@@ -123,6 +124,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct pkt *p)
 		return PARSE_TRUNCATED;
 
 	p->l4_off = p->l3_off + hlen;
+	p->l4_len = tot - hlen;
 	p->t.saddr = ip.saddr;
 	p->t.daddr = ip.daddr;
 	p->t.proto = ip.protocol;
@@ -204,6 +206,9 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 		ip6.nexthdr = hbh[0];
 		p->l4_off += (hbh[1] + 1) * 8;
 	}
+	if (p->l4_off - p->l3_off - sizeof(ip6) > bpf_ntohs(ip6.payload_len))
+		return PARSE_BAD;
+	p->l4_len = bpf_ntohs(ip6.payload_len) - (p->l4_off - p->l3_off - sizeof(ip6));
 	p->nexthdr = ip6.nexthdr;
 	switch (ip6.nexthdr) {
 	case IPPROTO_TCP:
@@ -214,6 +219,8 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 		p->t.sport = l4.sport;
 		p->t.dport = l4.dport;
 		p->flags |= PKT_F_PORTS | PKT_F_L4;
+		if (ip6.nexthdr == IPPROTO_TCP && bpf_skb_load_bytes(skb, p->l4_off + 13, &p->tcp_flags, 1) < 0)
+			return PARSE_TRUNCATED;
 		break;
 	case IPPROTO_ICMPV6:
 		if (bpf_skb_load_bytes(skb, p->l4_off, &l4, sizeof(l4)) < 0)

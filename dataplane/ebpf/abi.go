@@ -39,6 +39,7 @@ const (
 	ctSNAT    = 1 << 1
 	ctDNAT    = 1 << 2
 	ctHairpin = 1 << 3
+	ctLink    = 1 << 4
 
 	hookEndpointIngress = 1 << 0
 	hookUplinkIngress   = 1 << 1
@@ -49,6 +50,9 @@ const (
 	ctFinRev  = 1 << 2
 	ctRST     = 1 << 3
 )
+
+// ct6_entry.flags (CT6_F_*).
+const ct6Link = 1 << 0
 
 // DropReasons names the datapath's drop reasons (enum pc_drop_reason) by
 // their number, for counters and logs.

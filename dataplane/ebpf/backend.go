@@ -195,7 +195,7 @@ func (b *Backend) Apply(ctx context.Context, want *model.Resolved, d *model.Delt
 		return err
 	}
 	if b.gc == nil && b.opts.GCInterval > 0 {
-		b.gc = startCollector(b.dp.maps[mapCT], b.dp.maps[mapCT6], b.opts.GCInterval, b.log)
+		b.gc = startCollector(b.dp.maps[mapCT], b.dp.maps[mapCT6], b.dp.maps[mapNAT6], b.opts.GCInterval, b.log)
 	}
 	return nil
 }
@@ -337,6 +337,7 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			}
 			if c.Old != nil && (c.New == nil || c.New.IP6 != c.Old.IP6) && c.Old.IP6.IsValid() {
 				flush6 = append(flush6, c.Old.IP6)
+				flush = append(flush, flushRule{addr: c.Old.IP6})
 			}
 		}
 		for _, c := range d.Ports {
@@ -352,7 +353,11 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 				return err
 			}
 			if c.Old != nil && c.Old.EP != nil {
-				flush = append(flush, flushRule{port: true, addr: c.Old.EP.IP, proto: c.Old.Proto, lo: c.Old.HostLo, hi: c.Old.HostHi})
+				for _, a := range []netip.Addr{c.Old.EP.IP, c.Old.EP.IP6} {
+					if a.IsValid() {
+						flush = append(flush, flushRule{port: true, addr: a, proto: c.Old.Proto, lo: c.Old.HostLo, hi: c.Old.HostHi})
+					}
+				}
 			}
 		}
 		for _, c := range d.Links {
@@ -366,6 +371,15 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			}
 			if err := set("link/"+linkID(l), o); err != nil {
 				return err
+			}
+			// An unlinked child must not keep answering on the flows its
+			// parent opened (nor the parent keep them going).
+			if old := c.Old; c.New == nil && old != nil && old.Parent != nil && old.Child != nil {
+				for _, pc := range [][2]netip.Addr{{old.Parent.IP, old.Child.IP}, {old.Parent.IP6, old.Child.IP6}} {
+					if pc[0].IsValid() && pc[1].IsValid() {
+						flush = append(flush, flushRule{link: true, addr: pc[0], peer: pc[1]})
+					}
+				}
 			}
 		}
 		if d.Settings != nil {
@@ -382,17 +396,22 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 	if err := b.finish(t, err); err != nil {
 		return err
 	}
-	if len(flush6) > 0 {
-		if _, err := flushCT6(b.dp.maps[mapCT6], flush6); err != nil {
-			b.log.Warn("ebpf: flush ipv6 conntrack of removed endpoints", "err", err)
+	if len(flush6) > 0 || len(flush) > 0 {
+		if _, err := flushCT6(b.dp.maps[mapCT6], flush6, flush); err != nil {
+			b.log.Warn("ebpf: flush ipv6 conntrack of removed endpoints and links", "err", err)
 		}
 	}
 	if len(flush) > 0 {
 		n, err := flushCT(b.dp.maps[mapCT], flush)
 		if err != nil {
-			b.log.Warn("ebpf: flush conntrack of removed mappings", "err", err)
-		} else if n > 0 {
-			b.log.Debug("ebpf: flushed conntrack entries", "entries", n)
+			b.log.Warn("ebpf: flush conntrack of removed mappings, endpoints and links", "err", err)
+		}
+		n6, err := flushNAT6(b.dp.maps[mapNAT6], flush)
+		if err != nil {
+			b.log.Warn("ebpf: flush ipv6 nat of removed mappings and endpoints", "err", err)
+		}
+		if n+n6 > 0 {
+			b.log.Debug("ebpf: flushed conntrack entries", "entries", n+n6)
 		}
 	}
 	return nil

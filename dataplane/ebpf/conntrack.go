@@ -12,25 +12,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ctPair is one half as read from pc_ct.
-type ctPair struct {
-	k endpointCtKey
-	v endpointCtEntry
+// half is one half of a pair as read from pc_ct (IPv4) or pc_nat6 (IPv6
+// published ports): its key and its entry.
+type half[K comparable, V any] struct {
+	k K
+	v V
 }
 
-func readCT(m *ebpf.Map) ([]ctPair, error) {
+// ctPair is one half as read from pc_ct.
+type ctPair = half[endpointCtKey, endpointCtEntry]
+
+// nat6Half is one half as read from pc_nat6.
+type nat6Half = half[endpointCt6Key, endpointNat6Entry]
+
+func readHalves[K comparable, V any](m *ebpf.Map) ([]half[K, V], error) {
 	var (
-		out []ctPair
-		p   ctPair
+		out []half[K, V]
+		h   half[K, V]
 	)
 	it := m.Iterate()
-	for it.Next(&p.k, &p.v) {
-		out = append(out, p)
+	for it.Next(&h.k, &h.v) {
+		out = append(out, h)
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read conntrack: %w", err)
+		return nil, fmt.Errorf("read %s: %w", m, err)
 	}
 	return out, nil
+}
+
+func readCT(m *ebpf.Map) ([]ctPair, error) { return readHalves[endpointCtKey, endpointCtEntry](m) }
+
+func readNAT6(m *ebpf.Map) ([]nat6Half, error) {
+	return readHalves[endpointCt6Key, endpointNat6Entry](m)
 }
 
 // partner is the key of the other half: the reverse of this half's
@@ -40,13 +53,33 @@ func partner(v endpointCtEntry) endpointCtKey {
 	return endpointCtKey{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
 }
 
+func partner6(v endpointNat6Entry) endpointCt6Key {
+	n := v.Nat
+	return endpointCt6Key{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
+}
+
+// pairTable is how the generic code sees pc_ct or pc_nat6.
+type pairTable[K comparable, V any] struct {
+	m       *ebpf.Map
+	partner func(V) K
+	expires func(V) uint64
+}
+
+func ctTable(m *ebpf.Map) pairTable[endpointCtKey, endpointCtEntry] {
+	return pairTable[endpointCtKey, endpointCtEntry]{m, partner, func(v endpointCtEntry) uint64 { return v.Expires }}
+}
+
+func nat6Table(m *ebpf.Map) pairTable[endpointCt6Key, endpointNat6Entry] {
+	return pairTable[endpointCt6Key, endpointNat6Entry]{m, partner6, func(v endpointNat6Entry) uint64 { return v.Expires }}
+}
+
 // deletePairs removes the halves and their partners.
-func deletePairs(m *ebpf.Map, halves []ctPair) (int, error) {
+func (t pairTable[K, V]) deletePairs(halves []half[K, V]) (int, error) {
 	n := 0
 	var errs []error
 	for _, h := range halves {
-		for _, k := range []endpointCtKey{h.k, partner(h.v)} {
-			err := m.Delete(k)
+		for _, k := range []K{h.k, t.partner(h.v)} {
+			err := t.m.Delete(k)
 			if err == nil {
 				n++
 			} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -57,19 +90,71 @@ func deletePairs(m *ebpf.Map, halves []ctPair) (int, error) {
 	return n, errors.Join(errs...)
 }
 
+// flush deletes every pair one of whose halves match selects. It scans the
+// table once.
+func (t pairTable[K, V]) flush(match func(half[K, V]) bool) (int, error) {
+	all, err := readHalves[K, V](t.m)
+	if err != nil {
+		return 0, err
+	}
+	var hit []half[K, V]
+	for _, h := range all {
+		if match(h) {
+			hit = append(hit, h)
+		}
+	}
+	return t.deletePairs(hit)
+}
+
+// collect deletes the pairs whose halves both expired. A half whose partner
+// is missing (should not happen: pairs are created and deleted together)
+// goes when it expires itself.
+func (t pairTable[K, V]) collect(now uint64) (GCResult, error) {
+	all, err := readHalves[K, V](t.m)
+	if err != nil {
+		return GCResult{}, err
+	}
+	byKey := make(map[K]V, len(all))
+	for _, h := range all {
+		byKey[h.k] = h.v
+	}
+	var dead []half[K, V]
+	seen := map[K]bool{}
+	for _, h := range all {
+		if t.expires(h.v) > now || seen[h.k] {
+			continue
+		}
+		pk := t.partner(h.v)
+		if pv, ok := byKey[pk]; ok && t.expires(pv) > now {
+			continue
+		}
+		seen[h.k], seen[pk] = true, true
+		dead = append(dead, h)
+	}
+	n, err := t.deletePairs(dead)
+	return GCResult{At: time.Now(), Entries: len(all), Deleted: n}, err
+}
+
 // flushRule selects flows to forget when the model changes (B13): those of
-// a removed or changed published port, or of an endpoint address that went
-// away.
+// a removed or changed published port, of an endpoint address that went
+// away, or of a removed link. IPv4 rules apply to pc_ct, IPv6 ones to
+// pc_nat6 and pc_ct6.
 type flushRule struct {
 	port   bool
-	addr   netip.Addr
+	link   bool
+	addr   netip.Addr // the endpoint; for links the parent
+	peer   netip.Addr // for links: the child
 	proto  uint8
 	lo, hi uint16 // host ports
 }
 
 func (r flushRule) match(p ctPair) bool {
 	a := be32(r.addr)
-	if !r.port {
+	switch {
+	case r.link:
+		b := be32(r.peer)
+		return p.v.Flags&ctLink != 0 && (p.k.Saddr == a && p.k.Daddr == b || p.k.Saddr == b && p.k.Daddr == a)
+	case !r.port:
 		return p.k.Saddr == a || p.k.Daddr == a || p.v.Nat.Saddr == a || p.v.Nat.Daddr == a
 	}
 	if p.v.Flags&ctDNAT == 0 || p.v.Flags&ctReverse != 0 || p.k.Proto != r.proto || p.v.Nat.Daddr != a {
@@ -79,22 +164,40 @@ func (r flushRule) match(p ctPair) bool {
 	return hp >= r.lo && hp <= r.hi
 }
 
-// flushCT deletes every pair a rule selects. It scans the table once.
-func flushCT(m *ebpf.Map, rules []flushRule) (int, error) {
-	all, err := readCT(m)
-	if err != nil {
-		return 0, err
+func (r flushRule) match6(h nat6Half) bool {
+	a := r.addr.As16()
+	if !r.port {
+		return h.k.Saddr == a || h.k.Daddr == a || h.v.Nat.Saddr == a || h.v.Nat.Daddr == a
 	}
-	var hit []ctPair
-	for _, p := range all {
+	if h.v.Flags&ctReverse != 0 || h.k.Proto != r.proto || h.v.Nat.Daddr != a {
+		return false
+	}
+	hp := portFromBE16(h.k.Dport)
+	return hp >= r.lo && hp <= r.hi
+}
+
+// flushCT deletes every pc_ct pair a rule selects.
+func flushCT(m *ebpf.Map, rules []flushRule) (int, error) {
+	return ctTable(m).flush(func(p ctPair) bool {
 		for _, r := range rules {
-			if r.match(p) {
-				hit = append(hit, p)
-				break
+			if r.addr.Is4() && r.match(p) {
+				return true
 			}
 		}
-	}
-	return deletePairs(m, hit)
+		return false
+	})
+}
+
+// flushNAT6 deletes every pc_nat6 pair an IPv6 rule selects.
+func flushNAT6(m *ebpf.Map, rules []flushRule) (int, error) {
+	return nat6Table(m).flush(func(h nat6Half) bool {
+		for _, r := range rules {
+			if r.addr.Is6() && !r.link && r.match6(h) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 func monotonicNow() uint64 {
@@ -110,34 +213,8 @@ type GCResult struct {
 	Deleted int       `json:"deleted"`
 }
 
-// collectGarbage deletes the pairs whose halves both expired. A half whose
-// partner is missing (should not happen: pairs are created and deleted
-// together) goes when it expires itself.
-func collectGarbage(m *ebpf.Map, now uint64) (GCResult, error) {
-	all, err := readCT(m)
-	if err != nil {
-		return GCResult{}, err
-	}
-	byKey := make(map[endpointCtKey]endpointCtEntry, len(all))
-	for _, p := range all {
-		byKey[p.k] = p.v
-	}
-	var dead []ctPair
-	seen := map[endpointCtKey]bool{}
-	for _, p := range all {
-		if p.v.Expires > now || seen[p.k] {
-			continue
-		}
-		pk := partner(p.v)
-		if pv, ok := byKey[pk]; ok && pv.Expires > now {
-			continue
-		}
-		seen[p.k], seen[pk] = true, true
-		dead = append(dead, p)
-	}
-	n, err := deletePairs(m, dead)
-	return GCResult{At: time.Now(), Entries: len(all), Deleted: n}, err
-}
+// collectGarbage deletes the pc_ct pairs whose halves both expired.
+func collectGarbage(m *ebpf.Map, now uint64) (GCResult, error) { return ctTable(m).collect(now) }
 
 // collectGarbage6 deletes expired IPv6 flows (one entry each).
 func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
@@ -168,11 +245,19 @@ func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
 	return res, errors.Join(errs...)
 }
 
-// flushCT6 forgets the IPv6 flows of the given container addresses.
-func flushCT6(m *ebpf.Map, addrs []netip.Addr) (int, error) {
+// flushCT6 forgets the IPv6 flows of the given container addresses, and
+// the link flows between the given parent/child pairs (rules with link set).
+func flushCT6(m *ebpf.Map, addrs []netip.Addr, links []flushRule) (int, error) {
 	want := map[[16]byte]bool{}
 	for _, a := range addrs {
 		want[a.As16()] = true
+	}
+	type pair struct{ child, parent [16]byte }
+	linked := map[pair]bool{}
+	for _, r := range links {
+		if r.link && r.addr.Is6() && r.peer.Is6() {
+			linked[pair{child: r.peer.As16(), parent: r.addr.As16()}] = true
+		}
 	}
 	var (
 		k    endpointCt6Key
@@ -181,7 +266,10 @@ func flushCT6(m *ebpf.Map, addrs []netip.Addr) (int, error) {
 	)
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		if want[k.Daddr] {
+		// Flows to the outside are keyed by their replies, so the
+		// container is the destination; link flows by the child's
+		// answers, from child to parent.
+		if want[k.Daddr] || want[k.Saddr] || v.Flags&ct6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}] {
 			dead = append(dead, k)
 		}
 	}
@@ -207,7 +295,7 @@ type collector struct {
 	done chan struct{}
 }
 
-func startCollector(m, m6 *ebpf.Map, longest time.Duration, log *slog.Logger) *collector {
+func startCollector(m, m6, nat6 *ebpf.Map, longest time.Duration, log *slog.Logger) *collector {
 	c := &collector{quit: make(chan struct{}), done: make(chan struct{})}
 	shortest := max(longest/16, time.Second)
 	go func() {
@@ -228,8 +316,12 @@ func startCollector(m, m6 *ebpf.Map, longest time.Duration, log *slog.Logger) *c
 			if err != nil {
 				log.Warn("ebpf: ipv6 conntrack garbage collection", "err", err)
 			}
-			res.Entries += res6.Entries
-			res.Deleted += res6.Deleted
+			resNAT6, err := nat6Table(nat6).collect(now)
+			if err != nil {
+				log.Warn("ebpf: ipv6 nat garbage collection", "err", err)
+			}
+			res.Entries += res6.Entries + resNAT6.Entries
+			res.Deleted += res6.Deleted + resNAT6.Deleted
 			c.mu.Lock()
 			c.last = res
 			c.mu.Unlock()

@@ -13,6 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type endpointAddr6 struct {
+	_ structs.HostLayout
+	A [16]uint8
+}
+
 type endpointAddrKey struct {
 	_      structs.HostLayout
 	Family uint32
@@ -23,7 +28,8 @@ type endpointCt6Entry struct {
 	_       structs.HostLayout
 	Expires uint64
 	State   uint8
-	Pad     [3]uint8
+	Flags   uint8
+	Pad     [2]uint8
 	Pad2    uint32
 }
 
@@ -112,6 +118,17 @@ type endpointMacKey struct {
 	Pad uint16
 }
 
+type endpointNat6Entry struct {
+	_       structs.HostLayout
+	Expires uint64
+	Nat     endpointCt6Key
+	Ifindex uint32
+	Flags   uint8
+	Hooks   uint8
+	State   uint8
+	Pad     uint8
+}
+
 type endpointNetwork struct {
 	_             structs.HostLayout
 	Gw4           uint32
@@ -133,6 +150,26 @@ type endpointPcConfig struct {
 	TcpEstTimeout   uint32
 	TcpCloseTimeout uint32
 	OtherTimeout    uint32
+}
+
+type endpointPort6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Proto     uint8
+	Pad       [3]uint8
+	Addr      [16]uint8
+	Port      uint16
+	Pad2      uint16
+}
+
+type endpointPort6Target struct {
+	_       structs.HostLayout
+	Addr    [16]uint8
+	PortLo  uint16
+	HostLo  uint16
+	Ifindex uint32
+	HostHi  uint16
+	Pad     uint16
 }
 
 type endpointPortKey struct {
@@ -181,8 +218,11 @@ const (
 	endpointMapPcFrags            = "pc_frags"
 	endpointMapPcLinks            = "pc_links"
 	endpointMapPcLocalAddrs       = "pc_local_addrs"
+	endpointMapPcLocalAddrs6      = "pc_local_addrs6"
+	endpointMapPcNat6             = "pc_nat6"
 	endpointMapPcNetworks         = "pc_networks"
 	endpointMapPcPorts            = "pc_ports"
+	endpointMapPcPorts6           = "pc_ports6"
 	endpointMapPcStats            = "pc_stats"
 	endpointMapPcSubnets          = "pc_subnets"
 	endpointMapPcUplinks          = "pc_uplinks"
@@ -239,20 +279,23 @@ type endpointProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type endpointMapSpecs struct {
-	PcCt         *ebpf.MapSpec `ebpf:"pc_ct"`
-	PcCt6        *ebpf.MapSpec `ebpf:"pc_ct6"`
-	PcDrops      *ebpf.MapSpec `ebpf:"pc_drops"`
-	PcEndpoints  *ebpf.MapSpec `ebpf:"pc_endpoints"`
-	PcEpAddrs    *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
-	PcEpMacs     *ebpf.MapSpec `ebpf:"pc_ep_macs"`
-	PcFrags      *ebpf.MapSpec `ebpf:"pc_frags"`
-	PcLinks      *ebpf.MapSpec `ebpf:"pc_links"`
-	PcLocalAddrs *ebpf.MapSpec `ebpf:"pc_local_addrs"`
-	PcNetworks   *ebpf.MapSpec `ebpf:"pc_networks"`
-	PcPorts      *ebpf.MapSpec `ebpf:"pc_ports"`
-	PcStats      *ebpf.MapSpec `ebpf:"pc_stats"`
-	PcSubnets    *ebpf.MapSpec `ebpf:"pc_subnets"`
-	PcUplinks    *ebpf.MapSpec `ebpf:"pc_uplinks"`
+	PcCt          *ebpf.MapSpec `ebpf:"pc_ct"`
+	PcCt6         *ebpf.MapSpec `ebpf:"pc_ct6"`
+	PcDrops       *ebpf.MapSpec `ebpf:"pc_drops"`
+	PcEndpoints   *ebpf.MapSpec `ebpf:"pc_endpoints"`
+	PcEpAddrs     *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
+	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
+	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
+	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
+	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
+	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
+	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
+	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
+	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
+	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
+	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
+	PcSubnets     *ebpf.MapSpec `ebpf:"pc_subnets"`
+	PcUplinks     *ebpf.MapSpec `ebpf:"pc_uplinks"`
 }
 
 // endpointVariableSpecs contains global variables before they are loaded into the kernel.
@@ -282,20 +325,23 @@ func (o *endpointObjects) Close() error {
 //
 // It can be passed to loadEndpointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type endpointMaps struct {
-	PcCt         *ebpf.Map `ebpf:"pc_ct"`
-	PcCt6        *ebpf.Map `ebpf:"pc_ct6"`
-	PcDrops      *ebpf.Map `ebpf:"pc_drops"`
-	PcEndpoints  *ebpf.Map `ebpf:"pc_endpoints"`
-	PcEpAddrs    *ebpf.Map `ebpf:"pc_ep_addrs"`
-	PcEpMacs     *ebpf.Map `ebpf:"pc_ep_macs"`
-	PcFrags      *ebpf.Map `ebpf:"pc_frags"`
-	PcLinks      *ebpf.Map `ebpf:"pc_links"`
-	PcLocalAddrs *ebpf.Map `ebpf:"pc_local_addrs"`
-	PcNetworks   *ebpf.Map `ebpf:"pc_networks"`
-	PcPorts      *ebpf.Map `ebpf:"pc_ports"`
-	PcStats      *ebpf.Map `ebpf:"pc_stats"`
-	PcSubnets    *ebpf.Map `ebpf:"pc_subnets"`
-	PcUplinks    *ebpf.Map `ebpf:"pc_uplinks"`
+	PcCt          *ebpf.Map `ebpf:"pc_ct"`
+	PcCt6         *ebpf.Map `ebpf:"pc_ct6"`
+	PcDrops       *ebpf.Map `ebpf:"pc_drops"`
+	PcEndpoints   *ebpf.Map `ebpf:"pc_endpoints"`
+	PcEpAddrs     *ebpf.Map `ebpf:"pc_ep_addrs"`
+	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
+	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
+	PcLinks       *ebpf.Map `ebpf:"pc_links"`
+	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
+	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
+	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
+	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
+	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
+	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
+	PcStats       *ebpf.Map `ebpf:"pc_stats"`
+	PcSubnets     *ebpf.Map `ebpf:"pc_subnets"`
+	PcUplinks     *ebpf.Map `ebpf:"pc_uplinks"`
 }
 
 func (m *endpointMaps) Close() error {
@@ -309,8 +355,11 @@ func (m *endpointMaps) Close() error {
 		m.PcFrags,
 		m.PcLinks,
 		m.PcLocalAddrs,
+		m.PcLocalAddrs6,
+		m.PcNat6,
 		m.PcNetworks,
 		m.PcPorts,
+		m.PcPorts6,
 		m.PcStats,
 		m.PcSubnets,
 		m.PcUplinks,

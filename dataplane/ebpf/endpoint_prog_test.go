@@ -108,10 +108,11 @@ func TestEndpointICC(t *testing.T) {
 		f.dropped(progEndpointIngress, tcp(ipB, macB, 40000, 5433), "link-port")
 		f.dropped(progEndpointIngress, pkt4{srcMAC: macA, dstMAC: macB, src: ipA, dst: ipB, proto: 17, sport: 40000, dport: 5432}.frame(), "link-port")
 
-		// Now A is the child of B and exposes 8080/tcp: A may only answer from it.
+		// Now A is the child of B and exposes 8080/tcp: A may only answer
+		// (TestLinkFlows), never open from that port.
 		f.a.Exposed = []model.RPortProto{{Port: 8080, Proto: 6}}
 		f.put(linkEntries(&model.RLink{Parent: f.b, Child: f.a, Alias: "web"}, ifB, ifA))
-		f.passUnchanged(progEndpointIngress, tcp(ipB, macB, 8080, 51000))
+		f.dropped(progEndpointIngress, tcp(ipB, macB, 8080, 51000), "link-port")
 		f.dropped(progEndpointIngress, tcp(ipB, macB, 8081, 51000), "link-port")
 	})
 	t.Run("fragments", func(t *testing.T) {
@@ -134,5 +135,96 @@ func TestEndpointICC(t *testing.T) {
 		badLater := later
 		badLater.id = 79
 		f.dropped(progEndpointIngress, badLater.frame(), "link-port")
+	})
+}
+
+// TestLinkFlows is B15's stateful half: with icc=false and A linked to B's
+// exposed ports, B answers A's flows and nothing else. Docker matches the
+// child's packets on their source port only, so its child may open
+// connections to the parent from the exposed port; here it may not.
+func TestLinkFlows(t *testing.T) {
+	f := newFixture(t, fixtureOpts{icc: false, masquerade: true})
+	f.b.Exposed = []model.RPortProto{{Port: 5432, Proto: 6}, {Port: 5353, Proto: 17}}
+	link := &model.RLink{Parent: f.a, Child: f.b, Alias: "db"}
+	f.put(linkEntries(link, ifA, ifB))
+	b := f.as(ifB)
+	tcp4 := func(src, dst netip.Addr, srcMAC, dstMAC net.HardwareAddr, sport, dport uint16, flags uint8) []byte {
+		return pkt4{srcMAC: srcMAC, dstMAC: dstMAC, src: src, dst: dst, proto: 6, sport: sport, dport: dport, tcpFlags: flags}.frame()
+	}
+	const syn, synack, ack = 0x02, 0x12, 0x10
+
+	t.Run("tcp", func(t *testing.T) {
+		// Before A opens anything, B gets nowhere, from its exposed port
+		// or any other, with or without ACK.
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, syn), "link-port")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, synack), "link-port")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 80, syn), "link-port")
+
+		f.passUnchanged(progEndpointIngress, tcp4(ipA, ipB, macA, macB, 40000, 5432, syn))
+		ct := f.ct()
+		fwd, ok := ct[ctKey(ipA, 40000, ipB, 5432, 6)]
+		rev, rok := ct[ctKey(ipB, 5432, ipA, 40000, 6)]
+		if !ok || !rok || fwd.Flags != ctLink || rev.Flags != ctLink|ctReverse || rev.Hooks != hookEndpointIngress {
+			t.Fatalf("link flow: forward %+v (%v), reverse %+v (%v)", fwd, ok, rev, rok)
+		}
+		b.passUnchanged(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, synack))
+		b.passUnchanged(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, ack))
+		f.passUnchanged(progEndpointIngress, tcp4(ipA, ipB, macA, macB, 40000, 5432, ack))
+		if st := f.ct()[ctKey(ipB, 5432, ipA, 40000, 6)].State; st&ctReplied == 0 {
+			t.Fatalf("reverse half state %#x: reply not recorded", st)
+		}
+		// A SYN from B on the very tuple A uses is not an answer.
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, syn), "link-port")
+		// Other tuples stay closed.
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40001, ack), "link-port")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5433, 40000, ack), "link-port")
+	})
+	t.Run("udp-and-icmp-errors", func(t *testing.T) {
+		q := pkt4{srcMAC: macA, dstMAC: macB, src: ipA, dst: ipB, proto: 17, sport: 40002, dport: 5353, payload: []byte("q")}
+		b.dropped(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40002}.frame(), "link-port")
+		f.passUnchanged(progEndpointIngress, q.frame())
+		b.passUnchanged(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40002}.frame())
+		b.dropped(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40003}.frame(), "link-port")
+		// B has nothing on 5353 and says so: the error reaches A.
+		unreach := pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 1, icmpType: 3, icmpCode: 3, inner: q.ip()}
+		b.passUnchanged(progEndpointIngress, unreach.frame())
+		stray := unreach
+		stray.inner = pkt4{src: ipA, dst: ipB, proto: 17, sport: 40004, dport: 5353}.ip()
+		b.dropped(progEndpointIngress, stray.frame(), "link-port")
+	})
+	t.Run("ipv6", func(t *testing.T) {
+		out := pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 41000, dport: 5432, tcpFlags: syn}
+		back := pkt6{srcMAC: macB, dstMAC: macA, src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: synack}
+		b.dropped(progEndpointIngress, back.frame(), "link-port")
+		f.passUnchanged(progEndpointIngress, out.frame())
+		b.passUnchanged(progEndpointIngress, back.frame())
+		opens := back
+		opens.tcpFlags = syn
+		b.dropped(progEndpointIngress, opens.frame(), "link-port")
+		other := back
+		other.dport = 80
+		b.dropped(progEndpointIngress, other.frame(), "link-port")
+		// An ICMPv6 error from B about A's packet reaches A.
+		b.passUnchanged(progEndpointIngress, pkt6{srcMAC: macB, dstMAC: macA, src: ipB6, dst: ipA6, next: 58, icmpType: 1, payload: out.ip()}.frame())
+		// The flow is B's way back only: from outside, forging B's address,
+		// it is no reply to anything (the uplink program).
+		f.dropped(progUplinkIngress, pkt6{src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: synack}.frame(), "unsolicited")
+	})
+	t.Run("unlink", func(t *testing.T) {
+		f.del(linkEntries(link, ifA, ifB))
+		if _, err := flushCT(f.d.maps[mapCT], []flushRule{{link: true, addr: ipA, peer: ipB}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := flushCT6(f.d.maps[mapCT6], nil, []flushRule{{link: true, addr: ipA6, peer: ipB6}}); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range f.ct() {
+			if v.Flags&ctLink != 0 {
+				t.Fatalf("link flow left after unlink: %+v", k)
+			}
+		}
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, ack), "link-port")
+		b.dropped(progEndpointIngress, pkt6{srcMAC: macB, dstMAC: macA, src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: ack}.frame(), "link-port")
+		f.dropped(progEndpointIngress, tcp4(ipA, ipB, macA, macB, 40000, 5432, ack), "link-port")
 	})
 }

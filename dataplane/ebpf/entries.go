@@ -11,18 +11,21 @@ import (
 // Map names, as in bpf/lib/maps.h. The first group is configuration, owned
 // by the agent; the second is state, written by the datapath.
 const (
-	mapEndpoints  = "pc_endpoints"
-	mapEpAddrs    = "pc_ep_addrs"
-	mapEpMACs     = "pc_ep_macs"
-	mapNetworks   = "pc_networks"
-	mapSubnets    = "pc_subnets"
-	mapLinks      = "pc_links"
-	mapPorts      = "pc_ports"
-	mapUplinks    = "pc_uplinks"
-	mapLocalAddrs = "pc_local_addrs"
+	mapEndpoints   = "pc_endpoints"
+	mapEpAddrs     = "pc_ep_addrs"
+	mapEpMACs      = "pc_ep_macs"
+	mapNetworks    = "pc_networks"
+	mapSubnets     = "pc_subnets"
+	mapLinks       = "pc_links"
+	mapPorts       = "pc_ports"
+	mapPorts6      = "pc_ports6"
+	mapUplinks     = "pc_uplinks"
+	mapLocalAddrs  = "pc_local_addrs"
+	mapLocalAddrs6 = "pc_local_addrs6"
 
 	mapCT    = "pc_ct"
 	mapCT6   = "pc_ct6"
+	mapNAT6  = "pc_nat6"
 	mapFrags = "pc_frags"
 	mapDrops = "pc_drops"
 	mapStats = "pc_stats"
@@ -30,7 +33,8 @@ const (
 
 // configMaps are resynchronised from the desired state; the others are not
 // touched by Apply.
-var configMaps = []string{mapEndpoints, mapEpAddrs, mapEpMACs, mapNetworks, mapSubnets, mapLinks, mapPorts, mapUplinks, mapLocalAddrs}
+var configMaps = []string{mapEndpoints, mapEpAddrs, mapEpMACs, mapNetworks, mapSubnets, mapLinks, mapPorts, mapPorts6,
+	mapUplinks, mapLocalAddrs, mapLocalAddrs6}
 
 // entry is one key/value of a configuration map. Keys and values are the
 // generated (comparable) types, so entries can be compared and counted.
@@ -96,7 +100,14 @@ func netEntries(n *model.RNetwork, id uint32, bridgeMAC net.HardwareAddr) []entr
 	if n.SNATIP.Is4() {
 		es = append(es, entry{mapLocalAddrs, be32(n.SNATIP), one})
 	}
+	if n.Gateway6.Is6() {
+		es = append(es, entry{mapLocalAddrs6, addr6(n.Gateway6), one})
+	}
 	return es
+}
+
+func addr6(a netip.Addr) endpointAddr6 {
+	return endpointAddr6{A: a.As16()}
 }
 
 // epEntries: who the endpoint is (by veth, address and MAC).
@@ -154,17 +165,29 @@ func portBlocks(lo, hi uint16) []portBlock {
 	return out
 }
 
-// portEntries publishes a mapping. IPv4 only: a mapping on an IPv6 host
-// address has no entry (the programs do not translate IPv6).
+// portEntries publishes a mapping: over IPv4 when it is a wildcard or on an
+// IPv4 host address, over IPv6 when the endpoint has an IPv6 address and the
+// mapping is a wildcard or on an IPv6 host address (model.RPort.Is4, Is6).
 func portEntries(p *model.RPort, epIfindex uint32) []entry {
-	if p.HostIP.IsValid() && !p.HostIP.Is4() || !p.EP.IP.IsValid() {
-		return nil
-	}
-	t := endpointPortTarget{Addr: be32(p.EP.IP), PortLo: p.Lo, HostLo: p.HostLo, HostHi: p.HostHi, Ifindex: epIfindex}
 	var es []entry
-	for _, b := range portBlocks(p.HostLo, p.HostHi) {
-		k := endpointPortKey{Prefixlen: uint32(64 + b.bits), Proto: p.Proto, Addr: be32(p.HostIP), Port: be16(b.first)}
-		es = append(es, entry{mapPorts, k, t})
+	blocks := portBlocks(p.HostLo, p.HostHi)
+	if p.Is4() && p.EP.IP.Is4() {
+		t := endpointPortTarget{Addr: be32(p.EP.IP), PortLo: p.Lo, HostLo: p.HostLo, HostHi: p.HostHi, Ifindex: epIfindex}
+		for _, b := range blocks {
+			k := endpointPortKey{Prefixlen: uint32(64 + b.bits), Proto: p.Proto, Addr: be32(p.HostIP), Port: be16(b.first)}
+			es = append(es, entry{mapPorts, k, t})
+		}
+	}
+	if p.Is6() {
+		t := endpointPort6Target{Addr: p.EP.IP6.As16(), PortLo: p.Lo, HostLo: p.HostLo, HostHi: p.HostHi, Ifindex: epIfindex}
+		var host [16]byte
+		if p.HostIP.IsValid() {
+			host = p.HostIP.As16()
+		}
+		for _, b := range blocks {
+			k := endpointPort6Key{Prefixlen: uint32(160 + b.bits), Proto: p.Proto, Addr: host, Port: be16(b.first)}
+			es = append(es, entry{mapPorts6, k, t})
+		}
 	}
 	return es
 }
@@ -179,12 +202,16 @@ func linkEntries(l *model.RLink, parent, child uint32) []entry {
 	return es
 }
 
-// uplinkEntries: the masquerade address of an uplink, and its addresses as
-// node addresses.
+// uplinkEntries: the masquerade address of an uplink, and its addresses
+// (IPv4 and IPv6) as node addresses.
 func uplinkEntries(ifindex uint32, addrs []netip.Addr) []entry {
 	v := endpointUplink{}
 	var es []entry
 	for _, a := range addrs {
+		if a.Is6() && !a.Is4In6() {
+			es = append(es, entry{mapLocalAddrs6, addr6(a), one})
+			continue
+		}
 		if !a.Is4() {
 			continue
 		}

@@ -3,11 +3,14 @@ package ebpf
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
+
 	"github.com/portcullis/portcullis/dataplane/model"
+	"github.com/portcullis/portcullis/internal/nstest"
 )
 
 // Verdicts.
@@ -18,7 +21,8 @@ const (
 
 // The test topology. BPF_PROG_TEST_RUN runs every packet as if it arrived on
 // ifindex 1 (the loopback device of the test's namespace), so endpoint A and
-// the uplink both live there; the other endpoints only exist in the maps.
+// the uplink both live there; the other endpoints only exist in the maps,
+// except when a test sends as them (fixture.as).
 const (
 	ifA      = 1
 	ifB      = 20
@@ -45,13 +49,17 @@ var (
 )
 
 type fixture struct {
-	t  *testing.T
-	d  *datapath
-	n1 *model.RNetwork
-	n2 *model.RNetwork
-	a  *model.REndpoint
-	b  *model.REndpoint
-	c  *model.REndpoint
+	t *testing.T
+	d *datapath
+	// ifindex the packets arrive on (0: 1, the loopback device), and the
+	// namespace that has a device with that index.
+	ifindex uint32
+	devs    **nstest.NS
+	n1      *model.RNetwork
+	n2      *model.RNetwork
+	a       *model.REndpoint
+	b       *model.REndpoint
+	c       *model.REndpoint
 }
 
 type fixtureOpts struct {
@@ -70,7 +78,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	f := &fixture{t: t, d: loadTestDatapath(t, cfg)}
+	f := &fixture{t: t, d: loadTestDatapath(t, cfg), devs: new(*nstest.NS)}
 	f.n1 = &model.RNetwork{
 		Name: "pc0", Bridge: "pc0", Subnet: netip.MustParsePrefix("172.17.0.0/16"),
 		Subnet6: netip.MustParsePrefix("fd00:17::/64"), Gateway: ipGW, Gateway6: netip.MustParseAddr("fd00:17::1"),
@@ -116,12 +124,53 @@ func (f *fixture) port(id string, ep *model.REndpoint, epIf uint32, proto uint8,
 	return p
 }
 
+// skbContext is struct __sk_buff as BPF_PROG_TEST_RUN takes it: only the
+// ifindex is set.
+type skbContext struct {
+	_       [10]uint32
+	Ifindex uint32
+	_       [37]uint32
+}
+
+// as returns the fixture sending as the endpoint on ifindex (ifB, ifC):
+// BPF_PROG_TEST_RUN gives the packet the device with that index, so the
+// first use makes a namespace with devices (veths) numbered ifB and ifC,
+// and packets are run from a thread inside it.
+func (f *fixture) as(ifindex uint32) *fixture {
+	f.t.Helper()
+	if *f.devs == nil {
+		nstest.RequireRoot(f.t)
+		ns := nstest.NewNS(f.t, "bpfrun", nstest.RandomSuffix())
+		for _, idx := range []int{ifB, ifC} {
+			ns.MustIP(f.t, "link", "add", "name", fmt.Sprintf("ep%d", idx), "index", fmt.Sprint(idx),
+				"type", "veth", "peer", "name", fmt.Sprintf("peer%d", idx), "index", fmt.Sprint(idx+100))
+		}
+		*f.devs = ns
+	}
+	g := *f
+	g.ifindex = ifindex
+	return &g
+}
+
 // run sends frame through prog and returns the verdict and the frame as the
 // program left it.
 func (f *fixture) run(prog string, frame []byte) (uint32, []byte) {
 	f.t.Helper()
 	out := make([]byte, len(frame)+256)
-	ret, err := f.d.progs[prog].Run(&ebpf.RunOptions{Data: frame, DataOut: out})
+	opts := &ebpf.RunOptions{Data: frame, DataOut: out}
+	var (
+		ret uint32
+		err error
+	)
+	if f.ifindex > 1 {
+		opts.Context = skbContext{Ifindex: f.ifindex}
+		err = (*f.devs).Do(func() (err error) {
+			ret, err = f.d.progs[prog].Run(opts)
+			return err
+		})
+	} else {
+		ret, err = f.d.progs[prog].Run(opts)
+	}
 	if err != nil {
 		f.t.Fatalf("run %s: %v", prog, err)
 	}
@@ -136,6 +185,20 @@ func (f *fixture) pass(prog string, frame []byte) *decoded {
 		f.t.Fatalf("%s: verdict %d, want pass; drops %v", prog, ret, f.drops())
 	}
 	d, err := decode4(out)
+	if err != nil {
+		f.t.Fatalf("%s: output: %v", prog, err)
+	}
+	return d
+}
+
+// pass6 is pass for IPv6 frames.
+func (f *fixture) pass6(prog string, frame []byte) *decoded {
+	f.t.Helper()
+	ret, out := f.run(prog, frame)
+	if ret != actOK {
+		f.t.Fatalf("%s: verdict %d, want pass; drops %v", prog, ret, f.drops())
+	}
+	d, err := decode6(out)
 	if err != nil {
 		f.t.Fatalf("%s: output: %v", prog, err)
 	}

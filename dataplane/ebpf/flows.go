@@ -12,14 +12,15 @@ type Flow struct {
 	Dst     netip.AddrPort `json:"dst"`
 	NATSrc  netip.AddrPort `json:"nat_src"`
 	NATDst  netip.AddrPort `json:"nat_dst"`
-	Kind    string         `json:"kind"` // snat, dnat, hairpin, routed, ipv6
+	Kind    string         `json:"kind"` // snat, dnat, hairpin, routed, link, ipv6
 	Reverse bool           `json:"reverse"`
 	State   []string       `json:"state,omitempty"`
 	Expires time.Duration  `json:"expires_in"`
 }
 
-// Flows lists the conntrack entries (both halves of every IPv4 flow, and
-// the IPv6 flows).
+// Flows lists the conntrack entries: both halves of every IPv4 flow and of
+// every IPv6 published-port flow, and the other IPv6 flows (one entry each,
+// keyed by their replies).
 func (b *Backend) Flows() ([]Flow, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -45,6 +46,8 @@ func (b *Backend) Flows() ([]Flow, error) {
 			Expires: time.Duration(int64(p.v.Expires - now)),
 		}
 		switch {
+		case p.v.Flags&ctLink != 0:
+			f.Kind = "link"
 		case p.v.Flags&ctHairpin != 0:
 			f.Kind = "hairpin"
 		case p.v.Flags&ctDNAT != 0:
@@ -56,17 +59,41 @@ func (b *Backend) Flows() ([]Flow, error) {
 		}
 		out = append(out, f)
 	}
+	ap6 := func(a [16]byte, p uint16) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom16(a), portFromBE16(p))
+	}
+	halves, err := readNAT6(b.dp.maps[mapNAT6])
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range halves {
+		out = append(out, Flow{
+			Proto:   h.k.Proto,
+			Src:     ap6(h.k.Saddr, h.k.Sport),
+			Dst:     ap6(h.k.Daddr, h.k.Dport),
+			NATSrc:  ap6(h.v.Nat.Saddr, h.v.Nat.Sport),
+			NATDst:  ap6(h.v.Nat.Daddr, h.v.Nat.Dport),
+			Kind:    "dnat",
+			Reverse: h.v.Flags&ctReverse != 0,
+			State:   stateNames(h.v.State),
+			Expires: time.Duration(int64(h.v.Expires - now)),
+		})
+	}
 	var (
 		k endpointCt6Key
 		v endpointCt6Entry
 	)
 	it := b.dp.maps[mapCT6].Iterate()
 	for it.Next(&k, &v) {
+		kind := "ipv6"
+		if v.Flags&ct6Link != 0 {
+			kind = "link"
+		}
 		out = append(out, Flow{
 			Proto:   k.Proto,
-			Src:     netip.AddrPortFrom(netip.AddrFrom16(k.Saddr), portFromBE16(k.Sport)),
-			Dst:     netip.AddrPortFrom(netip.AddrFrom16(k.Daddr), portFromBE16(k.Dport)),
-			Kind:    "ipv6",
+			Src:     ap6(k.Saddr, k.Sport),
+			Dst:     ap6(k.Daddr, k.Dport),
+			Kind:    kind,
 			Reverse: true,
 			State:   stateNames(v.State),
 			Expires: time.Duration(int64(v.Expires - now)),

@@ -257,6 +257,20 @@ func TestHairpin(t *testing.T) {
 	want(t, f.pass(progEndpointIngress, self.frame()), ipGW, 42001, ipA, 81)
 	reply := pkt4{srcMAC: macA, src: ipA, dst: ipGW, proto: 6, sport: 81, dport: 42001, tcpFlags: 0x12}
 	want(t, f.pass(progEndpointIngress, reply.frame()), ipNode, 8081, ipA, 42001)
+
+	// A's answer on a connection the node opened and netfilter translated
+	// (B10: masqueraded to the gateway) is no hairpin flow, even when the
+	// node's client port is a published one: it goes up to conntrack as is.
+	before := len(f.ct())
+	for _, dst := range []netip.Addr{ipGW, ipNode} {
+		answer := pkt4{srcMAC: macA, src: ipA, dst: dst, proto: 6, sport: 80, dport: 8080, tcpFlags: 0x12}
+		f.passUnchanged(progEndpointIngress, answer.frame())
+		answer.tcpFlags = 0x10
+		f.passUnchanged(progEndpointIngress, answer.frame())
+	}
+	if n := len(f.ct()); n != before {
+		t.Fatalf("answers to the node made %d conntrack halves", n-before)
+	}
 }
 
 // TestICMPErrors is B5: errors about translated flows reach the container
@@ -402,4 +416,78 @@ func TestIPv6Routed(t *testing.T) {
 
 	// The gateway is the node's own address.
 	f.passUnchanged(progUplinkIngress, pkt6{src: remote, dst: netip.MustParseAddr("fd00:17::1"), next: 6, sport: 1, dport: 22}.frame())
+
+	// TCP flags count for IPv6 too: after FIN both ways the flow times out
+	// like a closed one.
+	fin := out
+	fin.tcpFlags = 0x11
+	f.passUnchanged(progUplinkEgress, fin.frame())
+	finBack := reply
+	finBack.tcpFlags = 0x11
+	f.passUnchanged(progUplinkIngress, finBack.frame())
+	var e endpointCt6Entry
+	if err := f.d.maps[mapCT6].Lookup(ct6Key(remote, 443, ipA6, 40000, 6), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.State&(ctFinFwd|ctFinRev) != ctFinFwd|ctFinRev || time.Duration(e.Expires-monoNow(t)) > 10*time.Second {
+		t.Fatalf("after FIN both ways: state %#x, expires in %v", e.State, time.Duration(e.Expires-monoNow(t)))
+	}
+}
+
+// TestSCTPChecksum: NAT that changes SCTP ports carries the change into the
+// CRC32c (B6), for any packet length (the incremental update in
+// bpf/lib/crc32c.h multiplies by x^(8n), one factor per bit of n), in both
+// directions; a CRC left to offload (zero) stays zero, and a wrong one stays
+// wrong.
+func TestSCTPChecksum(t *testing.T) {
+	f := newFixture(t, fixtureOpts{icc: true, masquerade: true})
+	f.port("sctp", f.a, ifA, 132, netip.Addr{}, 8082, 8082, 82)
+	// (A test run takes one page of packet at most.)
+	for i, n := range []int{0, 4, 20, 333, 1024, 1452, 2047, 3000} {
+		sport := uint16(5000 + i)
+		in := pkt4{src: ipExt, dst: ipNode, proto: 132, sport: sport, dport: 8082, payload: make([]byte, n)}
+		for j := range in.payload {
+			in.payload[j] = byte(j * 7)
+		}
+		got := f.pass(progUplinkIngress, in.frame()) // decode4 checks the CRC32c
+		want(t, got, ipExt, sport, ipA, 82)
+		if got.sctpCRC == 0 {
+			t.Fatalf("%d bytes: CRC32c zeroed", n)
+		}
+		out := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: 132, sport: 82, dport: sport, payload: in.payload}
+		want(t, f.pass(progEndpointIngress, out.frame()), ipNode, 8082, ipExt, sport)
+	}
+	t.Run("offloaded", func(t *testing.T) {
+		out := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: 132, sport: 82, dport: 5000, sctpNoCRC: true, payload: make([]byte, 16)}
+		got := f.pass(progEndpointIngress, out.frame())
+		if want(t, got, ipNode, 8082, ipExt, 5000); got.sctpCRC != 0 {
+			t.Fatalf("CRC32c left to offload became %#x", got.sctpCRC)
+		}
+	})
+	t.Run("corrupt", func(t *testing.T) {
+		in := pkt4{src: ipExt, dst: ipNode, proto: 132, sport: 6000, dport: 8082, payload: make([]byte, 16)}
+		frame := in.frame()
+		frame[14+20+8] ^= 0x01 // a CRC that was wrong on arrival
+		ret, out := f.run(progUplinkIngress, frame)
+		if ret != actOK {
+			t.Fatalf("verdict %d", ret)
+		}
+		if _, err := decode4(out); err == nil {
+			t.Fatal("a corrupted SCTP packet left NAT with a valid CRC32c")
+		}
+	})
+	t.Run("snat-port-collision", func(t *testing.T) {
+		// A and B open associations from the same port to the same peer:
+		// the second gets another source port, and a CRC to match.
+		a := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: 132, sport: 3868, dport: 3868, payload: make([]byte, 40)}
+		want(t, f.pass(progUplinkEgress, a.frame()), ipNode, 3868, ipExt, 3868)
+		b := a
+		b.srcMAC, b.src = macB, ipB
+		got := f.pass(progUplinkEgress, b.frame())
+		if got.src != ipNode || got.sport == 3868 || got.sctpCRC == 0 {
+			t.Fatalf("second association left as %v:%d (crc %#x)", got.src, got.sport, got.sctpCRC)
+		}
+		back := pkt4{src: ipExt, dst: ipNode, proto: 132, sport: 3868, dport: got.sport, payload: make([]byte, 40)}
+		want(t, f.pass(progUplinkIngress, back.frame()), ipExt, 3868, ipB, 3868)
+	})
 }

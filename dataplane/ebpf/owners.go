@@ -167,8 +167,12 @@ func staleKeys(m *ebpf.Map, name string, ns *state) ([]any, error) {
 		return stale[endpointLinkKey](m, name, ns)
 	case mapPorts:
 		return stale[endpointPortKey](m, name, ns)
+	case mapPorts6:
+		return stale[endpointPort6Key](m, name, ns)
 	case mapLocalAddrs:
 		return stale[uint32](m, name, ns)
+	case mapLocalAddrs6:
+		return stale[endpointAddr6](m, name, ns)
 	}
 	return nil, fmt.Errorf("no key type for map %s", name)
 }

@@ -3,6 +3,7 @@ package ebpf
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/netip"
 )
@@ -32,6 +33,7 @@ type pkt4 struct {
 	fragOff        uint16 // in 8-byte units
 	ttl            uint8
 	noUDPCsum      bool
+	sctpNoCRC      bool // leave the CRC32c zero, as a stack relying on offload does
 	payload        []byte
 	inner          []byte // ICMP error: the quoted packet (IPv4 header onward)
 	ihl            int    // override (bad IHL tests)
@@ -107,10 +109,37 @@ func (p pkt4) l4() []byte {
 			}
 			binary.BigEndian.PutUint16(seg[6:], c)
 		}
+	case 132:
+		if !p.sctpNoCRC {
+			binary.LittleEndian.PutUint32(seg[8:], sctpCRC(seg))
+		}
 	case 1:
 		binary.BigEndian.PutUint16(seg[2:], csumFold(csumAdd(0, seg)))
 	}
 	return seg
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// sctpCRC computes an SCTP packet's CRC32c as if its checksum field were
+// zero (RFC 9260, appendix A).
+func sctpCRC(seg []byte) uint32 {
+	c := append([]byte(nil), seg...)
+	binary.LittleEndian.PutUint32(c[8:], 0)
+	return crc32.Checksum(c, castagnoli)
+}
+
+// checkSCTP verifies the CRC32c of an SCTP packet, unless it is zero (left
+// to offload).
+func checkSCTP(seg []byte) (uint32, error) {
+	if len(seg) < 12 {
+		return 0, fmt.Errorf("sctp packet of %d bytes", len(seg))
+	}
+	got := binary.LittleEndian.Uint32(seg[8:])
+	if got != 0 && got != sctpCRC(seg) {
+		return got, fmt.Errorf("bad SCTP CRC32c %#08x, want %#08x", got, sctpCRC(seg))
+	}
+	return got, nil
 }
 
 // ip returns the IPv4 packet (no Ethernet header).
@@ -175,7 +204,8 @@ func arpFrame(src net.HardwareAddr, sha net.HardwareAddr, sip, tip netip.Addr) [
 	return eth(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, src, 0x0806, a)
 }
 
-// pkt6 is an IPv6 packet with a UDP, TCP or ICMPv6 header.
+// pkt6 is an IPv6 packet with a UDP, TCP, SCTP or ICMPv6 header, with
+// correct checksums.
 type pkt6 struct {
 	srcMAC, dstMAC net.HardwareAddr
 	src, dst       netip.Addr
@@ -186,12 +216,18 @@ type pkt6 struct {
 	payload        []byte // ICMPv6 errors: the quoted packet
 }
 
+func pseudo6(src, dst netip.Addr, next uint8, l4len int) uint32 {
+	s, d := src.As16(), dst.As16()
+	sum := csumAdd(0, s[:])
+	sum = csumAdd(sum, d[:])
+	return sum + uint32(l4len>>16) + uint32(l4len&0xffff) + uint32(next)
+}
+
 func (p pkt6) frame() []byte {
 	return eth(p.dstMAC, p.srcMAC, 0x86dd, p.ip())
 }
 
-// ip returns the IPv6 packet; checksums are left zero (nothing rewrites
-// IPv6).
+// ip returns the IPv6 packet.
 func (p pkt6) ip() []byte {
 	var l4 []byte
 	switch p.next {
@@ -200,7 +236,9 @@ func (p pkt6) ip() []byte {
 		l4[12] = 5 << 4
 	case 17:
 		l4 = make([]byte, 8)
-		binary.BigEndian.PutUint16(l4[4:], 8)
+		binary.BigEndian.PutUint16(l4[4:], uint16(8+len(p.payload)))
+	case 132:
+		l4 = make([]byte, 12)
 	case 58:
 		l4 = make([]byte, 8)
 		l4[0] = p.icmpType
@@ -212,9 +250,19 @@ func (p pkt6) ip() []byte {
 		l4[13] = p.tcpFlags
 	}
 	l4 = append(l4, p.payload...)
-	if p.next == 6 || p.next == 17 {
+	if p.next == 6 || p.next == 17 || p.next == 132 {
 		binary.BigEndian.PutUint16(l4[0:], p.sport)
 		binary.BigEndian.PutUint16(l4[2:], p.dport)
+	}
+	switch p.next {
+	case 6:
+		binary.BigEndian.PutUint16(l4[16:], csumFold(csumAdd(pseudo6(p.src, p.dst, 6, len(l4)), l4)))
+	case 17:
+		binary.BigEndian.PutUint16(l4[6:], csumFold(csumAdd(pseudo6(p.src, p.dst, 17, len(l4)), l4)))
+	case 58:
+		binary.BigEndian.PutUint16(l4[2:], csumFold(csumAdd(pseudo6(p.src, p.dst, 58, len(l4)), l4)))
+	case 132:
+		binary.LittleEndian.PutUint32(l4[8:], sctpCRC(l4))
 	}
 	h := make([]byte, 40)
 	h[0] = 6 << 4
@@ -234,6 +282,7 @@ type decoded struct {
 	sport, dport uint16 // ICMP echo: the id in sport
 	icmpType     uint8
 	udpCsum      uint16
+	sctpCRC      uint32
 	inner        *decoded // ICMP errors
 	ttl          uint8
 }
@@ -278,6 +327,11 @@ func decodeIP4(ip []byte, full bool) (*decoded, error) {
 		if !full || frag {
 			return d, nil
 		}
+		if d.proto == 132 {
+			var err error
+			d.sctpCRC, err = checkSCTP(seg)
+			return d, err
+		}
 		if d.proto == 17 {
 			d.udpCsum = binary.BigEndian.Uint16(seg[6:])
 			if d.udpCsum == 0 {
@@ -304,6 +358,45 @@ func decodeIP4(ip []byte, full bool) (*decoded, error) {
 				return nil, err
 			}
 			d.inner = in
+		}
+	}
+	return d, nil
+}
+
+// decode6 parses an Ethernet+IPv6 frame (no extension headers) and verifies
+// its TCP, UDP, ICMPv6 checksum or SCTP CRC32c.
+func decode6(frame []byte) (*decoded, error) {
+	if len(frame) < 14+40 {
+		return nil, fmt.Errorf("frame of %d bytes", len(frame))
+	}
+	ip := frame[14:]
+	if ip[0]>>4 != 6 {
+		return nil, fmt.Errorf("not IPv6")
+	}
+	d := &decoded{
+		src:   netip.AddrFrom16([16]byte(ip[8:24])),
+		dst:   netip.AddrFrom16([16]byte(ip[24:40])),
+		proto: ip[6],
+		ttl:   ip[7],
+	}
+	seg := ip[40 : 40+int(binary.BigEndian.Uint16(ip[4:]))]
+	switch d.proto {
+	case 6, 17, 58:
+		if d.proto != 58 {
+			d.sport = binary.BigEndian.Uint16(seg[0:])
+			d.dport = binary.BigEndian.Uint16(seg[2:])
+		} else {
+			d.icmpType = seg[0]
+		}
+		if csumFold(csumAdd(pseudo6(d.src, d.dst, d.proto, len(seg)), seg)) != 0 {
+			return nil, fmt.Errorf("bad %d checksum over IPv6", d.proto)
+		}
+	case 132:
+		d.sport = binary.BigEndian.Uint16(seg[0:])
+		d.dport = binary.BigEndian.Uint16(seg[2:])
+		var err error
+		if d.sctpCRC, err = checkSCTP(seg); err != nil {
+			return nil, err
 		}
 	}
 	return d, nil

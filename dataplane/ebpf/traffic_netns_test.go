@@ -258,6 +258,26 @@ func TestTraffic(t *testing.T) {
 				if r := nstest.DialTCP(tp.cb, "172.17.0.2:80", short); r.OK() {
 					t.Fatalf("child opened a connection to its parent: %v", r)
 				}
+				// Unlinking ends the flows the link carried, open ones too.
+				held, r := nstest.ConnectTCP(tp.ca, "172.17.0.3:5432", short)
+				if !r.OK() {
+					t.Fatalf("linked, held connection: %v", r)
+				}
+				defer held.Close()
+				delete(tp.want.Links, "a/db")
+				tp.apply(t, &model.Delta{Links: []model.LinkChange{{Old: l}}})
+				ct, err := readCT(tp.be.dp.maps[mapCT])
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range ct {
+					if p.v.Flags&ctLink != 0 {
+						t.Fatalf("link flow left after unlink: %+v", p)
+					}
+				}
+				if err := held.Echo(); err == nil {
+					t.Fatal("a connection of the removed link still works")
+				}
 			})
 			t.Run("B13-unpublish", func(t *testing.T) {
 				p := tp.want.Ports["web"]

@@ -25,8 +25,11 @@ const (
 	uplinkMapPcFrags          = "pc_frags"
 	uplinkMapPcLinks          = "pc_links"
 	uplinkMapPcLocalAddrs     = "pc_local_addrs"
+	uplinkMapPcLocalAddrs6    = "pc_local_addrs6"
+	uplinkMapPcNat6           = "pc_nat6"
 	uplinkMapPcNetworks       = "pc_networks"
 	uplinkMapPcPorts          = "pc_ports"
+	uplinkMapPcPorts6         = "pc_ports6"
 	uplinkMapPcStats          = "pc_stats"
 	uplinkMapPcSubnets        = "pc_subnets"
 	uplinkMapPcUplinks        = "pc_uplinks"
@@ -85,20 +88,23 @@ type uplinkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type uplinkMapSpecs struct {
-	PcCt         *ebpf.MapSpec `ebpf:"pc_ct"`
-	PcCt6        *ebpf.MapSpec `ebpf:"pc_ct6"`
-	PcDrops      *ebpf.MapSpec `ebpf:"pc_drops"`
-	PcEndpoints  *ebpf.MapSpec `ebpf:"pc_endpoints"`
-	PcEpAddrs    *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
-	PcEpMacs     *ebpf.MapSpec `ebpf:"pc_ep_macs"`
-	PcFrags      *ebpf.MapSpec `ebpf:"pc_frags"`
-	PcLinks      *ebpf.MapSpec `ebpf:"pc_links"`
-	PcLocalAddrs *ebpf.MapSpec `ebpf:"pc_local_addrs"`
-	PcNetworks   *ebpf.MapSpec `ebpf:"pc_networks"`
-	PcPorts      *ebpf.MapSpec `ebpf:"pc_ports"`
-	PcStats      *ebpf.MapSpec `ebpf:"pc_stats"`
-	PcSubnets    *ebpf.MapSpec `ebpf:"pc_subnets"`
-	PcUplinks    *ebpf.MapSpec `ebpf:"pc_uplinks"`
+	PcCt          *ebpf.MapSpec `ebpf:"pc_ct"`
+	PcCt6         *ebpf.MapSpec `ebpf:"pc_ct6"`
+	PcDrops       *ebpf.MapSpec `ebpf:"pc_drops"`
+	PcEndpoints   *ebpf.MapSpec `ebpf:"pc_endpoints"`
+	PcEpAddrs     *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
+	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
+	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
+	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
+	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
+	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
+	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
+	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
+	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
+	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
+	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
+	PcSubnets     *ebpf.MapSpec `ebpf:"pc_subnets"`
+	PcUplinks     *ebpf.MapSpec `ebpf:"pc_uplinks"`
 }
 
 // uplinkVariableSpecs contains global variables before they are loaded into the kernel.
@@ -128,20 +134,23 @@ func (o *uplinkObjects) Close() error {
 //
 // It can be passed to loadUplinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uplinkMaps struct {
-	PcCt         *ebpf.Map `ebpf:"pc_ct"`
-	PcCt6        *ebpf.Map `ebpf:"pc_ct6"`
-	PcDrops      *ebpf.Map `ebpf:"pc_drops"`
-	PcEndpoints  *ebpf.Map `ebpf:"pc_endpoints"`
-	PcEpAddrs    *ebpf.Map `ebpf:"pc_ep_addrs"`
-	PcEpMacs     *ebpf.Map `ebpf:"pc_ep_macs"`
-	PcFrags      *ebpf.Map `ebpf:"pc_frags"`
-	PcLinks      *ebpf.Map `ebpf:"pc_links"`
-	PcLocalAddrs *ebpf.Map `ebpf:"pc_local_addrs"`
-	PcNetworks   *ebpf.Map `ebpf:"pc_networks"`
-	PcPorts      *ebpf.Map `ebpf:"pc_ports"`
-	PcStats      *ebpf.Map `ebpf:"pc_stats"`
-	PcSubnets    *ebpf.Map `ebpf:"pc_subnets"`
-	PcUplinks    *ebpf.Map `ebpf:"pc_uplinks"`
+	PcCt          *ebpf.Map `ebpf:"pc_ct"`
+	PcCt6         *ebpf.Map `ebpf:"pc_ct6"`
+	PcDrops       *ebpf.Map `ebpf:"pc_drops"`
+	PcEndpoints   *ebpf.Map `ebpf:"pc_endpoints"`
+	PcEpAddrs     *ebpf.Map `ebpf:"pc_ep_addrs"`
+	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
+	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
+	PcLinks       *ebpf.Map `ebpf:"pc_links"`
+	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
+	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
+	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
+	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
+	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
+	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
+	PcStats       *ebpf.Map `ebpf:"pc_stats"`
+	PcSubnets     *ebpf.Map `ebpf:"pc_subnets"`
+	PcUplinks     *ebpf.Map `ebpf:"pc_uplinks"`
 }
 
 func (m *uplinkMaps) Close() error {
@@ -155,8 +164,11 @@ func (m *uplinkMaps) Close() error {
 		m.PcFrags,
 		m.PcLinks,
 		m.PcLocalAddrs,
+		m.PcLocalAddrs6,
+		m.PcNat6,
 		m.PcNetworks,
 		m.PcPorts,
+		m.PcPorts6,
 		m.PcStats,
 		m.PcSubnets,
 		m.PcUplinks,

@@ -8,7 +8,10 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-var processedRE = regexp.MustCompile(`processed (\d+) insns`)
+var (
+	processedRE = regexp.MustCompile(`processed (\d+) insns`)
+	stackRE     = regexp.MustCompile(`stack depth ([0-9+]+)`)
+)
 
 // TestVerifier loads every program with every option set and logs how many
 // instructions the verifier processed, so growth shows up in test output.
@@ -47,7 +50,13 @@ func TestVerifier(t *testing.T) {
 					t.Errorf("%s: no instruction count in the verifier log:\n%s", n, d.progs[n].VerifierLog)
 					continue
 				}
-				t.Logf("%-22s processed %7s insns, %5d instructions", n, m[1], len(insns))
+				// Stack depth per frame (subprograms after a +): the
+				// frames of a call chain share 512 bytes.
+				st := stackRE.FindStringSubmatch(d.progs[n].VerifierLog)
+				if st == nil {
+					st = []string{"", "?"}
+				}
+				t.Logf("%-22s processed %7s insns, %5d instructions, stack %s", n, m[1], len(insns), st[1])
 			}
 		})
 	}

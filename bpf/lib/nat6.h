@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Published ports over IPv6 (B6): destination NAT to the container's IPv6
+ * address, the client's address kept, as IPv4 does (lib/nat.h). Only DNAT:
+ * IPv6 traffic that containers open is routed, not translated (lib/ct6.h).
+ *
+ * A flow is two halves in pc_nat6, like pc_ct: the forward half is keyed by
+ * the client's packet as it arrives on the uplink and holds the tuple it is
+ * sent on with (the container's address and port); the reverse half is keyed
+ * by the container's reply and holds the reply's tuple after translation
+ * back (from the node address and host port). Either half's partner key is
+ * the reverse of its nat field. The uplink ingress program applies forward
+ * halves, the endpoint program reverse halves.
+ */
+#ifndef __PC_NAT6_H__
+#define __PC_NAT6_H__
+
+#include "ct6.h"
+
+static __always_inline void ct6_swap(struct ct6_key *out, const struct ct6_key *in)
+{
+	__builtin_memcpy(out->saddr, in->daddr, 16);
+	__builtin_memcpy(out->daddr, in->saddr, 16);
+	out->sport = in->dport;
+	out->dport = in->sport;
+	out->proto = in->proto;
+	out->pad[0] = 0;
+	out->pad[1] = 0;
+	out->pad[2] = 0;
+}
+
+static __always_inline int addr6_equal(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+/* nat6_lookup returns the half keyed by k if it applies at hook. */
+static __always_inline struct nat6_entry *nat6_lookup(const struct ct6_key *k, __u8 hook)
+{
+	struct nat6_entry *e = bpf_map_lookup_elem(&pc_nat6, k);
+
+	if (!e || !(e->hooks & hook))
+		return 0;
+	return e;
+}
+
+/* nat6_touch: ct_touch for pc_nat6. */
+static __always_inline void nat6_touch(struct nat6_entry *e, const struct pkt *p, __u64 now)
+{
+	__u8 old = e->state, st = ct_next_state(old, e->flags & CT_F_REVERSE, p);
+
+	if (st != old) {
+		struct nat6_entry *pe;
+		struct ct6_key pk;
+
+		e->state = st;
+		ct6_swap(&pk, &e->nat);
+		pe = bpf_map_lookup_elem(&pc_nat6, &pk);
+		if (pe) {
+			pe->state = st;
+			pe->expires = now + ct_timeout_ns(p->t.proto, st);
+		}
+	}
+	e->expires = now + ct_timeout_ns(p->t.proto, st);
+}
+
+/* nat6_reclaim frees the pair that holds key k when both its halves
+ * expired. Returns 1 when k is free now.
+ */
+static __always_inline int nat6_reclaim(const struct ct6_key *k, __u64 now)
+{
+	struct nat6_entry *e, *pe;
+	struct ct6_key pk;
+
+	e = bpf_map_lookup_elem(&pc_nat6, k);
+	if (!e)
+		return 1;
+	if (e->expires > now)
+		return 0;
+	ct6_swap(&pk, &e->nat);
+	pe = bpf_map_lookup_elem(&pc_nat6, &pk);
+	if (pe && pe->expires > now)
+		return 0;
+	if (pe)
+		bpf_map_delete_elem(&pc_nat6, &pk);
+	bpf_map_delete_elem(&pc_nat6, k);
+	stat_inc(PC_STAT_CT_RECLAIMED);
+	return 1;
+}
+
+/* nat6_create inserts the pair of a new flow whose first packet has tuple
+ * fwd and leaves as nat: reverse half first with BPF_NOEXIST (it reserves
+ * the reply tuple), then the forward half, rolled back on failure. The
+ * client's port is kept, so there is no port to pick. Returns 0, a
+ * PC_DROP_* reason, or CT_CREATE_RACE.
+ */
+static __always_inline int nat6_create(const struct ct6_key *fwd, const struct ct6_key *nat, __u8 flags,
+				       __u8 hooks_fwd, __u8 hooks_rev, __u32 ifindex)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct nat6_entry e = {};
+	struct ct6_key rk;
+	int err;
+
+	e.expires = now + ct_timeout_ns(fwd->proto, 0);
+	e.flags = flags | CT_F_REVERSE;
+	e.hooks = hooks_rev;
+	e.ifindex = ifindex;
+	ct6_swap(&e.nat, fwd);
+	ct6_swap(&rk, nat);
+	err = bpf_map_update_elem(&pc_nat6, &rk, &e, BPF_NOEXIST);
+	if (err == -EEXIST && nat6_reclaim(&rk, now))
+		err = bpf_map_update_elem(&pc_nat6, &rk, &e, BPF_NOEXIST);
+	if (err)
+		return err == -EEXIST ? PC_DROP_NAT_CONFLICT : PC_DROP_CT_FULL;
+
+	e.flags = flags;
+	e.hooks = hooks_fwd;
+	e.nat = *nat;
+	err = bpf_map_update_elem(&pc_nat6, fwd, &e, BPF_NOEXIST);
+	if (err) {
+		bpf_map_delete_elem(&pc_nat6, &rk);
+		return err == -EEXIST ? CT_CREATE_RACE : PC_DROP_CT_FULL;
+	}
+	stat_inc(PC_STAT_CT_CREATED);
+	return 0;
+}
+
+/* nat6_addr replaces the 16-byte address at off, with the L4 checksum when
+ * it covers the address (pseudo header). IPv6 has no header checksum.
+ */
+static __always_inline int nat6_addr(struct __sk_buff *skb, const struct l4_layout *l, int l4, __u32 off,
+				     const __u8 *from, const __u8 *to)
+{
+	if (l4 && l->pseudo) {
+		__s64 d = bpf_csum_diff((__be32 *)from, 16, (__be32 *)to, 16, 0);
+
+		if (d < 0 || bpf_l4_csum_replace(skb, l->csum_off, 0, d, l->csum_flags | BPF_F_PSEUDO_HDR) < 0)
+			return -1;
+	}
+	return bpf_skb_store_bytes(skb, off, to, 16, 0) < 0 ? -1 : 0;
+}
+
+/* nat6_rewrite turns the packet's tuple from into to, as nat_rewrite4 does
+ * for IPv4.
+ */
+static __always_inline int nat6_rewrite(struct __sk_buff *skb, const struct pkt *p, const struct ct6_key *from,
+					const struct ct6_key *to)
+{
+	struct l4_layout l = {};
+	int l4 = (p->flags & PKT_F_L4) && l4_layout(from->proto, p->l4_off, &l);
+
+	if (!addr6_equal(from->saddr, to->saddr) && nat6_addr(skb, &l, l4, p->l3_off + 8, from->saddr, to->saddr) < 0)
+		return -1;
+	if (!addr6_equal(from->daddr, to->daddr) && nat6_addr(skb, &l, l4, p->l3_off + 24, from->daddr, to->daddr) < 0)
+		return -1;
+	if (!l4)
+		return 0;
+	if (from->sport != to->sport) {
+		if (l.csum_off && bpf_l4_csum_replace(skb, l.csum_off, from->sport, to->sport, l.csum_flags | 2) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb, l.sport_off, &to->sport, 2, 0) < 0)
+			return -1;
+	}
+	if (from->dport != to->dport) {
+		if (l.csum_off && bpf_l4_csum_replace(skb, l.csum_off, from->dport, to->dport, l.csum_flags | 2) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb, l.dport_off, &to->dport, 2, 0) < 0)
+			return -1;
+	}
+	if (from->proto == IPPROTO_SCTP)
+		return sctp_fix_crc(skb, p, ports_word(from->sport, from->dport), ports_word(to->sport, to->dport));
+	return 0;
+}
+
+/* nat6_apply translates a packet that matched half e; k is its tuple. */
+static __always_inline int nat6_apply(struct __sk_buff *skb, const struct pkt *p, const struct ct6_key *k,
+				      struct nat6_entry *e)
+{
+	struct ct6_key to = e->nat;
+
+	nat6_touch(e, p, bpf_ktime_get_ns());
+	return nat6_rewrite(skb, p, k, &to);
+}
+
+/* is_local6 tells whether addr is an address of this node (see is_local4). */
+static __always_inline int is_local6(struct __sk_buff *skb, const __u8 *addr, __u32 ifindex)
+{
+	struct bpf_fib_lookup f = {};
+	struct addr6 a;
+
+	__builtin_memcpy(a.a, addr, 16);
+	if (bpf_map_lookup_elem(&pc_local_addrs6, &a))
+		return 1;
+	if (!(CONFIG.flags & PC_CFG_FIB_LOCAL))
+		return 0;
+	f.family = AF_INET6;
+	__builtin_memcpy(f.ipv6_dst, addr, 16);
+	f.ifindex = ifindex;
+	return bpf_fib_lookup(skb, &f, sizeof(f), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
+}
+
+static __always_inline struct port6_target *port6_lookup(__u8 proto, const __u8 *addr, __be16 port)
+{
+	struct port6_key k = { .prefixlen = 160 + 16, .proto = proto, .port = port };
+
+	if (addr)
+		__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&pc_ports6, &k);
+}
+
+static __always_inline int addr6_is_loopback(const __u8 *a)
+{
+	const __u32 *x = (const __u32 *)a;
+
+	return (x[0] | x[1] | x[2]) == 0 && x[3] == bpf_htonl(1);
+}
+
+/* dnat6_target finds the published port the packet is for, if any, and
+ * fills nat with the tuple it is translated to.
+ */
+static __always_inline int dnat6_target(struct __sk_buff *skb, const struct pkt *p, struct ct6_key *fwd,
+					struct ct6_key *nat, __u32 *ifindex)
+{
+	struct port6_target *pt;
+	__u16 hport;
+
+	if (!(p->flags & PKT_F_L4))
+		return 0;
+	if (p->nexthdr != IPPROTO_TCP && p->nexthdr != IPPROTO_UDP && p->nexthdr != IPPROTO_SCTP)
+		return 0;
+	/* ::1 from the wire is never a published address (B11). */
+	if (addr6_is_loopback(p->daddr6))
+		return 0;
+	pt = port6_lookup(p->nexthdr, p->daddr6, p->t.dport);
+	if (!pt) {
+		pt = port6_lookup(p->nexthdr, 0, p->t.dport);
+		if (!pt || !is_local6(skb, p->daddr6, p->ifindex))
+			return 0;
+	}
+	hport = bpf_ntohs(p->t.dport);
+	if (hport < pt->host_lo || hport > pt->host_hi)
+		return 0;
+	*nat = *fwd;
+	__builtin_memcpy(nat->daddr, pt->addr, 16);
+	nat->dport = bpf_htons(pt->port_lo + (hport - pt->host_lo));
+	*ifindex = pt->ifindex;
+	return 1;
+}
+
+#define NAT6_NONE (-1)
+
+/* nat6_uplink_in translates a packet arriving on an uplink for a published
+ * port: one of a known flow, or the first of a new one. Returns 0 when it
+ * was translated, NAT6_NONE when it is not for a published port, or a
+ * PC_DROP_* reason.
+ */
+static __always_inline int nat6_uplink_in(struct __sk_buff *skb, const struct pkt *p)
+{
+	struct nat6_entry *e;
+	struct ct6_key k, nat;
+	__u32 ifindex = 0;
+	int rc;
+
+	if (!(p->flags & PKT_F_PORTS))
+		return NAT6_NONE;
+	ct6_tuple(p, &k);
+	e = nat6_lookup(&k, HOOK_UPLINK_INGRESS);
+	if (e)
+		return nat6_apply(skb, p, &k, e) < 0 ? PC_DROP_REWRITE : 0;
+	if (!dnat6_target(skb, p, &k, &nat, &ifindex))
+		return NAT6_NONE;
+	rc = nat6_create(&k, &nat, CT_F_DNAT, HOOK_UPLINK_INGRESS, HOOK_EP_INGRESS, ifindex);
+	if (rc == CT_CREATE_RACE) {
+		e = nat6_lookup(&k, HOOK_UPLINK_INGRESS);
+		if (!e)
+			return PC_DROP_NAT_CONFLICT;
+		return nat6_apply(skb, p, &k, e) < 0 ? PC_DROP_REWRITE : 0;
+	}
+	if (rc)
+		return rc;
+	return nat6_rewrite(skb, p, &k, &nat) < 0 ? PC_DROP_REWRITE : 0;
+}
+
+/* nat6_endpoint_in translates a container's reply on a published-port
+ * flow back to the node address and host port. Returns 1 when it did, 0
+ * when the packet is no such reply, -1 when a helper failed.
+ */
+static __always_inline int nat6_endpoint_in(struct __sk_buff *skb, const struct pkt *p)
+{
+	struct nat6_entry *e;
+	struct ct6_key k;
+
+	if (!(p->flags & PKT_F_PORTS))
+		return 0;
+	ct6_tuple(p, &k);
+	e = nat6_lookup(&k, HOOK_EP_INGRESS);
+	if (!e)
+		return 0;
+	return nat6_apply(skb, p, &k, e) < 0 ? -1 : 1;
+}
+
+#endif /* __PC_NAT6_H__ */
