@@ -61,6 +61,7 @@ conformance: deps-test build
 
 test: deps-test build unit
 	$(MAKE) --no-print-directory conformance BACKEND=nftables
+	$(MAKE) --no-print-directory conformance BACKEND=ebpf
 
 demo: deps-test build
 	$(BIN)/pcdemo
