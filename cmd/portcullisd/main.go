@@ -37,6 +37,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Backend, "backend", "auto", "dataplane backend: auto, ebpf or nftables")
 	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf/portcullis", "bpffs directory where eBPF programs and maps are pinned")
 	fs.StringVar(&cfg.Attach, "attach", "auto", "eBPF attach mode: auto (tcx when the kernel has it), tcx or tc (clsact)")
+	fs.BoolVar(&cfg.FastPath, "fast-path", true, "eBPF: redirect translated traffic straight between uplink and container (redirect_peer, fib lookup + redirect_neigh)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9642 (default: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")

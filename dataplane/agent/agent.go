@@ -24,6 +24,9 @@ type Config struct {
 	Backend  string // auto, ebpf, nftables
 	BPFFS    string // bpffs directory for pins
 	Attach   string // eBPF attach mode: auto, tcx, tc
+	// FastPath lets the eBPF programs redirect translated traffic straight
+	// between the uplink and the container, skipping the bridge and netfilter.
+	FastPath bool
 	// MetricsAddr, when set, is a TCP address to serve Prometheus metrics on.
 	MetricsAddr string
 }

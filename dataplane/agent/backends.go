@@ -51,7 +51,9 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 // traffic the node itself sends to a published port never crosses the
 // uplink's tc hooks, so nft output DNAT serves it (rows B10, B11).
 func newEBPF(cfg Config, log *slog.Logger) (dataplane.Backend, error) {
-	be, err := ebpf.New(ebpf.Options{PinDir: cfg.BPFFS, Attach: ebpf.AttachMode(cfg.Attach), Log: log})
+	dp := ebpf.DefaultConfig()
+	dp.FastPath = cfg.FastPath
+	be, err := ebpf.New(ebpf.Options{PinDir: cfg.BPFFS, Attach: ebpf.AttachMode(cfg.Attach), Config: &dp, Log: log})
 	if err != nil {
 		return nil, err
 	}
