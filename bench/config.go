@@ -54,7 +54,7 @@ var AllModes = []string{
 func Quick() Config {
 	return Config{
 		Modes: AllModes, Rounds: 1, Duration: time.Second, Ns: []int{0, 1000},
-		Adds: 3, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, Quick: true,
+		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, Quick: true,
 	}
 }
 
@@ -63,7 +63,7 @@ func Quick() Config {
 func Full() Config {
 	return Config{
 		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
-		Adds: 5, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8,
+		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8,
 	}
 }
 

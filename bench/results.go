@@ -28,7 +28,7 @@ const (
 	mC2C         = "tcp_c2c_gbps"     // container -> container on the bridge
 	mUDP         = "udp_kpps"         // small UDP datagrams received per second through the published port
 	mAddMs       = "add_ms"           // add one more mapping, median of the adds at this N
-	mAddMaxMs    = "add_max_ms"       // the slowest of those adds
+	mAddP99Ms    = "add_p99_ms"       // 99th percentile of those adds (nearest rank)
 	mBulkS       = "bulk_s"           // program N mappings from empty, bulk path
 	mPerCallS    = "percall_s"        // program PerCall mappings from empty, one call per mapping
 	mRSS         = "agent_rss_mb"     // resident memory of portcullisd
@@ -62,7 +62,7 @@ var metricDefs = []metricDef{
 	{mC2C, "c2c Gbit/s", true, true, 2},
 	{mUDP, "UDP kpps", true, true, 1},
 	{mAddMs, "add one ms", false, true, 2},
-	{mAddMaxMs, "add one max ms", false, false, 2},
+	{mAddP99Ms, "add one p99 ms", false, false, 2},
 	{mBulkS, "program N s", false, true, 3},
 	{mPerCallS, "program per call s", false, true, 2},
 	{mRSS, "agent RSS MB", false, false, 1},

@@ -324,7 +324,7 @@ func measureAdds(e *env, m mode, in *instance, metrics map[string]float64) error
 	if len(ms) > 0 {
 		sort.Float64s(ms)
 		metrics[mAddMs] = median(ms)
-		metrics[mAddMaxMs] = ms[len(ms)-1]
+		metrics[mAddP99Ms] = percentile(ms, 99)
 	}
 	return nil
 }

@@ -75,9 +75,12 @@ func RenderMarkdown(r *Results) string {
 	}
 
 	w("")
-	w("## Add one more mapping at N (ms, median of %d adds per round)", cfg.Adds)
+	w("## Add one more mapping at N (ms, p50 / p99 of up to %d adds per round within %v)", cfg.Adds, cfg.AddBudget)
 	w("")
-	writeTable(&b, nHeader(cfg.Ns), byN(r, mAddMs, func(s Summary) string { return cell(s, true, mAddMs, cfg.Rounds) }))
+	writeTable(&b, nHeader(cfg.Ns), byN(r, mAddMs, func(s Summary) string {
+		p99, ok := r.find(s.Mode, s.N, mAddP99Ms)
+		return cell(s, true, mAddMs, cfg.Rounds) + " / " + cell(p99, ok, mAddP99Ms, cfg.Rounds)
+	}))
 
 	w("")
 	w("## Program N mappings from empty, bulk path (s)")

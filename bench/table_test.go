@@ -27,6 +27,7 @@ func syntheticResults() *Results {
 				m := map[string]float64{mConnRate: v[i] * (1 + 0.1*float64(round-1)), mConnP99: 2000}
 				if mode != "none" {
 					m[mAddMs] = 5 + float64(i)*10
+					m[mAddP99Ms] = 7 + float64(i)*10
 					m[mBulkS] = 0.01 + float64(i)
 					m[mRulesetKB] = 3 + float64(i)*250
 					m[mRules] = 33 + float64(i)*3000
@@ -59,8 +60,8 @@ func TestRenderMarkdown(t *testing.T) {
 		"| ebpf | unavailable: portcullisd --backend=ebpf does not start: not in this build |",
 		"## Connection rate against N (conn/s, ×ipt-nft)",
 		"| nftables | 9450 (1.12×) | 9240 (2.20×) |",
-		"## Add one more mapping at N (ms, median of 3 adds per round)",
-		"| iptables-nft | 5.00 | 15.00 |",
+		"## Add one more mapping at N (ms, p50 / p99 of up to 3 adds per round within 0s)",
+		"| iptables-nft | 5.00 / 7.00 | 15.00 / 17.00 |",
 		"## Program 100 mappings from empty, one call per mapping (s, first round)",
 		"| nftables | 1.50 | 15.00 |",
 		"portcullisd resident memory (MB):",
