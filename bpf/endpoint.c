@@ -35,15 +35,15 @@ static __always_inline int ep_arp(struct __sk_buff *skb, const struct pkt *p, co
 	__be32 sip;
 
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)) < 0)
-		return drop(p->ifindex, PC_DROP_MALFORMED);
+		return drop(p, PC_DROP_MALFORMED);
 	if (a.ar_hrd != bpf_htons(1) || a.ar_pro != bpf_htons(ETH_P_IP) || a.ar_hln != ETH_ALEN || a.ar_pln != 4)
-		return drop(p->ifindex, PC_DROP_MALFORMED);
+		return drop(p, PC_DROP_MALFORMED);
 	if ((ep->flags & EP_F_HAS_MAC) && !mac_eq(a.ar_sha, ep->mac))
-		return drop(p->ifindex, PC_DROP_SPOOF_ARP);
+		return drop(p, PC_DROP_SPOOF_ARP);
 	__builtin_memcpy(&sip, a.ar_sip, 4);
 	/* 0.0.0.0 is an ARP probe (RFC 5227): it claims nothing. */
 	if (sip != ep->ip4 && sip != 0)
-		return drop(p->ifindex, PC_DROP_SPOOF_ARP);
+		return drop(p, PC_DROP_SPOOF_ARP);
 	return TC_ACT_OK;
 }
 
@@ -59,6 +59,14 @@ static __always_inline int link_allowed(__u32 parent, __u32 child, __u8 proto, _
 
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return 0;
+	return bpf_map_lookup_elem(&pc_links, &k) != 0;
+}
+
+/* linked: parent and child are linked at all (the pair's marker entry). */
+static __always_inline int linked(__u32 parent, __u32 child)
+{
+	struct link_key k = { .parent = parent, .child = child };
+
 	return bpf_map_lookup_elem(&pc_links, &k) != 0;
 }
 
@@ -84,7 +92,9 @@ static __always_inline int peer_verdict(__u32 self, const struct endpoint *ep, c
 	/* A frame for one container's MAC carrying another's address. */
 	if (mac_peer && *mac_peer != peer->ifindex)
 		return PC_DROP_ICC;
-	return link_allowed(self, peer->ifindex, proto, p->t.dport) ? POLICY_LINKED : PC_DROP_LINK;
+	if (link_allowed(self, peer->ifindex, proto, p->t.dport))
+		return POLICY_LINKED;
+	return linked(self, peer->ifindex) ? PC_DROP_LINK : PC_DROP_ICC;
 }
 
 static __always_inline __u32 *mac_owner(const struct pkt *p)
@@ -140,7 +150,7 @@ static __always_inline int ep_forward(struct __sk_buff *skb, const struct pkt *p
 {
 	__be32 src;
 
-	if (bpf_skb_load_bytes(skb, p->l3_off + 12, &src, 4) < 0)
+	if (pkt_load(skb, p->l3_off + 12, &src, 4) < 0)
 		return TC_ACT_SHOT;
 	if (src == ep->ip4)
 		return TC_ACT_OK;
@@ -178,7 +188,7 @@ static __always_inline int link_flow4(struct __sk_buff *skb, const struct pkt *p
 	struct ct_key nat = p->t;
 	int rc = ct_new_flow(skb, p, &nat, &n, HOOK_EP_INGRESS);
 
-	return rc ? drop(p->ifindex, rc) : TC_ACT_OK;
+	return rc ? drop(p, rc) : TC_ACT_OK;
 }
 
 static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const struct endpoint *ep)
@@ -191,23 +201,23 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 	int rc;
 
 	if (parse_ipv4(skb, p) != PARSE_OK)
-		return drop(p->ifindex, PC_DROP_MALFORMED);
+		return drop(p, PC_DROP_MALFORMED);
 	if (p->t.saddr != ep->ip4)
-		return drop(p->ifindex, PC_DROP_SPOOF_IP);
+		return drop(p, PC_DROP_SPOOF_IP);
 	/* A non-first fragment whose first fragment was not seen has no ports:
 	 * it cannot be checked against links, so it cannot pass.
 	 */
 	if (!(p->flags & PKT_F_PORTS))
-		return drop(p->ifindex, PC_DROP_FRAG);
+		return drop(p, PC_DROP_FRAG);
 	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);
 	if (!net)
-		return drop(p->ifindex, PC_DROP_NO_ENDPOINT);
+		return drop(p, PC_DROP_NO_ENDPOINT);
 	fib_if = net->bridge_ifindex ? net->bridge_ifindex : self;
 
 	if (p->flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, p, HOOK_EP_INGRESS);
 		if (rc < 0)
-			return drop(p->ifindex, PC_DROP_REWRITE);
+			return drop(p, PC_DROP_REWRITE);
 		if (rc > 0)
 			return ep_forward(skb, p, ep, fib_if);
 	}
@@ -217,7 +227,7 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 		e = 0;
 	if (e) {
 		if (ct_apply(skb, p, e) < 0)
-			return drop(p->ifindex, PC_DROP_REWRITE);
+			return drop(p, PC_DROP_REWRITE);
 		return ep_forward(skb, p, ep, fib_if);
 	}
 
@@ -225,7 +235,7 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 	if (rc == POLICY_LINKED)
 		return link_flow4(skb, p);
 	if (rc)
-		return drop(p->ifindex, rc);
+		return drop(p, rc);
 
 	if (opens_flow(p) && dnat_target(skb, p, fib_if, &nat, &n.ifindex)) {
 		n.flags = CT_F_DNAT | CT_F_HAIRPIN;
@@ -239,7 +249,7 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 			nat.saddr = net->gw4;
 		rc = ct_new_flow(skb, p, &nat, &n, HOOK_EP_INGRESS);
 		if (rc)
-			return drop(p->ifindex, rc);
+			return drop(p, rc);
 		return ep_forward(skb, p, ep, fib_if);
 	}
 	/* Fast path out: traffic that the FIB sends to an uplink goes there
@@ -317,33 +327,33 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	int rc;
 
 	if (parse_ipv6(skb, p) != PARSE_OK)
-		return drop(p->ifindex, PC_DROP_MALFORMED);
+		return drop(p, PC_DROP_MALFORMED);
 	/* Link-local and unspecified (DAD) sources cannot be checked against
 	 * the model; they are harmless because link-local traffic to another
 	 * container is caught by its MAC below.
 	 */
 	if (!((ep->flags & EP_F_HAS_IP6) && addr6_equal(p->saddr6, ep->ip6)) && !addr6_is_ll(p->saddr6) &&
 	    !addr6_is_unspec(p->saddr6))
-		return drop(p->ifindex, PC_DROP_SPOOF_IP);
+		return drop(p, PC_DROP_SPOOF_IP);
 	/* MLD and neighbour/router discovery are how IPv6 works on a link. */
 	if (p->nexthdr == IPPROTO_ICMPV6 && p->icmp_type >= ICMPV6_MLD_FIRST && p->icmp_type <= ICMPV6_ND_LAST)
 		return TC_ACT_OK;
 	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);
 	if (!net)
-		return drop(p->ifindex, PC_DROP_NO_ENDPOINT);
+		return drop(p, PC_DROP_NO_ENDPOINT);
 	/* Established: replies of published ports (translated back to the
 	 * node address) and the child's answers on link flows skip policy.
 	 */
 	rc = nat6_endpoint_in(skb, p);
 	if (rc < 0)
-		return drop(p->ifindex, PC_DROP_REWRITE);
+		return drop(p, PC_DROP_REWRITE);
 	if (rc > 0 || link_reply6(skb, p))
 		return TC_ACT_OK;
 	rc = policy6(self, ep, net, p);
 	if (rc == POLICY_LINKED)
 		rc = ct6_track(p, CT6_F_LINK);
 	if (rc)
-		return drop(p->ifindex, rc);
+		return drop(p, rc);
 	return TC_ACT_OK;
 }
 
@@ -356,14 +366,14 @@ int pc_endpoint_ingress(struct __sk_buff *skb)
 	p.ifindex = skb->ifindex;
 	ep = bpf_map_lookup_elem(&pc_endpoints, &p.ifindex);
 	if (!ep)
-		return drop(p.ifindex, PC_DROP_NO_ENDPOINT);
+		return drop(&p, PC_DROP_NO_ENDPOINT);
 	/* With VLAN offload the tag is out of the frame, in skb->vlan_*. */
 	if (skb->vlan_present)
-		return drop(p.ifindex, PC_DROP_VLAN);
+		return drop(&p, PC_DROP_VLAN);
 	if (parse_eth(skb, &p) != PARSE_OK)
-		return drop(p.ifindex, PC_DROP_MALFORMED);
+		return drop(&p, PC_DROP_MALFORMED);
 	if ((ep->flags & EP_F_HAS_MAC) && !mac_eq(p.src_mac, ep->mac))
-		return drop(p.ifindex, PC_DROP_SPOOF_MAC);
+		return drop(&p, PC_DROP_SPOOF_MAC);
 
 	switch (p.eth_proto) {
 	case ETH_P_IP:
@@ -374,9 +384,9 @@ int pc_endpoint_ingress(struct __sk_buff *skb)
 		return ep_arp(skb, &p, ep);
 	case ETH_P_8021Q:
 	case ETH_P_8021AD:
-		return drop(p.ifindex, PC_DROP_VLAN);
+		return drop(&p, PC_DROP_VLAN);
 	}
-	return drop(p.ifindex, PC_DROP_NON_IP);
+	return drop(&p, PC_DROP_NON_IP);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -57,15 +57,15 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 		return TC_ACT_OK;
 	rc = nat6_uplink_in(skb, p);
 	if (rc != NAT6_NONE)
-		return rc ? drop(p->ifindex, rc) : TC_ACT_OK;
+		return rc ? drop(p, rc) : TC_ACT_OK;
 	if (!in_container_subnet6(p->daddr6))
 		return TC_ACT_OK;
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
-		return ct6_in_error(skb, p, 0) ? TC_ACT_OK : drop(p->ifindex, PC_DROP_UNSOLICITED);
+		return ct6_in_error(skb, p, 0) ? TC_ACT_OK : drop(p, PC_DROP_UNSOLICITED);
 	if (!(p->flags & PKT_F_PORTS) && l4_min_len(p->nexthdr))
-		return drop(p->ifindex, PC_DROP_FRAG); /* fragments, unknown extension headers */
+		return drop(p, PC_DROP_FRAG); /* fragments, unknown extension headers */
 	ct6_tuple(p, &k);
-	return ct6_in(&k, p, 1, 0) ? TC_ACT_OK : drop(p->ifindex, PC_DROP_UNSOLICITED);
+	return ct6_in(&k, p, 1, 0) ? TC_ACT_OK : drop(p, PC_DROP_UNSOLICITED);
 }
 
 static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
@@ -77,7 +77,7 @@ static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
 		return TC_ACT_OK; /* errors do not open flows */
 	rc = ct6_track(p, 0);
-	return rc ? drop(p->ifindex, rc) : TC_ACT_OK;
+	return rc ? drop(p, rc) : TC_ACT_OK;
 }
 
 SEC("tc")
@@ -97,12 +97,12 @@ int pc_uplink_ingress(struct __sk_buff *skb)
 	if (p.eth_proto != ETH_P_IP || parse_ipv4(skb, &p) != PARSE_OK)
 		return TC_ACT_OK;
 	if (!(p.flags & PKT_F_PORTS))
-		return in_container_subnet(p.t.daddr) ? drop(p.ifindex, PC_DROP_FRAG) : TC_ACT_OK;
+		return in_container_subnet(p.t.daddr) ? drop(&p, PC_DROP_FRAG) : TC_ACT_OK;
 
 	if (p.flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, &p, HOOK_UPLINK_INGRESS);
 		if (rc < 0)
-			return drop(p.ifindex, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE);
 		if (rc > 0)
 			return TC_ACT_OK;
 	}
@@ -112,7 +112,7 @@ int pc_uplink_ingress(struct __sk_buff *skb)
 		__u32 ifindex = e->ifindex;
 
 		if (ct_apply(skb, &p, e) < 0)
-			return drop(p.ifindex, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE);
 		return redirect_peer4(skb, &p, ifindex);
 	}
 
@@ -122,12 +122,12 @@ int pc_uplink_ingress(struct __sk_buff *skb)
 		n.hooks_rev = HOOK_EP_INGRESS; /* the reply is translated as the container sends it */
 		rc = ct_new_flow(skb, &p, &nat, &n, HOOK_UPLINK_INGRESS);
 		if (rc)
-			return drop(p.ifindex, rc);
+			return drop(&p, rc);
 		return redirect_peer4(skb, &p, n.ifindex);
 	}
 
 	if (in_container_subnet(p.t.daddr))
-		return drop(p.ifindex, PC_DROP_UNSOLICITED);
+		return drop(&p, PC_DROP_UNSOLICITED);
 	return TC_ACT_OK;
 }
 
@@ -179,15 +179,14 @@ int pc_uplink_egress(struct __sk_buff *skb)
 		return uplink_egress6(skb, &p);
 	if (p.eth_proto != ETH_P_IP || parse_ipv4(skb, &p) != PARSE_OK)
 		return TC_ACT_OK;
-	nid = subnet_lookup4(p.t.saddr);
 	/* An unknown later fragment from a container would leave untranslated. */
 	if (!(p.flags & PKT_F_PORTS))
-		return nid ? drop(p.ifindex, PC_DROP_FRAG) : TC_ACT_OK;
+		return subnet_lookup4(p.t.saddr) ? drop(&p, PC_DROP_FRAG) : TC_ACT_OK;
 
 	if (p.flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, &p, HOOK_UPLINK_EGRESS);
 		if (rc < 0)
-			return drop(p.ifindex, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE);
 		if (rc > 0)
 			return TC_ACT_OK;
 	}
@@ -195,10 +194,12 @@ int pc_uplink_egress(struct __sk_buff *skb)
 	e = ct_lookup(&p.t, HOOK_UPLINK_EGRESS);
 	if (e) {
 		if (ct_apply(skb, &p, e) < 0)
-			return drop(p.ifindex, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE);
 		return TC_ACT_OK;
 	}
 
+	/* Looked up only now: established flows do without the LPM lookup. */
+	nid = subnet_lookup4(p.t.saddr);
 	if (!nid)
 		return TC_ACT_OK; /* not from a container: the node's own traffic */
 	net = bpf_map_lookup_elem(&pc_networks, nid);
@@ -208,7 +209,7 @@ int pc_uplink_egress(struct __sk_buff *skb)
 	ref = bpf_map_lookup_elem(&pc_ep_addrs, &ak);
 	rc = snat_source(p.ifindex, net, ref, &src);
 	if (rc)
-		return drop(p.ifindex, rc);
+		return drop(&p, rc);
 
 	nat = p.t;
 	n.flags = CT_F_SNAT;
@@ -228,7 +229,7 @@ int pc_uplink_egress(struct __sk_buff *skb)
 	}
 	rc = ct_new_flow(skb, &p, &nat, &n, HOOK_UPLINK_EGRESS);
 	if (rc)
-		return drop(p.ifindex, rc);
+		return drop(&p, rc);
 	return TC_ACT_OK;
 }
 

@@ -48,6 +48,7 @@ var commands = []command{
 	{"flows", "[-addr IP] [-port N] [-proto P]", "list connection-tracking and NAT entries", flows},
 	{"drops", "", "list drop counters by reason and endpoint", drops},
 	{"maps", "[-bpffs DIR] [-dump NAME]", "list the pinned BPF maps (read from bpffs, works with the agent down)", maps},
+	{"trace", "[-bpffs DIR] [-type drop,nat] [-reason R] [-addr IP] [-port N] [-proto P] [-endpoint ID] [-count N] [-timeout D]", "print live drops and new translations from the eBPF datapath (from bpffs, works with the agent down)", trace},
 	{"publish", "ID ENDPOINT [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]", "publish a port (like docker -p)", publish},
 	{"unpublish", "ID", "remove a port mapping", unpublish},
 	{"link", "PARENT CHILD ALIAS", "link parent to child under alias; prints env and hosts line", link},

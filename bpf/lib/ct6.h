@@ -44,7 +44,7 @@ static __always_inline void ct6_tuple(const struct pkt *p, struct ct6_key *k)
 static __always_inline int ct6_track(const struct pkt *p, __u8 flags)
 {
 	struct ct6_entry ne = {}, *e;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = pc_now();
 	struct ct6_key k;
 	int err;
 
@@ -76,7 +76,7 @@ static __always_inline int ct6_in(const struct ct6_key *k, const struct pkt *p, 
 		return 0;
 	if (refresh) {
 		e->state = ct_next_state(e->state, 1, p);
-		e->expires = bpf_ktime_get_ns() + ct_timeout_ns(p->nexthdr, e->state);
+		e->expires = pc_now() + ct_timeout_ns(p->nexthdr, e->state);
 	}
 	return 1;
 }

@@ -9,7 +9,14 @@
 
 #include "common.h"
 
-/* ---- configuration maps, written by the agent only ---- */
+/* ---- configuration maps, written by the agent only ----
+ *
+ * The max_entries below are the defaults of the loader's MapSizes
+ * (dataplane/ebpf), which sets every size before loading. Hash maps here
+ * are BPF_F_NO_PREALLOC: only the agent writes them, so the datapath never
+ * needs an element allocated under pressure, and a map sized for 131072
+ * endpoints costs memory for the endpoints there are, not for the limit.
+ */
 
 #define EP_F_HAS_MAC (1U << 0) /* mac is set: check Ethernet and ARP sources */
 #define EP_F_HAS_IP6 (1U << 1) /* ip6 is set */
@@ -26,7 +33,8 @@ struct endpoint {
 /* Endpoints by the ifindex of their host veth: who sent this packet. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct endpoint);
 } pc_endpoints SEC(".maps");
@@ -46,7 +54,8 @@ struct ep_ref {
 /* Endpoints by address: whom is this packet for (ICC, links, SNAT). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 32768);
+	__uint(max_entries, 262144); /* IPv4 and IPv6 of every endpoint */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct addr_key);
 	__type(value, struct ep_ref);
 } pc_ep_addrs SEC(".maps");
@@ -61,7 +70,8 @@ struct mac_key {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct mac_key);
 	__type(value, __u32); /* ifindex of the endpoint's host veth */
 } pc_ep_macs SEC(".maps");
@@ -81,7 +91,8 @@ struct network {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32); /* net_id, assigned by the agent */
 	__type(value, struct network);
 } pc_networks SEC(".maps");
@@ -97,7 +108,7 @@ struct subnet_key {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 2048);
+	__uint(max_entries, 8192); /* an IPv4 and an IPv6 subnet per network */
 	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
 	__type(key, struct subnet_key);
 	__type(value, __u32); /* net_id */
@@ -112,13 +123,18 @@ struct link_key {
 };
 
 /* Legacy links (icc=false): parent may open connections to child:port.
- * One entry per exposed port. The child may only answer: its packets pass
- * when they belong to a flow the parent opened (CT_F_LINK in pc_ct,
- * CT6_F_LINK in pc_ct6), never on the port alone.
+ * One entry per exposed port, and one with port and proto 0 that only says
+ * the pair is linked (it allows nothing: link_allowed never looks up proto
+ * 0); it tells a drop for a port the child does not expose (PC_DROP_LINK)
+ * from one between endpoints that are not linked at all (PC_DROP_ICC). The
+ * child may only answer: its packets pass when they belong to a flow the
+ * parent opened (CT_F_LINK in pc_ct, CT6_F_LINK in pc_ct6), never on the
+ * port alone.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct link_key);
 	__type(value, __u8); /* always 1 */
 } pc_links SEC(".maps");
@@ -146,7 +162,7 @@ struct port_target {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct port_key);
 	__type(value, struct port_target);
@@ -160,6 +176,7 @@ struct uplink {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32); /* uplink ifindex */
 	__type(value, struct uplink);
 } pc_uplinks SEC(".maps");
@@ -170,7 +187,8 @@ struct {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 131072); /* SNAT addresses can be per endpoint */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __be32);
 	__type(value, __u8); /* always 1 */
 } pc_local_addrs SEC(".maps");
@@ -199,7 +217,7 @@ struct port6_target {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct port6_key);
 	__type(value, struct port6_target);
@@ -214,7 +232,8 @@ struct addr6 {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct addr6);
 	__type(value, __u8); /* always 1 */
 } pc_local_addrs6 SEC(".maps");
@@ -252,7 +271,7 @@ struct ct_key {
 #define CT_S_RST (1U << 3)
 
 struct ct_entry {
-	__u64 expires;      /* bpf_ktime_get_ns() deadline of this half */
+	__u64 expires;      /* pc_now() deadline of this half */
 	struct ct_key nat;  /* the tuple after translation; reversed, the partner's key */
 	__u32 ifindex;      /* endpoint host veth the flow belongs to (fast path), 0: unknown */
 	__u8 flags;         /* CT_F_* */
@@ -268,7 +287,7 @@ struct ct_entry {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 524288); /* 262144 flows */
 	__type(key, struct ct_key);
 	__type(value, struct ct_entry);
 } pc_ct SEC(".maps");
@@ -290,7 +309,7 @@ struct ct6_key {
 			      * reply; never matches traffic from outside */
 
 struct ct6_entry {
-	__u64 expires; /* bpf_ktime_get_ns() deadline; the agent's GC deletes it after */
+	__u64 expires; /* pc_now() deadline; the agent's GC deletes it after */
 	__u8 state;    /* CT_S_*, as for IPv4 (FIN_FWD: from the container, or the parent) */
 	__u8 flags;    /* CT6_F_* */
 	__u8 pad[2];
@@ -299,13 +318,13 @@ struct ct6_entry {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__type(key, struct ct6_key);
 	__type(value, struct ct6_entry);
 } pc_ct6 SEC(".maps");
 
 struct nat6_entry {
-	__u64 expires;      /* bpf_ktime_get_ns() deadline of this half */
+	__u64 expires;      /* pc_now() deadline of this half */
 	struct ct6_key nat; /* the tuple after translation; reversed, the partner's key */
 	__u32 ifindex;      /* the endpoint's host veth */
 	__u8 flags;         /* CT_F_* */
@@ -320,7 +339,7 @@ struct nat6_entry {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072); /* 65536 flows */
 	__type(key, struct ct6_key);
 	__type(value, struct nat6_entry);
 } pc_nat6 SEC(".maps");
@@ -363,23 +382,34 @@ struct {
 	__type(value, __u64);
 } pc_stats SEC(".maps");
 
-/* drop counts the packet and returns TC_ACT_SHOT. ifindex is read from the
- * context once at program entry: clang would otherwise fold the several
- * skb->ifindex reads into one pointer (ctx + 40), and the verifier rejects
- * any access through a modified context pointer.
- */
-static __always_inline int drop(__u32 ifindex, __u32 reason)
-{
-	struct drop_key k = { .reason = reason, .ifindex = ifindex };
-	__u64 one = 1, *v;
+/* ---- tracing: pcctl trace (lib/trace.h) ---- */
 
-	v = bpf_map_lookup_elem(&pc_drops, &k);
-	if (v)
-		*v += 1; /* per-CPU value: no atomics needed */
-	else
-		bpf_map_update_elem(&pc_drops, &k, &one, BPF_NOEXIST);
-	return TC_ACT_SHOT;
-}
+#define PC_TRACE_DROPS (1U << 0) /* an event for every drop */
+#define PC_TRACE_NAT (1U << 1)   /* an event for every new translated flow */
+
+struct trace_cfg {
+	__u32 flags;  /* PC_TRACE_*, 0: tracing off, and nothing but this lookup costs */
+	__u32 pad;
+	__u64 until;  /* pc_now() deadline: the tracer renews it while it
+		       * runs, so one that dies without switching off stops
+		       * costing anything soon after */
+};
+
+/* One element, written by the tracer (pcctl trace). An array: the verifier
+ * inlines the lookup into a few instructions.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct trace_cfg);
+} pc_trace_cfg SEC(".maps");
+
+/* Events for the tracer: struct pc_event records (lib/trace.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} pc_events SEC(".maps");
 
 static __always_inline void stat_inc(__u32 idx)
 {

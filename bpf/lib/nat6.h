@@ -98,7 +98,7 @@ static __always_inline int nat6_reclaim(const struct ct6_key *k, __u64 now)
 static __always_inline int nat6_create(const struct ct6_key *fwd, const struct ct6_key *nat, __u8 flags,
 				       __u8 hooks_fwd, __u8 hooks_rev, __u32 ifindex)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = pc_now();
 	struct nat6_entry e = {};
 	struct ct6_key rk;
 	int err;
@@ -180,7 +180,7 @@ static __always_inline int nat6_apply(struct __sk_buff *skb, const struct pkt *p
 {
 	struct ct6_key to = e->nat;
 
-	nat6_touch(e, p, bpf_ktime_get_ns());
+	nat6_touch(e, p, pc_now());
 	return nat6_rewrite(skb, p, k, &to);
 }
 
@@ -280,6 +280,8 @@ static __always_inline int nat6_uplink_in(struct __sk_buff *skb, const struct pk
 	}
 	if (rc)
 		return rc;
+	if (trace_on(PC_TRACE_NAT))
+		pc_trace_nat6(p, &nat, CT_F_DNAT);
 	return nat6_rewrite(skb, p, &k, &nat) < 0 ? PC_DROP_REWRITE : 0;
 }
 

@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 )
 
@@ -55,26 +56,50 @@ const (
 const ct6Link = 1 << 0
 
 // DropReasons names the datapath's drop reasons (enum pc_drop_reason) by
-// their number, for counters and logs.
+// their number, for counters, events and logs. Where a reason means what
+// one of the nftables backend's does, it has its name ("icc", "inbound"), or
+// that name as a prefix when the eBPF datapath tells finer cases apart
+// ("spoof-mac", "spoof-ip", "spoof-arp" are nftables' "spoof";
+// "icc-link-port" is an "icc" drop between linked endpoints). The list,
+// with what each means, is in bpf/README.md.
 var DropReasons = map[uint32]string{
 	1:  "malformed",
 	2:  "vlan",
 	3:  "non-ip",
 	4:  "no-endpoint",
-	5:  "spoofed-mac",
-	6:  "spoofed-ip",
-	7:  "spoofed-arp",
+	5:  "spoof-mac",
+	6:  "spoof-ip",
+	7:  "spoof-arp",
 	8:  "icc",
-	9:  "link-port",
-	10: "network-isolation",
-	11: "unknown-fragment",
+	9:  "icc-link-port",
+	10: "isolation",
+	11: "fragment",
 	12: "nat-ports-exhausted",
 	13: "conntrack-full",
-	14: "unsolicited",
+	14: "inbound",
 	15: "no-snat-address",
 	16: "rewrite-failed",
 	17: "nat-conflict",
 }
+
+// dropReasonName names reason, numbered when the datapath is newer than
+// this table.
+func dropReasonName(reason uint32) string {
+	if name, ok := DropReasons[reason]; ok {
+		return name
+	}
+	return fmt.Sprintf("reason-%d", reason)
+}
+
+// Tracing (lib/trace.h): pc_trace_cfg flags (PC_TRACE_*) and event types
+// (enum pc_event_type).
+const (
+	traceDrops = 1 << 0
+	traceNAT   = 1 << 1
+
+	eventDrop = 1
+	eventNAT  = 2
+)
 
 // Event counters (enum pc_stat), index of pc_stats.
 var statNames = []string{"ct_created", "nat_port_retries", "ct_reclaimed", "icmp_errors_translated", "fast_path"}

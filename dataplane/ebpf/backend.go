@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,9 @@ type Backend struct {
 	st       *state // nil until the first successful Apply
 	attached map[attachKey]*attachment
 	gc       *collector
+	// epIDs names the endpoint of each host veth (ifindex) in the applied
+	// state: drop counters are kept by ifindex.
+	epIDs map[uint32]string
 }
 
 // New returns a backend. It touches the kernel only at the first Apply (or
@@ -88,7 +92,7 @@ func New(opts Options) (*Backend, error) {
 	if devs == nil {
 		devs = netlinkDevices{}
 	}
-	return &Backend{opts: opts, cfg: cfg, log: log, devs: devs, attached: map[attachKey]*attachment{}}, nil
+	return &Backend{opts: opts, cfg: cfg, log: log, devs: devs, attached: map[attachKey]*attachment{}, epIDs: map[uint32]string{}}, nil
 }
 
 // Name implements dataplane.Backend.
@@ -121,6 +125,7 @@ func (b *Backend) load() error {
 			}
 		}
 		lo.mapPinDir = pp.maps()
+		lo.log = b.log
 	}
 	dp, err := loadDatapath(b.cfg, lo)
 	if err != nil {
@@ -267,6 +272,12 @@ func (b *Backend) applyFull(want *model.Resolved) error {
 		return err
 	}
 	b.st = ns
+	b.epIDs = map[uint32]string{}
+	for id, o := range owners {
+		if ifindex, ok := o.endpointIfindex(); ok {
+			b.epIDs[ifindex] = strings.TrimPrefix(id, "ep/")
+		}
+	}
 	return nil
 }
 
@@ -277,6 +288,7 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 	var (
 		flush  []flushRule
 		flush6 []netip.Addr
+		epIDs  = map[string][2]uint32{} // endpoint id -> host veth before, after
 	)
 	set := func(id string, o owner) error {
 		added, removed, err := b.st.setOwner(t, id, o)
@@ -329,9 +341,12 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			if id == nil {
 				id = c.Old
 			}
+			before, _ := b.st.owners["ep/"+id.ID].endpointIfindex()
 			if err := set("ep/"+id.ID, o); err != nil {
 				return err
 			}
+			after, _ := o.endpointIfindex()
+			epIDs[id.ID] = [2]uint32{before, after}
 			if c.Old != nil && (c.New == nil || c.New.IP != c.Old.IP) && c.Old.IP.IsValid() {
 				flush = append(flush, flushRule{addr: c.Old.IP})
 			}
@@ -395,6 +410,14 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 	}()
 	if err := b.finish(t, err); err != nil {
 		return err
+	}
+	for id, ix := range epIDs {
+		if b.epIDs[ix[0]] == id {
+			delete(b.epIDs, ix[0])
+		}
+		if ix[1] != 0 {
+			b.epIDs[ix[1]] = id
+		}
 	}
 	if len(flush6) > 0 || len(flush) > 0 {
 		if _, err := flushCT6(b.dp.maps[mapCT6], flush6, flush); err != nil {
@@ -592,6 +615,7 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 		}
 	}
 	b.st = nil
+	b.epIDs = map[uint32]string{}
 	return errors.Join(errs...)
 }
 

@@ -191,6 +191,10 @@ func TestBackendAttach(t *testing.T) {
 				if err := be.dp.maps[mapLinks].Lookup(lkey, &lk); err != nil {
 					t.Errorf("link entry: %v", err)
 				}
+				// Drop counters are named after the endpoints.
+				if id := be.epIDs[uint32(ifindex("veth-b"))]; id != "b" || len(be.epIDs) != 2 {
+					t.Errorf("endpoints by veth: %v", be.epIDs)
+				}
 				return nil
 			})
 			if st := be.Status(); st["attach_mode"] != m {
@@ -222,6 +226,7 @@ func TestBackendAttach(t *testing.T) {
 			if after := dumpConfig(t, be); !sameConfig(before, after) {
 				t.Fatalf("failed apply changed the maps:\nbefore %v\nafter  %v", before, after)
 			}
+			requireCounted(t, be)
 
 			// Remove endpoint b (and its link): detached, entries gone.
 			delete(tp.want.Endpoints, "b")
@@ -238,6 +243,12 @@ func TestBackendAttach(t *testing.T) {
 				requireAttached(t, "veth-a", dirIngress, progEndpointIngress, m)
 				return nil
 			})
+			for _, id := range be.epIDs {
+				if id == "b" || len(be.epIDs) != 1 {
+					t.Fatalf("endpoints by veth after removing b: %v", be.epIDs)
+				}
+			}
+			requireCounted(t, be)
 			if n := len(dumpConfig(t, be)[mapLinks]); n != 0 {
 				t.Fatalf("%d link entries left", n)
 			}
@@ -283,6 +294,18 @@ func TestBackendAttach(t *testing.T) {
 				t.Fatalf("pin directory left behind: %v", err)
 			}
 		})
+	}
+}
+
+// requireCounted checks that the state's entry counts (what Fill reports
+// for the configuration maps) are what the maps hold.
+func requireCounted(t *testing.T, be *Backend) {
+	t.Helper()
+	for _, name := range configMaps {
+		n, err := countEntries(be.dp.maps[name])
+		if err != nil || n != be.st.entries[name] {
+			t.Errorf("%s holds %d entries (%v), the state counts %d", name, n, err, be.st.entries[name])
+		}
 	}
 }
 

@@ -291,6 +291,8 @@ func flushCT6(m *ebpf.Map, addrs []netip.Addr, links []flushRule) (int, error) {
 type collector struct {
 	mu   sync.Mutex
 	last GCResult
+	// left is what each table held after the last collection, for Fill.
+	left map[string]int
 	quit chan struct{}
 	done chan struct{}
 }
@@ -320,10 +322,15 @@ func startCollector(m, m6, nat6 *ebpf.Map, longest time.Duration, log *slog.Logg
 			if err != nil {
 				log.Warn("ebpf: ipv6 nat garbage collection", "err", err)
 			}
+			left := map[string]int{
+				mapCT:   res.Entries - res.Deleted,
+				mapCT6:  res6.Entries - res6.Deleted,
+				mapNAT6: resNAT6.Entries - resNAT6.Deleted,
+			}
 			res.Entries += res6.Entries + resNAT6.Entries
 			res.Deleted += res6.Deleted + resNAT6.Deleted
 			c.mu.Lock()
-			c.last = res
+			c.last, c.left = res, left
 			c.mu.Unlock()
 			switch {
 			case res.Entries > 0 && res.Deleted*4 >= res.Entries:
@@ -345,4 +352,12 @@ func (c *collector) result() GCResult {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.last
+}
+
+// entries is what each table held after the last collection; nil before
+// the first.
+func (c *collector) entries() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.left
 }

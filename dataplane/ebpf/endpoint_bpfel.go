@@ -152,6 +152,26 @@ type endpointPcConfig struct {
 	OtherTimeout    uint32
 }
 
+type endpointPcEvent struct {
+	_        structs.HostLayout
+	Ts       uint64
+	Ifindex  uint32
+	Reason   uint32
+	Type     uint8
+	Family   uint8
+	Proto    uint8
+	Flags    uint8
+	Sport    uint16
+	Dport    uint16
+	NatSport uint16
+	NatDport uint16
+	Pad      uint32
+	Saddr    [16]uint8
+	Daddr    [16]uint8
+	NatSaddr [16]uint8
+	NatDaddr [16]uint8
+}
+
 type endpointPort6Key struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -199,6 +219,13 @@ type endpointSubnetKey struct {
 	Addr      [16]uint8
 }
 
+type endpointTraceCfg struct {
+	_     structs.HostLayout
+	Flags uint32
+	Pad   uint32
+	Until uint64
+}
+
 type endpointUplink struct {
 	_     structs.HostLayout
 	Addr4 uint32
@@ -215,6 +242,7 @@ const (
 	endpointMapPcEndpoints        = "pc_endpoints"
 	endpointMapPcEpAddrs          = "pc_ep_addrs"
 	endpointMapPcEpMacs           = "pc_ep_macs"
+	endpointMapPcEvents           = "pc_events"
 	endpointMapPcFrags            = "pc_frags"
 	endpointMapPcLinks            = "pc_links"
 	endpointMapPcLocalAddrs       = "pc_local_addrs"
@@ -225,9 +253,11 @@ const (
 	endpointMapPcPorts6           = "pc_ports6"
 	endpointMapPcStats            = "pc_stats"
 	endpointMapPcSubnets          = "pc_subnets"
+	endpointMapPcTraceCfg         = "pc_trace_cfg"
 	endpointMapPcUplinks          = "pc_uplinks"
 	endpointProgPcEndpointIngress = "pc_endpoint_ingress"
 	endpointVarCONFIG             = "CONFIG"
+	endpointVarPcEventAbi         = "pc_event_abi"
 )
 
 // loadEndpoint returns the embedded CollectionSpec for endpoint.
@@ -285,6 +315,7 @@ type endpointMapSpecs struct {
 	PcEndpoints   *ebpf.MapSpec `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
+	PcEvents      *ebpf.MapSpec `ebpf:"pc_events"`
 	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
 	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
@@ -295,6 +326,7 @@ type endpointMapSpecs struct {
 	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
 	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.MapSpec `ebpf:"pc_subnets"`
+	PcTraceCfg    *ebpf.MapSpec `ebpf:"pc_trace_cfg"`
 	PcUplinks     *ebpf.MapSpec `ebpf:"pc_uplinks"`
 }
 
@@ -302,7 +334,8 @@ type endpointMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type endpointVariableSpecs struct {
-	CONFIG *ebpf.VariableSpec `ebpf:"CONFIG"`
+	CONFIG     *ebpf.VariableSpec `ebpf:"CONFIG"`
+	PcEventAbi *ebpf.VariableSpec `ebpf:"pc_event_abi"`
 }
 
 // endpointObjects contains all objects after they have been loaded into the kernel.
@@ -331,6 +364,7 @@ type endpointMaps struct {
 	PcEndpoints   *ebpf.Map `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.Map `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
+	PcEvents      *ebpf.Map `ebpf:"pc_events"`
 	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
 	PcLinks       *ebpf.Map `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
@@ -341,6 +375,7 @@ type endpointMaps struct {
 	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
 	PcStats       *ebpf.Map `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.Map `ebpf:"pc_subnets"`
+	PcTraceCfg    *ebpf.Map `ebpf:"pc_trace_cfg"`
 	PcUplinks     *ebpf.Map `ebpf:"pc_uplinks"`
 }
 
@@ -352,6 +387,7 @@ func (m *endpointMaps) Close() error {
 		m.PcEndpoints,
 		m.PcEpAddrs,
 		m.PcEpMacs,
+		m.PcEvents,
 		m.PcFrags,
 		m.PcLinks,
 		m.PcLocalAddrs,
@@ -362,6 +398,7 @@ func (m *endpointMaps) Close() error {
 		m.PcPorts6,
 		m.PcStats,
 		m.PcSubnets,
+		m.PcTraceCfg,
 		m.PcUplinks,
 	)
 }
@@ -370,7 +407,8 @@ func (m *endpointMaps) Close() error {
 //
 // It can be passed to loadEndpointObjects or ebpf.CollectionSpec.LoadAndAssign.
 type endpointVariables struct {
-	CONFIG *ebpf.Variable `ebpf:"CONFIG"`
+	CONFIG     *ebpf.Variable `ebpf:"CONFIG"`
+	PcEventAbi *ebpf.Variable `ebpf:"pc_event_abi"`
 }
 
 // endpointPrograms contains all programs after they have been loaded into the kernel.

@@ -15,16 +15,16 @@ func TestEndpointIdentity(t *testing.T) {
 
 	spoofMAC := good
 	spoofMAC.srcMAC = macB
-	f.dropped(progEndpointIngress, spoofMAC.frame(), "spoofed-mac")
+	f.dropped(progEndpointIngress, spoofMAC.frame(), "spoof-mac")
 
 	spoofIP := good
 	spoofIP.src = ipB
-	f.dropped(progEndpointIngress, spoofIP.frame(), "spoofed-ip")
+	f.dropped(progEndpointIngress, spoofIP.frame(), "spoof-ip")
 
 	f.passUnchanged(progEndpointIngress, arpFrame(macA, macA, ipA, ipGW))
 	f.passUnchanged(progEndpointIngress, arpFrame(macA, macA, netip.IPv4Unspecified(), ipGW)) // probe
-	f.dropped(progEndpointIngress, arpFrame(macA, macA, ipB, ipGW), "spoofed-arp")
-	f.dropped(progEndpointIngress, arpFrame(macA, macB, ipA, ipGW), "spoofed-arp")
+	f.dropped(progEndpointIngress, arpFrame(macA, macA, ipB, ipGW), "spoof-arp")
+	f.dropped(progEndpointIngress, arpFrame(macA, macB, ipA, ipGW), "spoof-arp")
 	f.dropped(progEndpointIngress, arpFrame(macA, macA, ipA, ipGW)[:30], "malformed")
 
 	// IPv6: its own address, link-local and DAD's :: pass; another's does not.
@@ -35,7 +35,7 @@ func TestEndpointIdentity(t *testing.T) {
 	f.passUnchanged(progEndpointIngress, ll.frame())
 	spoof6 := v6
 	spoof6.src = ipB6
-	f.dropped(progEndpointIngress, spoof6.frame(), "spoofed-ip")
+	f.dropped(progEndpointIngress, spoof6.frame(), "spoof-ip")
 }
 
 func TestEndpointMalformed(t *testing.T) {
@@ -70,21 +70,21 @@ func TestEndpointICC(t *testing.T) {
 		f.passUnchanged(progEndpointIngress, tcp(ipB, macB, 40000, 22))
 		f.passUnchanged(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 1, dport: 22}.frame())
 		// B18: another network's container is out of reach; its gateway (a node address) is not.
-		f.dropped(progEndpointIngress, tcp(ipOther, macGW, 40000, 80), "network-isolation")
+		f.dropped(progEndpointIngress, tcp(ipOther, macGW, 40000, 80), "isolation")
 		f.passUnchanged(progEndpointIngress, tcp(ipGW2, macGW, 40000, 80))
 	})
 	t.Run("icc=false", func(t *testing.T) {
 		f := newFixture(t, fixtureOpts{icc: false, masquerade: true})
-		f.dropped(progEndpointIngress, tcp(ipB, macB, 40000, 22), "link-port")
-		f.dropped(progEndpointIngress, tcp(ipB, macGW, 40000, 22), "link-port") // routed through the gateway
-		f.dropped(progEndpointIngress, pkt4{srcMAC: macA, dstMAC: macB, src: ipA, dst: ipB, proto: 1, icmpType: 8, sport: 7}.frame(), "link-port")
+		f.dropped(progEndpointIngress, tcp(ipB, macB, 40000, 22), "icc")
+		f.dropped(progEndpointIngress, tcp(ipB, macGW, 40000, 22), "icc") // routed through the gateway
+		f.dropped(progEndpointIngress, pkt4{srcMAC: macA, dstMAC: macB, src: ipA, dst: ipB, proto: 1, icmpType: 8, sport: 7}.frame(), "icc")
 		f.dropped(progEndpointIngress, tcp(netip.MustParseAddr("172.17.255.255"), macGW, 1, 2), "icc")
 		f.dropped(progEndpointIngress, pkt4{srcMAC: macA, dstMAC: net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
 			src: ipA, dst: netip.MustParseAddr("255.255.255.255"), proto: 17, sport: 68, dport: 67}.frame(), "icc")
 		// A frame for B's MAC with an address that is not B's.
 		f.dropped(progEndpointIngress, tcp(ipExt, macB, 40000, 80), "icc")
 		// IPv6, global and link-local (B15).
-		f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 1, dport: 22}.frame(), "link-port")
+		f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 1, dport: 22}.frame(), "icc")
 		f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: netip.MustParseAddr("fe80::1"),
 			dst: netip.MustParseAddr("fe80::2"), next: 17, sport: 1, dport: 22}.frame(), "icc")
 		f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, src: ipA6,
@@ -105,15 +105,15 @@ func TestEndpointICC(t *testing.T) {
 		f.put(linkEntries(&model.RLink{Parent: f.a, Child: f.b, Alias: "db"}, ifA, ifB))
 		f.passUnchanged(progEndpointIngress, tcp(ipB, macB, 40000, 5432))
 		f.passUnchanged(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 40000, dport: 5432}.frame())
-		f.dropped(progEndpointIngress, tcp(ipB, macB, 40000, 5433), "link-port")
-		f.dropped(progEndpointIngress, pkt4{srcMAC: macA, dstMAC: macB, src: ipA, dst: ipB, proto: 17, sport: 40000, dport: 5432}.frame(), "link-port")
+		f.dropped(progEndpointIngress, tcp(ipB, macB, 40000, 5433), "icc-link-port")
+		f.dropped(progEndpointIngress, pkt4{srcMAC: macA, dstMAC: macB, src: ipA, dst: ipB, proto: 17, sport: 40000, dport: 5432}.frame(), "icc-link-port")
 
 		// Now A is the child of B and exposes 8080/tcp: A may only answer
 		// (TestLinkFlows), never open from that port.
 		f.a.Exposed = []model.RPortProto{{Port: 8080, Proto: 6}}
 		f.put(linkEntries(&model.RLink{Parent: f.b, Child: f.a, Alias: "web"}, ifB, ifA))
-		f.dropped(progEndpointIngress, tcp(ipB, macB, 8080, 51000), "link-port")
-		f.dropped(progEndpointIngress, tcp(ipB, macB, 8081, 51000), "link-port")
+		f.dropped(progEndpointIngress, tcp(ipB, macB, 8080, 51000), "icc-link-port")
+		f.dropped(progEndpointIngress, tcp(ipB, macB, 8081, 51000), "icc-link-port")
 	})
 	t.Run("fragments", func(t *testing.T) {
 		f := newFixture(t, fixtureOpts{icc: false, masquerade: true})
@@ -128,13 +128,13 @@ func TestEndpointICC(t *testing.T) {
 		// whose first fragment was refused, do not pass.
 		orphan := later
 		orphan.id = 78
-		f.dropped(progEndpointIngress, orphan.frame(), "unknown-fragment")
+		f.dropped(progEndpointIngress, orphan.frame(), "fragment")
 		badFirst := first
 		badFirst.id, badFirst.dport = 79, 22
-		f.dropped(progEndpointIngress, badFirst.frame(), "link-port")
+		f.dropped(progEndpointIngress, badFirst.frame(), "icc-link-port")
 		badLater := later
 		badLater.id = 79
-		f.dropped(progEndpointIngress, badLater.frame(), "link-port")
+		f.dropped(progEndpointIngress, badLater.frame(), "icc-link-port")
 	})
 }
 
@@ -156,9 +156,9 @@ func TestLinkFlows(t *testing.T) {
 	t.Run("tcp", func(t *testing.T) {
 		// Before A opens anything, B gets nowhere, from its exposed port
 		// or any other, with or without ACK.
-		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, syn), "link-port")
-		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, synack), "link-port")
-		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 80, syn), "link-port")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, syn), "icc")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, synack), "icc")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 80, syn), "icc")
 
 		f.passUnchanged(progEndpointIngress, tcp4(ipA, ipB, macA, macB, 40000, 5432, syn))
 		ct := f.ct()
@@ -174,41 +174,41 @@ func TestLinkFlows(t *testing.T) {
 			t.Fatalf("reverse half state %#x: reply not recorded", st)
 		}
 		// A SYN from B on the very tuple A uses is not an answer.
-		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, syn), "link-port")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, syn), "icc")
 		// Other tuples stay closed.
-		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40001, ack), "link-port")
-		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5433, 40000, ack), "link-port")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40001, ack), "icc")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5433, 40000, ack), "icc")
 	})
 	t.Run("udp-and-icmp-errors", func(t *testing.T) {
 		q := pkt4{srcMAC: macA, dstMAC: macB, src: ipA, dst: ipB, proto: 17, sport: 40002, dport: 5353, payload: []byte("q")}
-		b.dropped(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40002}.frame(), "link-port")
+		b.dropped(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40002}.frame(), "icc")
 		f.passUnchanged(progEndpointIngress, q.frame())
 		b.passUnchanged(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40002}.frame())
-		b.dropped(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40003}.frame(), "link-port")
+		b.dropped(progEndpointIngress, pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 17, sport: 5353, dport: 40003}.frame(), "icc")
 		// B has nothing on 5353 and says so: the error reaches A.
 		unreach := pkt4{srcMAC: macB, dstMAC: macA, src: ipB, dst: ipA, proto: 1, icmpType: 3, icmpCode: 3, inner: q.ip()}
 		b.passUnchanged(progEndpointIngress, unreach.frame())
 		stray := unreach
 		stray.inner = pkt4{src: ipA, dst: ipB, proto: 17, sport: 40004, dport: 5353}.ip()
-		b.dropped(progEndpointIngress, stray.frame(), "link-port")
+		b.dropped(progEndpointIngress, stray.frame(), "icc")
 	})
 	t.Run("ipv6", func(t *testing.T) {
 		out := pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 41000, dport: 5432, tcpFlags: syn}
 		back := pkt6{srcMAC: macB, dstMAC: macA, src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: synack}
-		b.dropped(progEndpointIngress, back.frame(), "link-port")
+		b.dropped(progEndpointIngress, back.frame(), "icc")
 		f.passUnchanged(progEndpointIngress, out.frame())
 		b.passUnchanged(progEndpointIngress, back.frame())
 		opens := back
 		opens.tcpFlags = syn
-		b.dropped(progEndpointIngress, opens.frame(), "link-port")
+		b.dropped(progEndpointIngress, opens.frame(), "icc")
 		other := back
 		other.dport = 80
-		b.dropped(progEndpointIngress, other.frame(), "link-port")
+		b.dropped(progEndpointIngress, other.frame(), "icc")
 		// An ICMPv6 error from B about A's packet reaches A.
 		b.passUnchanged(progEndpointIngress, pkt6{srcMAC: macB, dstMAC: macA, src: ipB6, dst: ipA6, next: 58, icmpType: 1, payload: out.ip()}.frame())
 		// The flow is B's way back only: from outside, forging B's address,
 		// it is no reply to anything (the uplink program).
-		f.dropped(progUplinkIngress, pkt6{src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: synack}.frame(), "unsolicited")
+		f.dropped(progUplinkIngress, pkt6{src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: synack}.frame(), "inbound")
 	})
 	t.Run("unlink", func(t *testing.T) {
 		f.del(linkEntries(link, ifA, ifB))
@@ -223,8 +223,8 @@ func TestLinkFlows(t *testing.T) {
 				t.Fatalf("link flow left after unlink: %+v", k)
 			}
 		}
-		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, ack), "link-port")
-		b.dropped(progEndpointIngress, pkt6{srcMAC: macB, dstMAC: macA, src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: ack}.frame(), "link-port")
-		f.dropped(progEndpointIngress, tcp4(ipA, ipB, macA, macB, 40000, 5432, ack), "link-port")
+		b.dropped(progEndpointIngress, tcp4(ipB, ipA, macB, macA, 5432, 40000, ack), "icc")
+		b.dropped(progEndpointIngress, pkt6{srcMAC: macB, dstMAC: macA, src: ipB6, dst: ipA6, next: 6, sport: 5432, dport: 41000, tcpFlags: ack}.frame(), "icc")
+		f.dropped(progEndpointIngress, tcp4(ipA, ipB, macA, macB, 40000, 5432, ack), "icc")
 	})
 }

@@ -29,6 +29,9 @@ const (
 	mapFrags = "pc_frags"
 	mapDrops = "pc_drops"
 	mapStats = "pc_stats"
+
+	mapEvents   = "pc_events"
+	mapTraceCfg = "pc_trace_cfg"
 )
 
 // configMaps are resynchronised from the desired state; the others are not
@@ -192,9 +195,12 @@ func portEntries(p *model.RPort, epIfindex uint32) []entry {
 	return es
 }
 
-// linkEntries lets parent reach every exposed port of child.
+// linkEntries lets parent reach every exposed port of child. The entry
+// with port and proto 0 marks the pair as linked: it allows nothing, and
+// tells the datapath's drop reasons apart (a port the child does not
+// expose, or no link at all).
 func linkEntries(l *model.RLink, parent, child uint32) []entry {
-	var es []entry
+	es := []entry{{mapLinks, endpointLinkKey{Parent: parent, Child: child}, one}}
 	for _, pp := range l.Child.Exposed {
 		k := endpointLinkKey{Parent: parent, Child: child, Port: pp.Port, Proto: pp.Proto}
 		es = append(es, entry{mapLinks, k, one})

@@ -68,6 +68,7 @@ type fixtureOpts struct {
 	netSNAT    netip.Addr
 	epSNAT     netip.Addr
 	cfg        func(*Config)
+	pinDir     string // maps pinned there (a directory on a bpffs), as the backend does
 }
 
 // newFixture loads the datapath and seeds it, through the same entry
@@ -78,7 +79,18 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	f := &fixture{t: t, d: loadTestDatapath(t, cfg), devs: new(*nstest.NS)}
+	var d *datapath
+	if o.pinDir == "" {
+		d = loadTestDatapath(t, cfg)
+	} else {
+		requireBPF(t)
+		var err error
+		if d, err = loadDatapath(cfg, loadOptions{mapPinDir: o.pinDir}); err != nil {
+			t.Fatalf("load datapath: %v", err)
+		}
+		t.Cleanup(d.Close)
+	}
+	f := &fixture{t: t, d: d, devs: new(*nstest.NS)}
 	f.n1 = &model.RNetwork{
 		Name: "pc0", Bridge: "pc0", Subnet: netip.MustParsePrefix("172.17.0.0/16"),
 		Subnet6: netip.MustParsePrefix("fd00:17::/64"), Gateway: ipGW, Gateway6: netip.MustParseAddr("fd00:17::1"),
@@ -238,7 +250,7 @@ func (f *fixture) drops() map[string]uint64 {
 	}
 	out := map[string]uint64{}
 	for _, r := range res {
-		out[r.Reason] += r.Packets
+		out[r.reason] += r.packets
 	}
 	return out
 }

@@ -1,116 +1,286 @@
 package ebpf
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/portcullis/portcullis/dataplane"
+	"github.com/portcullis/portcullis/dataplane/model"
 )
 
-// Flow is one conntrack half, decoded for /v1/flows and the debug CLI.
-type Flow struct {
-	Proto   uint8          `json:"proto"`
-	Src     netip.AddrPort `json:"src"`
-	Dst     netip.AddrPort `json:"dst"`
-	NATSrc  netip.AddrPort `json:"nat_src"`
-	NATDst  netip.AddrPort `json:"nat_dst"`
-	Kind    string         `json:"kind"` // snat, dnat, hairpin, routed, link, ipv6
-	Reverse bool           `json:"reverse"`
-	State   []string       `json:"state,omitempty"`
-	Expires time.Duration  `json:"expires_in"`
+// The flow table as dataplane.FlowTable sees it: one Flow per flow, whatever
+// the map holds it. pc_ct and pc_nat6 hold two halves per flow: the forward
+// half is keyed by the tuple the first packet arrived with (Orig) and its
+// partner, the reverse half, by the tuple replies arrive with (Reply).
+// pc_ct6 holds one entry per flow, keyed by its replies, untranslated.
+
+// tuple is one direction of a flow, either family.
+type tuple struct {
+	proto    uint8
+	src, dst netip.AddrPort
 }
 
-// Flows lists the conntrack entries: both halves of every IPv4 flow and of
-// every IPv6 published-port flow, and the other IPv6 flows (one entry each,
-// keyed by their replies).
-func (b *Backend) Flows() ([]Flow, error) {
+func (t tuple) reversed() tuple { return tuple{t.proto, t.dst, t.src} }
+
+func tuple4(k endpointCtKey) tuple {
+	ap := func(a uint32, p uint16) netip.AddrPort { return netip.AddrPortFrom(addrFromBE32(a), portFromBE16(p)) }
+	return tuple{k.Proto, ap(k.Saddr, k.Sport), ap(k.Daddr, k.Dport)}
+}
+
+func tuple6(k endpointCt6Key) tuple {
+	ap := func(a [16]byte, p uint16) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom16(a), portFromBE16(p))
+	}
+	return tuple{k.Proto, ap(k.Saddr, k.Sport), ap(k.Daddr, k.Dport)}
+}
+
+// pairHalf is what flow listing needs of a half of pc_ct or pc_nat6.
+type pairHalf struct {
+	key, nat tuple
+	reverse  bool
+	state    uint8
+	expires  uint64
+}
+
+func pairHalf4(h ctPair) pairHalf {
+	return pairHalf{tuple4(h.k), tuple4(h.v.Nat), h.v.Flags&ctReverse != 0, h.v.State, h.v.Expires}
+}
+
+func pairHalf6(h nat6Half) pairHalf {
+	return pairHalf{tuple6(h.k), tuple6(h.v.Nat), h.v.Flags&ctReverse != 0, h.v.State, h.v.Expires}
+}
+
+// pairFlows turns the halves of a pair table into flows, each with the
+// index of a half that holds it (deletePairs removes its partner too).
+// A forward half makes the flow; a reverse half only when its forward half
+// is missing, which the datapath never leaves for long.
+func pairFlows(halves []pairHalf, now uint64) ([]dataplane.Flow, []int) {
+	byKey := make(map[tuple]int, len(halves))
+	for i, h := range halves {
+		byKey[h.key] = i
+	}
+	var (
+		flows []dataplane.Flow
+		index []int
+	)
+	for i, h := range halves {
+		fwd, rev := h, pairHalf{}
+		if j, ok := byKey[h.nat.reversed()]; ok {
+			rev = halves[j]
+		}
+		if h.reverse {
+			if j, ok := byKey[h.nat.reversed()]; ok && !halves[j].reverse {
+				continue // listed with its forward half
+			}
+			// Orphan: the forward half is the reverse of where the reply
+			// is translated back to.
+			fwd = pairHalf{key: h.nat.reversed(), nat: h.key.reversed(), state: h.state, expires: h.expires}
+		}
+		fl := dataplane.Flow{
+			Proto:   protoName(fwd.key.proto),
+			Orig:    [2]netip.AddrPort{fwd.key.src, fwd.key.dst},
+			Reply:   [2]netip.AddrPort{fwd.nat.dst, fwd.nat.src},
+			State:   stateName(fwd.key.proto, fwd.state),
+			Expires: remaining(max(fwd.expires, rev.expires), now),
+		}
+		if fwd.nat.src != fwd.key.src {
+			fl.NAT = append(fl.NAT, "snat")
+		}
+		if fwd.nat.dst != fwd.key.dst {
+			fl.NAT = append(fl.NAT, "dnat")
+		}
+		flows = append(flows, fl)
+		index = append(index, i)
+	}
+	return flows, index
+}
+
+// ct6Flow is a pc_ct6 entry as a flow: opened by a container (or a link's
+// parent), replies as the key says, never translated.
+func ct6Flow(k endpointCt6Key, v endpointCt6Entry, now uint64) dataplane.Flow {
+	reply := tuple6(k)
+	orig := reply.reversed()
+	return dataplane.Flow{
+		Proto:   protoName(k.Proto),
+		Orig:    [2]netip.AddrPort{orig.src, orig.dst},
+		Reply:   [2]netip.AddrPort{reply.src, reply.dst},
+		State:   stateName(k.Proto, v.State),
+		Expires: remaining(v.Expires, now),
+	}
+}
+
+func remaining(deadline, now uint64) time.Duration {
+	if deadline <= now {
+		return 0 // expired, waiting for the garbage collector
+	}
+	return time.Duration(deadline - now)
+}
+
+func protoName(p uint8) string {
+	if p == 58 {
+		return "icmpv6"
+	}
+	return model.ProtoName(p)
+}
+
+// stateName names a TCP flow's state as conntrack does (CT_S_* bits are
+// coarser: a FIN each way is time_wait whoever closed first). Other
+// protocols have none.
+func stateName(proto, s uint8) string {
+	if proto != model.ProtoTCP {
+		return ""
+	}
+	switch {
+	case s&ctRST != 0:
+		return "close"
+	case s&ctFinFwd != 0 && s&ctFinRev != 0:
+		return "time_wait"
+	case s&ctFinFwd != 0:
+		return "fin_wait"
+	case s&ctFinRev != 0:
+		return "close_wait"
+	case s&ctReplied != 0:
+		return "established"
+	}
+	return "syn_sent"
+}
+
+// stateMaps duplicates the handles of the named maps under the lock, so a
+// long dump neither holds up Apply nor races with Close. nil without a
+// loaded datapath.
+func (b *Backend) stateMaps(names ...string) (map[string]*ebpf.Map, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dp == nil {
 		return nil, nil
 	}
-	now := monotonicNow()
-	pairs, err := readCT(b.dp.maps[mapCT])
-	if err != nil {
-		return nil, err
-	}
-	ap := func(a uint32, p uint16) netip.AddrPort { return netip.AddrPortFrom(addrFromBE32(a), portFromBE16(p)) }
-	var out []Flow
-	for _, p := range pairs {
-		f := Flow{
-			Proto:   p.k.Proto,
-			Src:     ap(p.k.Saddr, p.k.Sport),
-			Dst:     ap(p.k.Daddr, p.k.Dport),
-			NATSrc:  ap(p.v.Nat.Saddr, p.v.Nat.Sport),
-			NATDst:  ap(p.v.Nat.Daddr, p.v.Nat.Dport),
-			Reverse: p.v.Flags&ctReverse != 0,
-			State:   stateNames(p.v.State),
-			Expires: time.Duration(int64(p.v.Expires - now)),
+	out := map[string]*ebpf.Map{}
+	for _, n := range names {
+		m, err := b.dp.maps[n].Clone()
+		if err != nil {
+			closeMaps(out)
+			return nil, fmt.Errorf("duplicate %s: %w", n, err)
 		}
-		switch {
-		case p.v.Flags&ctLink != 0:
-			f.Kind = "link"
-		case p.v.Flags&ctHairpin != 0:
-			f.Kind = "hairpin"
-		case p.v.Flags&ctDNAT != 0:
-			f.Kind = "dnat"
-		case p.v.Nat == p.k || p.v.Nat == partner(endpointCtEntry{Nat: p.k}):
-			f.Kind = "routed"
-		default:
-			f.Kind = "snat"
-		}
-		out = append(out, f)
+		out[n] = m
 	}
-	ap6 := func(a [16]byte, p uint16) netip.AddrPort {
-		return netip.AddrPortFrom(netip.AddrFrom16(a), portFromBE16(p))
-	}
-	halves, err := readNAT6(b.dp.maps[mapNAT6])
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range halves {
-		out = append(out, Flow{
-			Proto:   h.k.Proto,
-			Src:     ap6(h.k.Saddr, h.k.Sport),
-			Dst:     ap6(h.k.Daddr, h.k.Dport),
-			NATSrc:  ap6(h.v.Nat.Saddr, h.v.Nat.Sport),
-			NATDst:  ap6(h.v.Nat.Daddr, h.v.Nat.Dport),
-			Kind:    "dnat",
-			Reverse: h.v.Flags&ctReverse != 0,
-			State:   stateNames(h.v.State),
-			Expires: time.Duration(int64(h.v.Expires - now)),
-		})
-	}
-	var (
-		k endpointCt6Key
-		v endpointCt6Entry
-	)
-	it := b.dp.maps[mapCT6].Iterate()
-	for it.Next(&k, &v) {
-		kind := "ipv6"
-		if v.Flags&ct6Link != 0 {
-			kind = "link"
-		}
-		out = append(out, Flow{
-			Proto:   k.Proto,
-			Src:     ap6(k.Saddr, k.Sport),
-			Dst:     ap6(k.Daddr, k.Dport),
-			Kind:    kind,
-			Reverse: true,
-			State:   stateNames(v.State),
-			Expires: time.Duration(int64(v.Expires - now)),
-		})
-	}
-	return out, it.Err()
+	return out, nil
 }
 
-func stateNames(s uint8) []string {
-	var out []string
-	for _, n := range []struct {
-		bit  uint8
-		name string
-	}{{ctReplied, "replied"}, {ctFinFwd, "fin-orig"}, {ctFinRev, "fin-reply"}, {ctRST, "rst"}} {
-		if s&n.bit != 0 {
-			out = append(out, n.name)
+func closeMaps(ms map[string]*ebpf.Map) {
+	for _, m := range ms {
+		m.Close()
+	}
+}
+
+// Flows implements dataplane.FlowTable: every IPv4 flow (pc_ct), IPv6
+// published-port flow (pc_nat6) and other IPv6 flow (pc_ct6) that f
+// selects.
+func (b *Backend) Flows(ctx context.Context, f dataplane.FlowFilter) ([]dataplane.Flow, error) {
+	var out []dataplane.Flow
+	_, err := b.walkFlows(ctx, func(fl dataplane.Flow) bool {
+		if f.Match(fl) {
+			out = append(out, fl)
+		}
+		return false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list flows: %w", err)
+	}
+	return out, nil
+}
+
+// FlushFlows implements dataplane.FlowTable: it deletes the flows that f
+// selects (both halves of a pair) and returns how many. The next packet of
+// a flushed flow is judged afresh: policy, current mappings, a new source
+// port.
+func (b *Backend) FlushFlows(ctx context.Context, f dataplane.FlowFilter) (int, error) {
+	n, err := b.walkFlows(ctx, f.Match)
+	if err != nil {
+		return n, fmt.Errorf("flush flows: %w", err)
+	}
+	return n, nil
+}
+
+// walkFlows calls visit with every flow and deletes those it returns true
+// for; it returns how many were deleted.
+func (b *Backend) walkFlows(ctx context.Context, visit func(dataplane.Flow) bool) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	ms, err := b.stateMaps(mapCT, mapNAT6, mapCT6)
+	if err != nil || ms == nil {
+		return 0, err
+	}
+	defer closeMaps(ms)
+	now := monotonicNow()
+	deleted := 0
+
+	ct, err := readCT(ms[mapCT])
+	if err != nil {
+		return 0, err
+	}
+	halves := make([]pairHalf, len(ct))
+	for i, h := range ct {
+		halves[i] = pairHalf4(h)
+	}
+	var dead []ctPair
+	flows, idx := pairFlows(halves, now)
+	for i, fl := range flows {
+		if visit(fl) {
+			dead = append(dead, ct[idx[i]])
 		}
 	}
-	return out
+	if _, err := ctTable(ms[mapCT]).deletePairs(dead); err != nil {
+		return 0, err
+	}
+	deleted += len(dead)
+
+	nat6, err := readNAT6(ms[mapNAT6])
+	if err != nil {
+		return deleted, err
+	}
+	halves = make([]pairHalf, len(nat6))
+	for i, h := range nat6 {
+		halves[i] = pairHalf6(h)
+	}
+	var dead6 []nat6Half
+	flows, idx = pairFlows(halves, now)
+	for i, fl := range flows {
+		if visit(fl) {
+			dead6 = append(dead6, nat6[idx[i]])
+		}
+	}
+	if _, err := nat6Table(ms[mapNAT6]).deletePairs(dead6); err != nil {
+		return deleted, err
+	}
+	deleted += len(dead6)
+
+	var (
+		k      endpointCt6Key
+		v      endpointCt6Entry
+		deadK6 []endpointCt6Key
+	)
+	it := ms[mapCT6].Iterate()
+	for it.Next(&k, &v) {
+		if visit(ct6Flow(k, v, now)) {
+			deadK6 = append(deadK6, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return deleted, fmt.Errorf("read ipv6 conntrack: %w", err)
+	}
+	var errs []error
+	for _, k := range deadK6 {
+		if err := ignoreNotExist(ms[mapCT6].Delete(k)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted++
+	}
+	return deleted, errors.Join(errs...)
 }

@@ -26,7 +26,7 @@ func requireBPF(t *testing.T) {
 func testConfig() Config {
 	c := DefaultConfig()
 	c.NoFIBLocal = true
-	c.CTMaxEntries = 4096
+	c.Maps.CT = 4096
 	return c
 }
 

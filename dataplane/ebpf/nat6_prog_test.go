@@ -113,10 +113,10 @@ func TestPublishedPorts6(t *testing.T) {
 		f.passUnchanged(progUplinkIngress, pkt6{src: ipExt6, dst: netip.MustParseAddr("::1"), next: 6, sport: 50004, dport: 8080, tcpFlags: 0x02}.frame())
 		f.passUnchanged(progUplinkIngress, pkt6{src: ipExt6, dst: netip.MustParseAddr("2001:db8:77::1"), next: 6, sport: 50005, dport: 8080, tcpFlags: 0x02}.frame())
 		f.passUnchanged(progUplinkIngress, pkt6{src: ipExt6, dst: ipNode6, next: 6, sport: 50006, dport: 8081, tcpFlags: 0x02}.frame())
-		f.dropped(progUplinkIngress, pkt6{src: ipExt6, dst: ipA6, next: 6, sport: 50007, dport: 80, tcpFlags: 0x02}.frame(), "unsolicited")
+		f.dropped(progUplinkIngress, pkt6{src: ipExt6, dst: ipA6, next: 6, sport: 50007, dport: 80, tcpFlags: 0x02}.frame(), "inbound")
 		// A container's packet from the published port that is no reply
 		// goes through policy (icc=false: not to B).
-		f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 80, dport: 50000, tcpFlags: 0x12}.frame(), "link-port")
+		f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 80, dport: 50000, tcpFlags: 0x12}.frame(), "icc")
 	})
 	t.Run("flush-and-gc", func(t *testing.T) {
 		n, err := flushNAT6(f.d.maps[mapNAT6], []flushRule{{port: true, addr: ipA6, proto: 6, lo: 8080, hi: 8080}})

@@ -170,7 +170,7 @@ func TestSNATAddress(t *testing.T) {
 		reply := pkt4{src: ipExt, dst: ipA, proto: 6, sport: 80, dport: 41000, tcpFlags: 0x12}
 		f.passUnchanged(progUplinkIngress, reply.frame())
 		stranger := pkt4{src: ipExt, dst: ipA, proto: 6, sport: 80, dport: 22, tcpFlags: 0x02}
-		f.dropped(progUplinkIngress, stranger.frame(), "unsolicited")
+		f.dropped(progUplinkIngress, stranger.frame(), "inbound")
 	})
 	t.Run("no-uplink-address", func(t *testing.T) {
 		f := newFixture(t, fixtureOpts{icc: true, masquerade: true})
@@ -235,8 +235,8 @@ func TestPublishedPorts(t *testing.T) {
 		f.passUnchanged(progUplinkIngress, p.frame())
 	})
 	t.Run("unpublished", func(t *testing.T) {
-		f.dropped(progUplinkIngress, pkt4{src: ipExt, dst: ipA, proto: 6, sport: 50004, dport: 80, tcpFlags: 0x02}.frame(), "unsolicited")
-		f.dropped(progUplinkIngress, pkt4{src: ipExt, dst: ipA, proto: 1, icmpType: 8, sport: 9}.frame(), "unsolicited")
+		f.dropped(progUplinkIngress, pkt4{src: ipExt, dst: ipA, proto: 6, sport: 50004, dport: 80, tcpFlags: 0x02}.frame(), "inbound")
+		f.dropped(progUplinkIngress, pkt4{src: ipExt, dst: ipA, proto: 1, icmpType: 8, sport: 9}.frame(), "inbound")
 		f.passUnchanged(progUplinkIngress, pkt4{src: ipExt, dst: ipNode, proto: 6, sport: 50004, dport: 81, tcpFlags: 0x02}.frame())
 		f.passUnchanged(progUplinkIngress, pkt4{src: ipExt, dst: ipGW, proto: 6, sport: 50004, dport: 22, tcpFlags: 0x02}.frame())
 	})
@@ -339,7 +339,7 @@ func TestFragmentsNAT(t *testing.T) {
 	}
 	orphan := later
 	orphan.id = 100
-	f.dropped(progUplinkEgress, orphan.frame(), "unknown-fragment")
+	f.dropped(progUplinkEgress, orphan.frame(), "fragment")
 
 	// Replies, fragmented too.
 	r1 := pkt4{src: ipExt, dst: ipNode, proto: 17, sport: 53, dport: 7000, id: 5, mf: true, payload: make([]byte, 24)}
@@ -401,18 +401,18 @@ func TestIPv6Routed(t *testing.T) {
 	f.passUnchanged(progUplinkEgress, out.frame())
 	reply := pkt6{src: remote, dst: ipA6, next: 6, sport: 443, dport: 40000, tcpFlags: 0x12}
 	f.passUnchanged(progUplinkIngress, reply.frame())
-	f.dropped(progUplinkIngress, pkt6{src: remote, dst: ipA6, next: 6, sport: 443, dport: 40001, tcpFlags: 0x02}.frame(), "unsolicited")
-	f.dropped(progUplinkIngress, pkt6{src: remote, dst: ipB6, next: 17, sport: 53, dport: 53}.frame(), "unsolicited")
+	f.dropped(progUplinkIngress, pkt6{src: remote, dst: ipA6, next: 6, sport: 443, dport: 40001, tcpFlags: 0x02}.frame(), "inbound")
+	f.dropped(progUplinkIngress, pkt6{src: remote, dst: ipB6, next: 17, sport: 53, dport: 53}.frame(), "inbound")
 
 	// Echo, and a "packet too big" about the TCP flow (path MTU discovery).
 	f.passUnchanged(progUplinkEgress, pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 58, icmpType: 128, sport: 9}.frame())
 	f.passUnchanged(progUplinkIngress, pkt6{src: remote, dst: ipA6, next: 58, icmpType: 129, sport: 9}.frame())
-	f.dropped(progUplinkIngress, pkt6{src: remote, dst: ipA6, next: 58, icmpType: 128, sport: 9}.frame(), "unsolicited")
+	f.dropped(progUplinkIngress, pkt6{src: remote, dst: ipA6, next: 58, icmpType: 128, sport: 9}.frame(), "inbound")
 	ptb := pkt6{src: netip.MustParseAddr("2001:db8:ffff::1"), dst: ipA6, next: 58, icmpType: 2, payload: out.ip()}
 	f.passUnchanged(progUplinkIngress, ptb.frame())
 	stray := ptb
 	stray.payload = pkt6{src: ipA6, dst: remote, next: 6, sport: 40002, dport: 443}.ip()
-	f.dropped(progUplinkIngress, stray.frame(), "unsolicited")
+	f.dropped(progUplinkIngress, stray.frame(), "inbound")
 
 	// The gateway is the node's own address.
 	f.passUnchanged(progUplinkIngress, pkt6{src: remote, dst: netip.MustParseAddr("fd00:17::1"), next: 6, sport: 1, dport: 22}.frame())

@@ -3,6 +3,7 @@ package ebpf
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -31,9 +32,76 @@ type Config struct {
 	// routes to an uplink straight there (bpf_redirect / redirect_neigh),
 	// skipping the bridge, the IP input path and netfilter.
 	FastPath bool
-	// CTMaxEntries sizes the connection-tracking map (two entries per flow);
-	// 0 keeps the default of 262144.
-	CTMaxEntries uint32
+	// Maps sizes the maps; a zero field takes DefaultMapSizes' value.
+	Maps MapSizes
+}
+
+// MapSizes are the max entries of the maps. Configuration maps (published
+// ports, endpoints, links, networks) are allocated as they fill
+// (BPF_F_NO_PREALLOC, LPM tries), so their limits cost little until used:
+// about 100 to 200 bytes per entry present, and for hashes 16 bytes per
+// slot of bucket array. The state maps are preallocated, as the datapath
+// inserts into them: their sizes are memory taken at load, 112 bytes per
+// pc_ct entry, 120 per pc_ct6 and 160 per pc_nat6 entry (hash element, key,
+// value, bucket), so the defaults take about 96 MB, and all maps 113 MB. A
+// size changed between two agents is applied at the next start: the pinned
+// map is replaced by one of the new size and its entries are copied over
+// (see migratePins).
+type MapSizes struct {
+	// CT is pc_ct: two entries per IPv4 flow (connection tracking and NAT
+	// in one). Default 524288, 262144 flows: the nf_conntrack_max a large
+	// host gets by default, and cilium's default for its own TCP table.
+	CT uint32
+	// CT6 is pc_ct6: one entry per IPv6 flow a container (or a link's
+	// parent) opened. Default 131072.
+	CT6 uint32
+	// NAT6 is pc_nat6: two entries per IPv6 published-port flow. Default
+	// 131072.
+	NAT6 uint32
+	// Ports is pc_ports and pc_ports6, each: one entry per aligned block
+	// of a mapping's host ports (one for a single port, at most 30 for a
+	// range). Default 262144.
+	Ports uint32
+	// Endpoints is pc_endpoints, pc_ep_macs, pc_local_addrs and
+	// pc_local_addrs6 (SNAT addresses may be per endpoint); pc_ep_addrs
+	// holds twice as many (IPv4 and IPv6). Default 131072.
+	Endpoints uint32
+	// Links is pc_links: one entry per exposed port of a linked child, and
+	// one per linked pair. Default 131072.
+	Links uint32
+	// Networks is pc_networks; pc_subnets holds twice as many. Default 4096.
+	Networks uint32
+}
+
+// DefaultMapSizes are the sizes the agent uses.
+func DefaultMapSizes() MapSizes {
+	return MapSizes{CT: 524288, CT6: 131072, NAT6: 131072, Ports: 262144, Endpoints: 131072, Links: 131072, Networks: 4096}
+}
+
+// withDefaults fills the zero fields.
+func (s MapSizes) withDefaults() MapSizes {
+	d := DefaultMapSizes()
+	for _, f := range []struct{ v, def *uint32 }{
+		{&s.CT, &d.CT}, {&s.CT6, &d.CT6}, {&s.NAT6, &d.NAT6}, {&s.Ports, &d.Ports},
+		{&s.Endpoints, &d.Endpoints}, {&s.Links, &d.Links}, {&s.Networks, &d.Networks},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	return s
+}
+
+// byMap gives the max entries of every map it sizes, by map name.
+func (s MapSizes) byMap() map[string]uint32 {
+	s = s.withDefaults()
+	return map[string]uint32{
+		mapCT: s.CT, mapCT6: s.CT6, mapNAT6: s.NAT6,
+		mapPorts: s.Ports, mapPorts6: s.Ports,
+		mapEndpoints: s.Endpoints, mapEpMACs: s.Endpoints, mapEpAddrs: 2 * s.Endpoints,
+		mapLocalAddrs: s.Endpoints, mapLocalAddrs6: s.Endpoints,
+		mapLinks: s.Links, mapNetworks: s.Networks, mapSubnets: 2 * s.Networks,
+	}
 }
 
 // DefaultConfig returns the configuration the agent uses.
@@ -105,6 +173,8 @@ type loadOptions struct {
 	mapPinDir string
 	// logLevel for the verifier (ebpf.LogLevelStats in the verifier test).
 	logLevel ebpf.LogLevel
+	// log receives what migratePins did (nil: nowhere).
+	log *slog.Logger
 }
 
 // loadDatapath loads both program families. The endpoint object is loaded
@@ -131,8 +201,12 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 		if err := v.Set(rodata); err != nil {
 			return nil, fmt.Errorf("set CONFIG: %w", err)
 		}
-		if cfg.CTMaxEntries > 0 {
-			s.Maps["pc_ct"].MaxEntries = cfg.CTMaxEntries
+		for name, n := range cfg.Maps.byMap() {
+			m, ok := s.Maps[name]
+			if !ok {
+				return nil, fmt.Errorf("object has no map %s", name)
+			}
+			m.MaxEntries = n
 		}
 	}
 	progOpts := ebpf.ProgramOptions{LogLevel: lo.logLevel}
@@ -144,6 +218,9 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 			}
 		}
 		epOpts.Maps.PinPath = lo.mapPinDir
+		if err := migratePins(epSpec, lo.mapPinDir, lo.log); err != nil {
+			return nil, err
+		}
 	}
 	epColl, err := ebpf.NewCollectionWithOptions(epSpec, *epOpts)
 	if err != nil {

@@ -39,30 +39,6 @@ type pkt4 struct {
 	ihl            int    // override (bad IHL tests)
 }
 
-func csumAdd(sum uint32, b []byte) uint32 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	return sum
-}
-
-func csumFold(sum uint32) uint16 {
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
-}
-
-func pseudo4(src, dst netip.Addr, proto uint8, l4len int) uint32 {
-	s, d := src.As4(), dst.As4()
-	sum := csumAdd(0, s[:])
-	sum = csumAdd(sum, d[:])
-	return sum + uint32(proto) + uint32(l4len)
-}
-
 // l4 builds the transport header and payload with its checksum.
 func (p pkt4) l4() []byte {
 	var h []byte

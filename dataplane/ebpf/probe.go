@@ -7,7 +7,7 @@ import (
 )
 
 // Probe tells whether this kernel and process can run the eBPF backend: it
-// loads the real programs (with a small conntrack map) through the
+// loads the real programs (with small state maps) through the
 // verifier, and checks for tcx. err says why not; tcx reports whether tcx
 // links are available (without them the backend falls back to clsact).
 // It attaches nothing and pins nothing.
@@ -16,7 +16,7 @@ func Probe() (tcx bool, err error) {
 		return false, fmt.Errorf("raise the memlock limit: %w", err)
 	}
 	cfg := DefaultConfig()
-	cfg.CTMaxEntries = 1024
+	cfg.Maps = MapSizes{CT: 1024, CT6: 1024, NAT6: 1024}
 	dp, err := loadDatapath(cfg, loadOptions{})
 	if err != nil {
 		return false, fmt.Errorf("load the datapath: %w", err)

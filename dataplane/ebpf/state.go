@@ -22,19 +22,50 @@ type owner struct {
 	hooks   []hook
 }
 
+// endpointIfindex is the host veth of an endpoint's owner (its key in
+// pc_endpoints).
+func (o owner) endpointIfindex() (uint32, bool) {
+	for _, e := range o.entries {
+		if e.m == mapEndpoints {
+			ifindex, ok := e.key.(uint32)
+			return ifindex, ok
+		}
+	}
+	return 0, false
+}
+
 type state struct {
 	owners map[string]owner
 	slots  map[slotKey]*slot
 	hooks  map[attachKey]hook // wanted hooks, by key
 	hookN  map[attachKey]int  // how many owners want each
+	// entries counts the slots of each map: what the configuration maps
+	// hold after an Apply, without walking them (Fill).
+	entries map[string]int
 }
 
 func newState() *state {
 	return &state{
-		owners: map[string]owner{},
-		slots:  map[slotKey]*slot{},
-		hooks:  map[attachKey]hook{},
-		hookN:  map[attachKey]int{},
+		owners:  map[string]owner{},
+		slots:   map[slotKey]*slot{},
+		hooks:   map[attachKey]hook{},
+		hookN:   map[attachKey]int{},
+		entries: map[string]int{},
+	}
+}
+
+// setSlot puts sl at k (nil: removes it), keeping entries in step.
+func (s *state) setSlot(k slotKey, sl *slot) {
+	_, had := s.slots[k]
+	switch {
+	case sl == nil && had:
+		delete(s.slots, k)
+		s.entries[k.m]--
+	case sl != nil:
+		if !had {
+			s.entries[k.m]++
+		}
+		s.slots[k] = sl
 	}
 }
 
@@ -51,11 +82,7 @@ func (s *state) setOwner(t *txn, id string, nw owner) (added, removed []hook, er
 	}{}
 	t.onRollback(func() error {
 		for k, sl := range touched {
-			if sl == nil {
-				delete(s.slots, k)
-			} else {
-				s.slots[k] = sl
-			}
+			s.setSlot(k, sl)
 		}
 		for k, v := range hooksBefore {
 			if v.n == 0 {
@@ -89,7 +116,7 @@ func (s *state) setOwner(t *txn, id string, nw owner) (added, removed []hook, er
 		sl := s.slots[k]
 		if sl == nil {
 			sl = &slot{}
-			s.slots[k] = sl
+			s.setSlot(k, sl)
 		}
 		changed := sl.refs == 0 || sl.val != e.val
 		sl.refs++
@@ -108,7 +135,7 @@ func (s *state) setOwner(t *txn, id string, nw owner) (added, removed []hook, er
 			continue
 		}
 		if sl.refs--; sl.refs <= 0 {
-			delete(s.slots, k)
+			s.setSlot(k, nil)
 			if err := t.del(e.m, e.key); err != nil {
 				return nil, nil, err
 			}

@@ -1,24 +1,28 @@
 package ebpf
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/portcullis/portcullis/dataplane"
 )
 
-// DropCount is one drop counter: packets dropped for a reason on an
-// interface, summed over the CPUs.
-type DropCount struct {
-	Reason  string `json:"reason"`
-	Ifindex uint32 `json:"ifindex"`
-	Packets uint64 `json:"packets"`
+// dropCount is one pc_drops counter, summed over the CPUs.
+type dropCount struct {
+	reason  string
+	ifindex uint32
+	packets uint64
 }
 
-func readDrops(m *ebpf.Map) ([]DropCount, error) {
+func readDrops(m *ebpf.Map) ([]dropCount, error) {
 	var (
 		k   endpointDropKey
 		vs  []uint64
-		out []DropCount
+		out []dropCount
 	)
 	it := m.Iterate()
 	for it.Next(&k, &vs) {
@@ -26,16 +30,116 @@ func readDrops(m *ebpf.Map) ([]DropCount, error) {
 		for _, v := range vs {
 			sum += v
 		}
-		name, ok := DropReasons[k.Reason]
-		if !ok {
-			name = fmt.Sprintf("reason-%d", k.Reason)
-		}
-		out = append(out, DropCount{Reason: name, Ifindex: k.Ifindex, Packets: sum})
+		out = append(out, dropCount{reason: dropReasonName(k.Reason), ifindex: k.Ifindex, packets: sum})
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read drop counters: %w", err)
 	}
 	return out, nil
+}
+
+// Drops implements dataplane.DropCounter: the datapath's drop counters by
+// reason and endpoint. A drop on an endpoint's host veth is the endpoint's;
+// drops on uplinks, and on interfaces of endpoints that are gone, are
+// summed per reason with no endpoint. The counters are per-CPU and never
+// reset; bytes are not counted.
+func (b *Backend) Drops(ctx context.Context) ([]dataplane.Drop, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dp == nil {
+		return nil, nil
+	}
+	counts, err := readDrops(b.dp.maps[mapDrops])
+	if err != nil {
+		return nil, err
+	}
+	type key struct{ reason, ep string }
+	sums := map[key]uint64{}
+	for _, c := range counts {
+		sums[key{c.reason, b.epIDs[c.ifindex]}] += c.packets
+	}
+	out := make([]dataplane.Drop, 0, len(sums))
+	for k, n := range sums {
+		out = append(out, dataplane.Drop{Reason: k.reason, Endpoint: k.ep, Packets: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Reason != out[j].Reason {
+			return out[i].Reason < out[j].Reason
+		}
+		return out[i].Endpoint < out[j].Endpoint
+	})
+	return out, nil
+}
+
+// Fill implements dataplane.FillReporter: entries and max entries of every
+// hash, LRU and LPM map, by map name; arrays (always full) and the event
+// ring buffer are left out. The configuration maps' counts come from the
+// applied state, the conntrack tables' from the last garbage collection
+// (they walk them anyway); the rest are walked, one system call per key,
+// without holding up Apply.
+func (b *Backend) Fill() []dataplane.TableFill {
+	b.mu.Lock()
+	if b.dp == nil {
+		b.mu.Unlock()
+		return nil
+	}
+	known := map[string]int{}
+	if b.st != nil {
+		for _, name := range configMaps {
+			known[name] = b.st.entries[name]
+		}
+	}
+	if b.gc != nil {
+		for name, n := range b.gc.entries() {
+			known[name] = n
+		}
+	}
+	maps := map[string]*ebpf.Map{}
+	for name, m := range b.dp.maps {
+		switch m.Type() {
+		case ebpf.Array, ebpf.PerCPUArray, ebpf.RingBuf:
+			continue
+		}
+		if c, err := m.Clone(); err == nil {
+			maps[name] = c
+		}
+	}
+	b.mu.Unlock()
+	defer closeMaps(maps)
+	out := make([]dataplane.TableFill, 0, len(maps))
+	for name, m := range maps {
+		n, ok := known[name]
+		if !ok {
+			var err error
+			if n, err = countEntries(m); err != nil {
+				continue
+			}
+		}
+		out = append(out, dataplane.TableFill{Name: name, Entries: n, Max: int(m.MaxEntries())})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// countEntries walks the keys.
+func countEntries(m *ebpf.Map) (int, error) {
+	var prev any
+	key := make([]byte, m.KeySize())
+	n := 0
+	for n <= int(m.MaxEntries()) {
+		if err := m.NextKey(prev, key); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return n, nil
+			}
+			return n, err
+		}
+		n++
+		prev = append([]byte(nil), key...)
+	}
+	return n, nil
 }
 
 func readStats(m *ebpf.Map) (map[string]uint64, error) {

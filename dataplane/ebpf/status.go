@@ -1,15 +1,41 @@
 package ebpf
 
 import (
-	"errors"
 	"sort"
 
-	"github.com/cilium/ebpf"
+	"github.com/portcullis/portcullis/dataplane"
+)
+
+// Compile-time checks of the optional interfaces.
+var (
+	_ dataplane.Backend      = (*Backend)(nil)
+	_ dataplane.FlowTable    = (*Backend)(nil)
+	_ dataplane.DropCounter  = (*Backend)(nil)
+	_ dataplane.FillReporter = (*Backend)(nil)
 )
 
 // Status implements dataplane.Backend: attach mode, attachments, map fill
-// levels, drop and event counters, and the last garbage collection.
+// levels and memory, event counters, and the last garbage collection.
+// Drops are in /v1/drops (Drops).
 func (b *Backend) Status() map[string]any {
+	st, loaded := b.status()
+	if !loaded {
+		return st
+	}
+	maps := st["maps"].(map[string]any)
+	for _, f := range b.Fill() {
+		mm, _ := maps[f.Name].(map[string]any)
+		if mm == nil {
+			mm = map[string]any{}
+			maps[f.Name] = mm
+		}
+		mm["entries"], mm["max_entries"] = f.Entries, f.Max
+	}
+	return st
+}
+
+// status is what Status reads under the lock: all but the fill levels.
+func (b *Backend) status() (map[string]any, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := map[string]any{
@@ -18,7 +44,7 @@ func (b *Backend) Status() map[string]any {
 		"loaded":  b.dp != nil,
 	}
 	if b.dp == nil {
-		return st
+		return st, false
 	}
 	st["attach_mode"] = string(b.mode)
 	st["attach_mode_reason"] = b.modeWhy
@@ -29,54 +55,24 @@ func (b *Backend) Status() map[string]any {
 	sort.Strings(atts)
 	st["attachments"] = atts
 	maps := map[string]any{}
+	var memlock uint64
 	for name, m := range b.dp.maps {
-		fill := map[string]any{"max_entries": m.MaxEntries()}
-		if n, err := countEntries(m); err == nil {
-			fill["entries"] = n
+		info, err := m.Info()
+		if err != nil {
+			continue
 		}
-		maps[name] = fill
+		if n, ok := info.Memlock(); ok {
+			memlock += n
+			maps[name] = map[string]any{"memlock": n}
+		}
 	}
 	st["maps"] = maps
-	if drops, err := readDrops(b.dp.maps[mapDrops]); err == nil {
-		st["drops"] = drops
-	}
+	st["maps_memlock"] = memlock
 	if ev, err := readStats(b.dp.maps[mapStats]); err == nil {
 		st["events"] = ev
 	}
 	if b.gc != nil {
 		st["gc"] = b.gc.result()
 	}
-	return st
-}
-
-// Drops returns the drop counters (for /v1/drops).
-func (b *Backend) Drops() ([]DropCount, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dp == nil {
-		return nil, nil
-	}
-	return readDrops(b.dp.maps[mapDrops])
-}
-
-// countEntries walks the keys. Arrays are always full.
-func countEntries(m *ebpf.Map) (int, error) {
-	switch m.Type() {
-	case ebpf.Array, ebpf.PerCPUArray:
-		return int(m.MaxEntries()), nil
-	}
-	var prev any
-	key := make([]byte, m.KeySize())
-	n := 0
-	for n <= int(m.MaxEntries()) {
-		if err := m.NextKey(prev, key); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return n, nil
-			}
-			return n, err
-		}
-		n++
-		prev = append([]byte(nil), key...)
-	}
-	return n, nil
+	return st, true
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
+	"github.com/portcullis/portcullis/dataplane"
 	"github.com/portcullis/portcullis/dataplane/model"
 	"github.com/portcullis/portcullis/internal/nstest"
 )
@@ -100,7 +101,7 @@ func (tp *trafficTopo) apply(t *testing.T, d *model.Delta) {
 // requireNoDrops fails on drop reasons a case did not expect.
 func requireNoDrops(t *testing.T, be *Backend, allowed ...string) {
 	t.Helper()
-	drops, err := be.Drops()
+	drops, err := be.Drops(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestTraffic(t *testing.T) {
 					}
 				}
 			})
-			requireNoDrops(t, tp.be, "icc", "link-port", "unsolicited")
+			requireNoDrops(t, tp.be, "icc", "icc-link-port", "inbound")
 			ev, err := readStats(tp.be.dp.maps[mapStats])
 			if err != nil {
 				t.Fatal(err)
@@ -305,7 +306,7 @@ func TestTraffic(t *testing.T) {
 				t.Errorf("fast path never taken: %v", ev)
 			}
 			t.Logf("events: %v", ev)
-			flows, err := tp.be.Flows()
+			flows, err := tp.be.Flows(context.Background(), dataplane.FlowFilter{})
 			if err != nil || len(flows) == 0 {
 				t.Errorf("flows: %d, %v", len(flows), err)
 			}

@@ -22,6 +22,7 @@ const (
 	uplinkMapPcEndpoints      = "pc_endpoints"
 	uplinkMapPcEpAddrs        = "pc_ep_addrs"
 	uplinkMapPcEpMacs         = "pc_ep_macs"
+	uplinkMapPcEvents         = "pc_events"
 	uplinkMapPcFrags          = "pc_frags"
 	uplinkMapPcLinks          = "pc_links"
 	uplinkMapPcLocalAddrs     = "pc_local_addrs"
@@ -32,10 +33,12 @@ const (
 	uplinkMapPcPorts6         = "pc_ports6"
 	uplinkMapPcStats          = "pc_stats"
 	uplinkMapPcSubnets        = "pc_subnets"
+	uplinkMapPcTraceCfg       = "pc_trace_cfg"
 	uplinkMapPcUplinks        = "pc_uplinks"
 	uplinkProgPcUplinkEgress  = "pc_uplink_egress"
 	uplinkProgPcUplinkIngress = "pc_uplink_ingress"
 	uplinkVarCONFIG           = "CONFIG"
+	uplinkVarPcEventAbi       = "pc_event_abi"
 )
 
 // loadUplink returns the embedded CollectionSpec for uplink.
@@ -94,6 +97,7 @@ type uplinkMapSpecs struct {
 	PcEndpoints   *ebpf.MapSpec `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
+	PcEvents      *ebpf.MapSpec `ebpf:"pc_events"`
 	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
 	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
@@ -104,6 +108,7 @@ type uplinkMapSpecs struct {
 	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
 	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.MapSpec `ebpf:"pc_subnets"`
+	PcTraceCfg    *ebpf.MapSpec `ebpf:"pc_trace_cfg"`
 	PcUplinks     *ebpf.MapSpec `ebpf:"pc_uplinks"`
 }
 
@@ -111,7 +116,8 @@ type uplinkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type uplinkVariableSpecs struct {
-	CONFIG *ebpf.VariableSpec `ebpf:"CONFIG"`
+	CONFIG     *ebpf.VariableSpec `ebpf:"CONFIG"`
+	PcEventAbi *ebpf.VariableSpec `ebpf:"pc_event_abi"`
 }
 
 // uplinkObjects contains all objects after they have been loaded into the kernel.
@@ -140,6 +146,7 @@ type uplinkMaps struct {
 	PcEndpoints   *ebpf.Map `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.Map `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
+	PcEvents      *ebpf.Map `ebpf:"pc_events"`
 	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
 	PcLinks       *ebpf.Map `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
@@ -150,6 +157,7 @@ type uplinkMaps struct {
 	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
 	PcStats       *ebpf.Map `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.Map `ebpf:"pc_subnets"`
+	PcTraceCfg    *ebpf.Map `ebpf:"pc_trace_cfg"`
 	PcUplinks     *ebpf.Map `ebpf:"pc_uplinks"`
 }
 
@@ -161,6 +169,7 @@ func (m *uplinkMaps) Close() error {
 		m.PcEndpoints,
 		m.PcEpAddrs,
 		m.PcEpMacs,
+		m.PcEvents,
 		m.PcFrags,
 		m.PcLinks,
 		m.PcLocalAddrs,
@@ -171,6 +180,7 @@ func (m *uplinkMaps) Close() error {
 		m.PcPorts6,
 		m.PcStats,
 		m.PcSubnets,
+		m.PcTraceCfg,
 		m.PcUplinks,
 	)
 }
@@ -179,7 +189,8 @@ func (m *uplinkMaps) Close() error {
 //
 // It can be passed to loadUplinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uplinkVariables struct {
-	CONFIG *ebpf.Variable `ebpf:"CONFIG"`
+	CONFIG     *ebpf.Variable `ebpf:"CONFIG"`
+	PcEventAbi *ebpf.Variable `ebpf:"pc_event_abi"`
 }
 
 // uplinkPrograms contains all programs after they have been loaded into the kernel.
