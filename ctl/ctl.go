@@ -36,6 +36,7 @@ type command struct {
 type cli struct {
 	env    Env
 	client *api.Client
+	socket string
 	output string
 }
 
@@ -54,6 +55,7 @@ var commands = []command{
 	{"link", "PARENT CHILD ALIAS", "link parent to child under alias; prints env and hosts line", link},
 	{"unlink", "PARENT ALIAS", "remove a link", unlink},
 	{"flush-flows", "[-addr IP] [-port N] [-proto P]", "delete connection-tracking entries (all, or those selected)", flushFlows},
+	{"uninstall", "[-state-dir DIR] [-bpffs DIR]", "remove everything portcullisd created (the agent must be stopped)", uninstall},
 }
 
 func init() {
@@ -106,7 +108,7 @@ func Run(ctx context.Context, args []string, env Env) error {
 		usage(env.Stderr, fs)
 		return errors.New("no command given")
 	}
-	c := &cli{env: env, client: api.NewClient(*socket), output: *output}
+	c := &cli{env: env, client: api.NewClient(*socket), socket: *socket, output: *output}
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	for _, cmd := range commands {
 		if cmd.name == name {
