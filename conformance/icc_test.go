@@ -144,31 +144,26 @@ func testNoBrNetfilter(t *testing.T) {
 			skipped++
 		}
 	}
-	t.Run("icc_on", func(t *testing.T) {
-		defer countSkip(t)
-		e := newEnv(t)
-		s := setupICCOn(e)
-		disableBrNetfilter(t, e)
-		checkICCOn(t, s)
-		checkBrNetfilterOff(t, e)
-	})
-	t.Run("icc_off_links", func(t *testing.T) {
-		defer countSkip(t)
-		e := newEnv(t)
-		s := setupICCOff(e)
-		disableBrNetfilter(t, e)
-		checkICCOff(t, s)
-		checkBrNetfilterOff(t, e)
-	})
-	t.Run("anti_spoofing", func(t *testing.T) {
-		defer countSkip(t)
-		e := newEnv(t)
-		s := setupSpoof(e)
-		disableBrNetfilter(t, e)
-		checkSpoof(t, s)
-		checkBrNetfilterOff(t, e)
-	})
-	if skipped == 3 {
+	// Each part sets its case up, turns br_netfilter off, then checks.
+	parts := []struct {
+		name  string
+		setup func(e *env) func(t *testing.T)
+	}{
+		{"icc_on", func(e *env) func(*testing.T) { s := setupICCOn(e); return func(t *testing.T) { checkICCOn(t, s) } }},
+		{"icc_off_links", func(e *env) func(*testing.T) { s := setupICCOff(e); return func(t *testing.T) { checkICCOff(t, s) } }},
+		{"anti_spoofing", func(e *env) func(*testing.T) { s := setupSpoof(e); return func(t *testing.T) { checkSpoof(t, s) } }},
+	}
+	for _, p := range parts {
+		t.Run(p.name, func(t *testing.T) {
+			defer countSkip(t)
+			e := newEnv(t)
+			check := p.setup(e)
+			disableBrNetfilter(t, e)
+			check(t)
+			checkBrNetfilterOff(t, e)
+		})
+	}
+	if skipped == len(parts) {
 		t.Skip("every part skipped")
 	}
 }
