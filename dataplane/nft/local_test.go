@@ -337,27 +337,12 @@ func TestTrafficLocalMode(t *testing.T) {
 	})
 	t.Run("B11 127.0.0.1 from another host is dropped", func(t *testing.T) {
 		got := udpServe(t, tp.nodeH, "127.0.0.1:8081")
-		// Make ext route 127.0.0.1 to the node (only ext's tables change).
-		sh(t, "ip", "-n", tp.ext, "route", "del", "local", "127.0.0.1", "dev", "lo", "table", "local")
-		sh(t, "ip", "-n", tp.ext, "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
-		sh(t, "ip", "-n", tp.ext, "route", "add", "127.0.0.1/32", "via", tp.nodeIP)
-		c := udpDial(t, tp.extH, tp.extIP+":0", "127.0.0.1:8081")
+		c := loopbackFromExt(t, tp)
 		dropsGrow(t, tp.b, "loopback", func() {
 			send(c, "blocked")
 			notReceived(t, got, "blocked")
 		})
-
-		// Control: without the raw drop the same datagram gets through
-		// (route_localnet=1 lets the node accept it), so the drop above is
-		// ours and not an accident of the setup.
-		inNSExec(t, tp.node, "nft", "flush", "chain", "inet", LocalTableName, "raw-prerouting")
-		send(c, "control")
-		received(t, got, "control")
-		if err := tp.b.Apply(t.Context(), tp.want, nil, true); err != nil {
-			t.Fatal(err)
-		}
-		send(c, "again")
-		notReceived(t, got, "again")
+		rawDropIsOurs(t, tp, LocalTableName, c, got)
 	})
 	t.Run("removed mapping stops at once", func(t *testing.T) {
 		tp.do(model.Op{Kind: "port", Delete: true, Key: "c1-udp"})

@@ -246,24 +246,10 @@ func TestTrafficEgressAndPublished(t *testing.T) {
 			Proto: "udp", HostIP: "127.0.0.1", HostPort: 8081, Port: 53}})
 		reaches(t, tp.nodeH, "", "127.0.0.1:8081", "")
 		got := udpServe(t, tp.c1H, ":53")
-		// Make ext route 127.0.0.1 to the node (only ext's tables change).
-		sh(t, "ip", "-n", tp.ext, "route", "del", "local", "127.0.0.1", "dev", "lo", "table", "local")
-		sh(t, "ip", "-n", tp.ext, "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
-		sh(t, "ip", "-n", tp.ext, "route", "add", "127.0.0.1/32", "via", tp.nodeIP)
-		c := udpDial(t, tp.extH, tp.extIP+":0", "127.0.0.1:8081")
+		c := loopbackFromExt(t, tp)
 		send(c, "blocked")
 		notReceived(t, got, "blocked")
-
-		// Control: without the raw drop the same datagram gets through,
-		// so the drop above is ours and not an accident of the setup.
-		inNSExec(t, tp.node, "nft", "flush", "chain", "inet", TableName, "raw-prerouting")
-		send(c, "control")
-		received(t, got, "control")
-		if err := tp.b.Apply(t.Context(), tp.want, nil, true); err != nil {
-			t.Fatal(err)
-		}
-		send(c, "again")
-		notReceived(t, got, "again")
+		rawDropIsOurs(t, tp, TableName, c, got)
 	})
 	t.Run("B21 restart keeps established flows", func(t *testing.T) {
 		tp.do(model.Op{Kind: "port", Port: &model.PortMapping{ID: "c1-echo", Endpoint: "c1",
@@ -506,4 +492,30 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo of %q: got %q, %v", msg, buf, err)
 	}
+}
+
+// loopbackFromExt makes the external host route 127.0.0.1 to the node (only
+// its own tables change) and returns a UDP socket sending to 127.0.0.1:8081.
+func loopbackFromExt(t *testing.T, tp *topo) *net.UDPConn {
+	t.Helper()
+	sh(t, "ip", "-n", tp.ext, "route", "del", "local", "127.0.0.1", "dev", "lo", "table", "local")
+	sh(t, "ip", "-n", tp.ext, "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
+	sh(t, "ip", "-n", tp.ext, "route", "add", "127.0.0.1/32", "via", tp.nodeIP)
+	return udpDial(t, tp.extH, tp.extIP+":0", "127.0.0.1:8081")
+}
+
+// rawDropIsOurs is the control of the loopback cases: without the raw drop
+// of table the same datagram gets through (route_localnet=1 lets the node
+// accept it), so the drop seen before is ours and not an accident of the
+// setup; a full sync puts the drop back.
+func rawDropIsOurs(t *testing.T, tp *topo, table string, c *net.UDPConn, got <-chan string) {
+	t.Helper()
+	inNSExec(t, tp.node, "nft", "flush", "chain", "inet", table, "raw-prerouting")
+	send(c, "control")
+	received(t, got, "control")
+	if err := tp.b.Apply(t.Context(), tp.want, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	send(c, "again")
+	notReceived(t, got, "again")
 }
