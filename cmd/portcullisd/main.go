@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/portcullis/portcullis/dataplane/agent"
 	"github.com/portcullis/portcullis/dataplane/api"
@@ -38,6 +39,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf/portcullis", "bpffs directory where eBPF programs and maps are pinned")
 	fs.StringVar(&cfg.Attach, "attach", "auto", "eBPF attach mode: auto (tcx when the kernel has it), tcx or tc (clsact)")
 	fs.BoolVar(&cfg.FastPath, "fast-path", true, "eBPF: redirect translated traffic straight between uplink and container (redirect_peer, fib lookup + redirect_neigh)")
+	fs.DurationVar(&cfg.JournalSync, "journal-sync", 100*time.Millisecond, "fdatasync the state journal within this interval of a change; 0 syncs before every API answer (survives power loss, slower on most disks)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9642 (default: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
@@ -50,6 +52,9 @@ func run(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: the only subcommand is uninstall", fs.Arg(0))
+	}
+	if cfg.JournalSync < 0 {
+		return fmt.Errorf("-journal-sync %v: must be 0 (sync every change) or a positive interval", cfg.JournalSync)
 	}
 	log, err := newLogger(*level, *format)
 	if err != nil {

@@ -27,6 +27,10 @@ type Config struct {
 	// FastPath lets the eBPF programs redirect translated traffic straight
 	// between the uplink and the container, skipping the bridge and netfilter.
 	FastPath bool
+	// JournalSync is how soon a change's journal line is fdatasynced; 0
+	// syncs before the API answers. Either way the line is written before
+	// the answer, so it survives the agent being killed.
+	JournalSync time.Duration
 	// MetricsAddr, when set, is a TCP address to serve Prometheus metrics on.
 	MetricsAddr string
 }
@@ -34,11 +38,15 @@ type Config struct {
 // Run serves until ctx ends. On the way out it leaves the kernel state as it
 // is, so a restart or an upgrade drops no flow.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	st, err := store.Open(cfg.StateDir)
+	st, err := store.Open(cfg.StateDir, store.SyncInterval(cfg.JournalSync))
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close state journal", "err", err)
+		}
+	}()
 	be, info, err := chooseBackend(cfg, log)
 	if err != nil {
 		return err
