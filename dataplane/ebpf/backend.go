@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/portcullis/portcullis/dataplane/bgqueue"
 	"github.com/portcullis/portcullis/dataplane/model"
 )
 
@@ -62,6 +63,10 @@ type Backend struct {
 	// epIDs names the endpoint of each host veth (ifindex) in the applied
 	// state: drop counters are kept by ifindex.
 	epIDs map[uint32]string
+	// flushq forgets the flows of removed mappings, endpoints and links
+	// off the API path: each pass walks whole conntrack tables, which costs
+	// their size (about 50 µs per table even empty), not the change's.
+	flushq *bgqueue.Queue[flushRule]
 }
 
 // New returns a backend. It touches the kernel only at the first Apply (or
@@ -92,8 +97,15 @@ func New(opts Options) (*Backend, error) {
 	if devs == nil {
 		devs = netlinkDevices{}
 	}
-	return &Backend{opts: opts, cfg: cfg, log: log, devs: devs, attached: map[attachKey]*attachment{}, epIDs: map[uint32]string{}}, nil
+	b := &Backend{opts: opts, cfg: cfg, log: log, devs: devs, attached: map[attachKey]*attachment{}, epIDs: map[uint32]string{}}
+	b.flushq = bgqueue.New(b.flushFlows)
+	return b, nil
 }
+
+// WaitFlushed blocks until the flows of every change applied so far have
+// been forgotten (B13 happens milliseconds after Apply returns; tests wait
+// here).
+func (b *Backend) WaitFlushed() { b.flushq.Wait() }
 
 // Name implements dataplane.Backend.
 func (b *Backend) Name() string { return "ebpf" }
@@ -284,11 +296,11 @@ func (b *Backend) applyFull(want *model.Resolved) error {
 // applyDelta writes only what d changes.
 func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 	devs := newDeviceCache(b.devs)
+	devs.applied = b.st
 	t := b.newTxn()
 	var (
-		flush  []flushRule
-		flush6 []netip.Addr
-		epIDs  = map[string][2]uint32{} // endpoint id -> host veth before, after
+		flush []flushRule
+		epIDs = map[string][2]uint32{} // endpoint id -> host veth before, after
 	)
 	set := func(id string, o owner) error {
 		added, removed, err := b.st.setOwner(t, id, o)
@@ -351,7 +363,6 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 				flush = append(flush, flushRule{addr: c.Old.IP})
 			}
 			if c.Old != nil && (c.New == nil || c.New.IP6 != c.Old.IP6) && c.Old.IP6.IsValid() {
-				flush6 = append(flush6, c.Old.IP6)
 				flush = append(flush, flushRule{addr: c.Old.IP6})
 			}
 		}
@@ -419,24 +430,7 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			b.epIDs[ix[1]] = id
 		}
 	}
-	if len(flush6) > 0 || len(flush) > 0 {
-		if _, err := flushCT6(b.dp.maps[mapCT6], flush6, flush); err != nil {
-			b.log.Warn("ebpf: flush ipv6 conntrack of removed endpoints and links", "err", err)
-		}
-	}
-	if len(flush) > 0 {
-		n, err := flushCT(b.dp.maps[mapCT], flush)
-		if err != nil {
-			b.log.Warn("ebpf: flush conntrack of removed mappings, endpoints and links", "err", err)
-		}
-		n6, err := flushNAT6(b.dp.maps[mapNAT6], flush)
-		if err != nil {
-			b.log.Warn("ebpf: flush ipv6 nat of removed mappings and endpoints", "err", err)
-		}
-		if n+n6 > 0 {
-			b.log.Debug("ebpf: flushed conntrack entries", "entries", n+n6)
-		}
-	}
+	b.flushq.Add(flush...)
 	return nil
 }
 
@@ -588,6 +582,7 @@ func removeLinkPins(dir string, keep map[string]bool) error {
 // this agent or an earlier one, and removes every pin and the pin
 // directory. Absent objects are not an error.
 func (b *Backend) Uninstall(ctx context.Context) error {
+	b.flushq.Close() // its work takes b.mu
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.gc != nil {
@@ -622,6 +617,7 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 // Close releases the agent's descriptors and stops the collector, leaving
 // the datapath in the kernel (pinned) for the next agent.
 func (b *Backend) Close() error {
+	b.flushq.Close() // its work takes b.mu
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.gc != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -178,6 +179,9 @@ func (r flushRule) match6(h nat6Half) bool {
 
 // flushCT deletes every pc_ct pair a rule selects.
 func flushCT(m *ebpf.Map, rules []flushRule) (int, error) {
+	if !slices.ContainsFunc(rules, func(r flushRule) bool { return r.addr.Is4() }) {
+		return 0, nil
+	}
 	return ctTable(m).flush(func(p ctPair) bool {
 		for _, r := range rules {
 			if r.addr.Is4() && r.match(p) {
@@ -190,6 +194,9 @@ func flushCT(m *ebpf.Map, rules []flushRule) (int, error) {
 
 // flushNAT6 deletes every pc_nat6 pair an IPv6 rule selects.
 func flushNAT6(m *ebpf.Map, rules []flushRule) (int, error) {
+	if !slices.ContainsFunc(rules, func(r flushRule) bool { return r.addr.Is6() && !r.link }) {
+		return 0, nil
+	}
 	return nat6Table(m).flush(func(h nat6Half) bool {
 		for _, r := range rules {
 			if r.addr.Is6() && !r.link && r.match6(h) {
@@ -245,19 +252,24 @@ func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
 	return res, errors.Join(errs...)
 }
 
-// flushCT6 forgets the IPv6 flows of the given container addresses, and
-// the link flows between the given parent/child pairs (rules with link set).
-func flushCT6(m *ebpf.Map, addrs []netip.Addr, links []flushRule) (int, error) {
+// flushCT6 forgets the pc_ct6 flows of the IPv6 container addresses that
+// went away (rules with neither port nor link), and the link flows between
+// the IPv6 parent/child pairs of rules with link set.
+func flushCT6(m *ebpf.Map, rules []flushRule) (int, error) {
 	want := map[[16]byte]bool{}
-	for _, a := range addrs {
-		want[a.As16()] = true
-	}
 	type pair struct{ child, parent [16]byte }
 	linked := map[pair]bool{}
-	for _, r := range links {
-		if r.link && r.addr.Is6() && r.peer.Is6() {
+	for _, r := range rules {
+		switch {
+		case !r.addr.Is6():
+		case r.link && r.peer.Is6():
 			linked[pair{child: r.peer.As16(), parent: r.addr.As16()}] = true
+		case !r.link && !r.port:
+			want[r.addr.As16()] = true
 		}
+	}
+	if len(want) == 0 && len(linked) == 0 {
+		return 0, nil
 	}
 	var (
 		k    endpointCt6Key
@@ -283,6 +295,31 @@ func flushCT6(m *ebpf.Map, addrs []netip.Addr, links []flushRule) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// flushFlows is the work of b.flushq: it forgets the flows the rules of
+// every change queued meanwhile select, in one pass over each table that
+// any rule concerns. It holds no lock over the walk, so Apply never waits
+// for it.
+func (b *Backend) flushFlows(rules []flushRule) {
+	ms, err := b.stateMaps(mapCT, mapCT6, mapNAT6)
+	if err != nil {
+		b.log.Warn("ebpf: forget flows of removed mappings, endpoints and links", "err", err)
+		return
+	}
+	if ms == nil {
+		return
+	}
+	defer closeMaps(ms)
+	n4, err4 := flushCT(ms[mapCT], rules)
+	n6, err6 := flushCT6(ms[mapCT6], rules)
+	nn, errn := flushNAT6(ms[mapNAT6], rules)
+	if err := errors.Join(err4, err6, errn); err != nil {
+		b.log.Warn("ebpf: forget flows of removed mappings, endpoints and links", "err", err)
+	}
+	if n := n4 + n6 + nn; n > 0 {
+		b.log.Debug("ebpf: flushed conntrack entries", "entries", n)
+	}
 }
 
 // collector runs collectGarbage in the background at an adaptive interval:

@@ -215,7 +215,7 @@ func TestLinkFlows(t *testing.T) {
 		if _, err := flushCT(f.d.maps[mapCT], []flushRule{{link: true, addr: ipA, peer: ipB}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := flushCT6(f.d.maps[mapCT6], nil, []flushRule{{link: true, addr: ipA6, peer: ipB6}}); err != nil {
+		if _, err := flushCT6(f.d.maps[mapCT6], []flushRule{{link: true, addr: ipA6, peer: ipB6}}); err != nil {
 			t.Fatal(err)
 		}
 		for k, v := range f.ct() {

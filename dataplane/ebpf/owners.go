@@ -13,10 +13,28 @@ import (
 type deviceCache struct {
 	devs  devices
 	cache map[string]device
+	// applied, when set, holds the owners in force: an endpoint already
+	// programmed has its host veth's ifindex there, which spares the
+	// netlink lookup (about 80 µs) for mappings and links on it.
+	applied *state
 }
 
 func newDeviceCache(d devices) *deviceCache {
 	return &deviceCache{devs: d, cache: map[string]device{}}
+}
+
+// hostVeth returns the ifindex of e's host veth: from its applied owner
+// when there is one (an endpoint whose veth changes is re-applied, with its
+// new owner, before the mappings and links of the same change), else from
+// the kernel.
+func (c *deviceCache) hostVeth(e *model.REndpoint) (uint32, error) {
+	if c.applied != nil {
+		if ix, ok := c.applied.owners["ep/"+e.ID].endpointIfindex(); ok && ix != 0 {
+			return ix, nil
+		}
+	}
+	d, err := c.byName(e.HostIfname)
+	return uint32(d.index), err
 }
 
 func (c *deviceCache) byName(name string) (device, error) {
@@ -61,11 +79,11 @@ func portOwner(devs *deviceCache, p *model.RPort) (owner, error) {
 	if p.EP == nil {
 		return owner{}, fmt.Errorf("port mapping %s has no endpoint", p.ID)
 	}
-	veth, err := devs.byName(p.EP.HostIfname)
+	veth, err := devs.hostVeth(p.EP)
 	if err != nil {
 		return owner{}, fmt.Errorf("port mapping %s: endpoint veth: %w", p.ID, err)
 	}
-	return owner{entries: portEntries(p, uint32(veth.index))}, nil
+	return owner{entries: portEntries(p, veth)}, nil
 }
 
 func linkID(l *model.RLink) string {
@@ -79,15 +97,15 @@ func linkOwner(devs *deviceCache, l *model.RLink) (owner, error) {
 	if l.Parent == nil || l.Child == nil {
 		return owner{}, fmt.Errorf("link %s: parent or child missing", linkID(l))
 	}
-	p, err := devs.byName(l.Parent.HostIfname)
+	p, err := devs.hostVeth(l.Parent)
 	if err != nil {
 		return owner{}, fmt.Errorf("link %s: parent veth: %w", linkID(l), err)
 	}
-	c, err := devs.byName(l.Child.HostIfname)
+	c, err := devs.hostVeth(l.Child)
 	if err != nil {
 		return owner{}, fmt.Errorf("link %s: child veth: %w", linkID(l), err)
 	}
-	return owner{entries: linkEntries(l, uint32(p.index), uint32(c.index))}, nil
+	return owner{entries: linkEntries(l, p, c)}, nil
 }
 
 // uplinkOwner: the configured uplinks, or the interfaces with a default

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/portcullis/portcullis/dataplane"
+	"github.com/portcullis/portcullis/dataplane/bgqueue"
 	"github.com/portcullis/portcullis/dataplane/model"
 )
 
@@ -61,7 +62,7 @@ type Backend struct {
 	mode     Mode             // Options.Mode
 
 	stats stats
-	ct    ctCleaner // deletes stale conntrack entries off the API path
+	ct    *bgqueue.Queue[ctMatch] // deletes stale conntrack entries off the API path
 }
 
 type stats struct {
@@ -95,6 +96,7 @@ func New(opts Options) (*Backend, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	b.ct = bgqueue.New(b.cleanConntrack)
 	if b.ns <= 0 {
 		// Pin the caller's namespace now: later calls may run on any thread.
 		h, err := netns.Get()
@@ -108,7 +110,7 @@ func New(opts Options) (*Backend, error) {
 
 // Close releases the namespace handle New took. The kernel state stays.
 func (b *Backend) Close() error {
-	b.ct.close() // before the namespace handle goes
+	b.ct.Close() // before the namespace handle goes
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ownNS && b.ns.IsOpen() {

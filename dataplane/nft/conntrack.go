@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sync"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -90,83 +89,21 @@ func (b *Backend) clearConntrack(d *model.Delta) {
 			ms = append(ms, matchFor(c.New, false))
 		}
 	}
-	if len(ms) > 0 {
-		b.ct.enqueue(b, ms)
-	}
+	b.ct.Add(ms...)
 }
 
-// ctCleaner deletes stale conntrack entries in the background, one dump
-// for every batch of changes that queued up meanwhile.
-type ctCleaner struct {
-	once    sync.Once
-	mu      sync.Mutex
-	pending [][]ctMatch // one batch per change
-	wake    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
-	busy    sync.WaitGroup // one per queued batch, done when deleted
-}
-
-func (c *ctCleaner) enqueue(b *Backend, ms []ctMatch) {
-	c.once.Do(func() {
-		c.wake, c.stop, c.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-		go c.run(b)
-	})
-	c.mu.Lock()
-	c.pending = append(c.pending, ms)
-	c.busy.Add(1)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (c *ctCleaner) run(b *Backend) {
-	defer close(c.done)
-	for {
-		select {
-		case <-c.stop:
-			c.drain(b) // what was queued still gets cleaned
-			return
-		case <-c.wake:
-			c.drain(b)
-		}
-	}
-}
-
-func (c *ctCleaner) drain(b *Backend) {
-	c.mu.Lock()
-	batches := c.pending
-	c.pending = nil
-	c.mu.Unlock()
-	if len(batches) == 0 {
-		return
-	}
-	n, err := b.deleteFlows(slices.Concat(batches...))
+// cleanConntrack is the work of b.ct: one conntrack dump for every change
+// that queued up meanwhile.
+func (b *Backend) cleanConntrack(ms []ctMatch) {
+	n, err := b.deleteFlows(ms)
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.stats.ctDeleted += uint64(n)
 	b.stats.ctLastError = ""
 	if err != nil {
 		b.stats.ctLastError = err.Error()
 		b.log.Warn("clear stale conntrack entries", "err", err)
 	}
-	b.mu.Unlock()
-	for range batches {
-		c.busy.Done()
-	}
-}
-
-// Wait blocks until every queued clean-up has run.
-func (c *ctCleaner) Wait() { c.busy.Wait() }
-
-// close stops the cleaner after it has run what was queued.
-func (c *ctCleaner) close() {
-	if c.stop == nil {
-		return
-	}
-	close(c.stop)
-	<-c.done
 }
 
 // deleteFlows deletes the conntrack entries matched by ms and returns how
