@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/portcullis/portcullis/dataplane"
@@ -63,6 +64,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := rec.Start(ctx); err != nil {
 		return fmt.Errorf("apply state at start: %w", err)
 	}
+	// Loading and the first full sync peak at several times the steady
+	// heap (snapshot text, decoded and resolved state, every map entry
+	// built at once); hand that back now rather than when the scavenger
+	// gets to it.
+	debug.FreeOSMemory()
 	if cfg.MetricsAddr != "" {
 		if err := serveMetrics(ctx, cfg.MetricsAddr, rec, log); err != nil {
 			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
