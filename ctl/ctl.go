@@ -1,7 +1,10 @@
 // Package ctl is pcctl, the debug CLI. Noun commands (status, networks,
-// endpoints, ports, links) only read; verb commands (publish, unpublish,
-// link, unlink) change state. Commands get an injected Env, so tests run
-// them in-process.
+// endpoints, ports, links, flows, drops) only read; verb commands (publish,
+// unpublish, link, unlink, flush-flows) change state. The noun commands ask
+// the agent, and when it does not answer on its socket read what it left
+// directly: the state directory, the pinned maps, the nft tables and the
+// conntrack table (offline.go). Verb commands need the agent. Commands get
+// an injected Env, so tests run them in-process.
 package ctl
 
 import (
@@ -34,27 +37,29 @@ type command struct {
 }
 
 type cli struct {
-	env    Env
-	client *api.Client
-	socket string
-	output string
+	env      Env
+	client   *api.Client
+	socket   string
+	output   string
+	stateDir string // the agent's -state-dir, read when it is down
+	bpffs    string // the agent's -bpffs, read when it is down
 }
 
 var commands = []command{
-	{"status", "", "show the backend in use and why, counts and reconciler state", status},
-	{"networks", "", "list networks", listOf("networks")},
-	{"endpoints", "", "list endpoints", listOf("endpoints")},
-	{"ports", "", "list port mappings", listOf("ports")},
-	{"links", "", "list links with their environment variables", listOf("links")},
-	{"flows", "[-addr IP] [-port N] [-proto P]", "list connection-tracking and NAT entries", flows},
-	{"drops", "", "list drop counters by reason and endpoint", drops},
+	{"status", "", "show the backend in use and why, counts and reconciler state (agent down: what is installed, from the kernel and -state-dir)", status},
+	{"networks", "", "list networks (agent down: from -state-dir)", listOf("networks")},
+	{"endpoints", "", "list endpoints (agent down: from -state-dir)", listOf("endpoints")},
+	{"ports", "", "list port mappings (agent down: from -state-dir)", listOf("ports")},
+	{"links", "", "list links with their environment variables (agent down: from -state-dir)", listOf("links")},
+	{"flows", "[-addr IP] [-port N] [-proto P]", "list connection-tracking and NAT entries (agent down: from the pinned maps or the conntrack table)", flows},
+	{"drops", "", "list drop counters by reason and endpoint (agent down: from the pinned maps or the nft counters)", drops},
 	{"maps", "[-bpffs DIR] [-dump NAME]", "list the pinned BPF maps (read from bpffs, works with the agent down)", maps},
 	{"trace", "[-bpffs DIR] [-type drop,nat] [-reason R] [-addr IP] [-port N] [-proto P] [-endpoint ID] [-count N] [-timeout D]", "print live drops and new translations from the eBPF datapath (from bpffs, works with the agent down)", trace},
-	{"publish", "ID ENDPOINT [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]", "publish a port (like docker -p)", publish},
-	{"unpublish", "ID", "remove a port mapping", unpublish},
-	{"link", "PARENT CHILD ALIAS", "link parent to child under alias; prints env and hosts line", link},
-	{"unlink", "PARENT ALIAS", "remove a link", unlink},
-	{"flush-flows", "[-addr IP] [-port N] [-proto P]", "delete connection-tracking entries (all, or those selected)", flushFlows},
+	{"publish", "ID ENDPOINT [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]", "publish a port (like docker -p; needs the agent)", publish},
+	{"unpublish", "ID", "remove a port mapping (needs the agent)", unpublish},
+	{"link", "PARENT CHILD ALIAS", "link parent to child under alias; prints env and hosts line (needs the agent)", link},
+	{"unlink", "PARENT ALIAS", "remove a link (needs the agent)", unlink},
+	{"flush-flows", "[-addr IP] [-port N] [-proto P]", "delete connection-tracking entries, all or those selected (needs the agent)", flushFlows},
 	{"uninstall", "[-state-dir DIR] [-bpffs DIR]", "remove everything portcullisd created (the agent must be stopped)", uninstall},
 }
 
@@ -80,7 +85,7 @@ _pcctl() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in -*) ;; *) COMPREPLY=($(compgen -W "--help -o" -- "$cur")); return;; esac
   done
-  COMPREPLY=($(compgen -W "%s -o -socket" -- "$cur"))
+  COMPREPLY=($(compgen -W "%s -o -socket -state-dir -bpffs" -- "$cur"))
 }
 complete -F _pcctl pcctl
 `, strings.Join(names, " "))
@@ -91,12 +96,18 @@ complete -F _pcctl pcctl
 func Run(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("pcctl", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	sock := env.Getenv("PORTCULLIS_SOCKET")
-	if sock == "" {
-		sock = api.DefaultSocket
+	envOr := func(name, def string) string {
+		if v := env.Getenv(name); v != "" {
+			return v
+		}
+		return def
 	}
-	socket := fs.String("socket", sock, "agent socket (env PORTCULLIS_SOCKET)")
+	socket := fs.String("socket", envOr("PORTCULLIS_SOCKET", api.DefaultSocket), "agent socket (env PORTCULLIS_SOCKET)")
 	output := fs.String("o", "table", "output format: table or json")
+	stateDir := fs.String("state-dir", envOr("PORTCULLIS_STATE_DIR", DefaultStateDir),
+		"the agent's state directory, read when it does not answer (env PORTCULLIS_STATE_DIR)")
+	bpffs := fs.String("bpffs", envOr("PORTCULLIS_BPFFS", DefaultBPFFS),
+		"the agent's bpffs directory, read when it does not answer (env PORTCULLIS_BPFFS)")
 	fs.Usage = func() { usage(env.Stderr, fs) }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -108,7 +119,7 @@ func Run(ctx context.Context, args []string, env Env) error {
 		usage(env.Stderr, fs)
 		return errors.New("no command given")
 	}
-	c := &cli{env: env, client: api.NewClient(*socket), socket: *socket, output: *output}
+	c := &cli{env: env, client: api.NewClient(*socket), socket: *socket, output: *output, stateDir: *stateDir, bpffs: *bpffs}
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	for _, cmd := range commands {
 		if cmd.name == name {
@@ -122,11 +133,21 @@ func Run(ctx context.Context, args []string, env Env) error {
 	return fmt.Errorf("unknown command %q: run pcctl -h for the list", name)
 }
 
+// The agent's defaults (portcullisd -state-dir, -bpffs).
+const (
+	DefaultStateDir = "/var/lib/portcullis"
+	DefaultBPFFS    = "/sys/fs/bpf/portcullis"
+)
+
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "usage: pcctl [flags] COMMAND [ARGS]\n\ncommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.help)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.help)
 	}
+	fmt.Fprintf(w, "\nThe read-only commands ask portcullisd; when it does not answer on its\n"+
+		"socket they read -state-dir, the maps pinned in -bpffs and the nft and\n"+
+		"conntrack tables of the current network namespace instead, and say so on\n"+
+		"stderr. Commands that change state need the agent.\n")
 	fmt.Fprintf(w, "\nflags:\n")
 	fs.PrintDefaults()
 }
@@ -151,6 +172,11 @@ func (c *cli) print(v any, table func(w io.Writer)) error {
 
 func status(ctx context.Context, c *cli, args []string) error {
 	st, err := c.client.Status(ctx)
+	if agentDown(err) {
+		st, err = c.offlineStatus()
+	} else if err == nil {
+		st["agent"] = "running (answering on " + c.socket + ")"
+	}
 	if err != nil {
 		return err
 	}
@@ -176,7 +202,11 @@ func printTree(w io.Writer, indent string, m map[string]any) {
 func listOf(kind string) func(ctx context.Context, c *cli, args []string) error {
 	return func(ctx context.Context, c *cli, args []string) error {
 		var rows []map[string]any
-		if err := c.client.Do(ctx, "GET", "/v1/"+kind, nil, &rows); err != nil {
+		err := c.client.Do(ctx, "GET", "/v1/"+kind, nil, &rows)
+		if agentDown(err) {
+			rows, err = c.stateRows(kind)
+		}
+		if err != nil {
 			return err
 		}
 		cols := columns[kind]
@@ -227,7 +257,7 @@ func publish(ctx context.Context, c *cli, args []string) error {
 	p.ID, p.Endpoint = args[0], args[1]
 	got, err := c.client.PutPort(ctx, p)
 	if err != nil {
-		return err
+		return c.needAgent("publish", err)
 	}
 	return c.print(got, func(w io.Writer) { fmt.Fprintf(w, "published %s\n", args[2]) })
 }
@@ -269,7 +299,7 @@ func unpublish(ctx context.Context, c *cli, args []string) error {
 	if err := wantArgs(args, 1, "ID"); err != nil {
 		return err
 	}
-	return c.client.DeletePort(ctx, args[0])
+	return c.needAgent("unpublish", c.client.DeletePort(ctx, args[0]))
 }
 
 func link(ctx context.Context, c *cli, args []string) error {
@@ -278,7 +308,7 @@ func link(ctx context.Context, c *cli, args []string) error {
 	}
 	l, err := c.client.PutLink(ctx, model.Link{Parent: args[0], Child: args[1], Alias: args[2]})
 	if err != nil {
-		return err
+		return c.needAgent("link", err)
 	}
 	return c.print(l, func(w io.Writer) {
 		for _, e := range l.Env {
@@ -292,21 +322,21 @@ func unlink(ctx context.Context, c *cli, args []string) error {
 	if err := wantArgs(args, 2, "PARENT ALIAS"); err != nil {
 		return err
 	}
-	return c.client.DeleteLink(ctx, args[0], args[1])
+	return c.needAgent("unlink", c.client.DeleteLink(ctx, args[0], args[1]))
 }
 
-// flowQuery parses the flow filter flags into a query string.
-func flowQuery(name string, args []string, stderr io.Writer) (string, error) {
+// flowQuery parses the flow filter flags into the query of /v1/flows.
+func flowQuery(name string, args []string, stderr io.Writer) (url.Values, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "", "only flows with this address on either side")
 	port := fs.Int("port", 0, "only flows with this port on either side")
 	proto := fs.String("proto", "", "only flows of this protocol: tcp, udp, sctp, icmp, icmpv6")
 	if err := fs.Parse(args); err != nil {
-		return "", err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	q := url.Values{}
 	if *addr != "" {
@@ -318,10 +348,15 @@ func flowQuery(name string, args []string, stderr io.Writer) (string, error) {
 	if *proto != "" {
 		q.Set("proto", *proto)
 	}
+	return q, nil
+}
+
+// encode is q as the end of a path: "" or "?...".
+func encode(q url.Values) string {
 	if len(q) == 0 {
-		return "", nil
+		return ""
 	}
-	return "?" + q.Encode(), nil
+	return "?" + q.Encode()
 }
 
 func flows(ctx context.Context, c *cli, args []string) error {
@@ -330,7 +365,15 @@ func flows(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	var list []dataplane.Flow
-	if err := c.client.Do(ctx, "GET", "/v1/flows"+q, nil, &list); err != nil {
+	err = c.client.Do(ctx, "GET", "/v1/flows"+encode(q), nil, &list)
+	if agentDown(err) {
+		// The filter is checked as the agent checks it.
+		var f dataplane.FlowFilter
+		if f, err = api.ParseFlowFilter(q); err == nil {
+			list, err = c.offlineFlows(ctx, f)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	return c.print(list, func(w io.Writer) {
@@ -355,15 +398,19 @@ func flushFlows(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	var res map[string]int
-	if err := c.client.Do(ctx, "DELETE", "/v1/flows"+q, nil, &res); err != nil {
-		return err
+	if err := c.client.Do(ctx, "DELETE", "/v1/flows"+encode(q), nil, &res); err != nil {
+		return c.needAgent("flush-flows", err)
 	}
 	return c.print(res, func(w io.Writer) { fmt.Fprintf(w, "flushed %d flows\n", res["flushed"]) })
 }
 
 func drops(ctx context.Context, c *cli, args []string) error {
 	var list []dataplane.Drop
-	if err := c.client.Do(ctx, "GET", "/v1/drops", nil, &list); err != nil {
+	err := c.client.Do(ctx, "GET", "/v1/drops", nil, &list)
+	if agentDown(err) {
+		list, err = c.offlineDrops(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	return c.print(list, func(w io.Writer) {

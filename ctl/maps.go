@@ -31,7 +31,7 @@ type mapDump struct {
 func maps(_ context.Context, c *cli, args []string) error {
 	fs := flag.NewFlagSet("maps", flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
-	bpffs := fs.String("bpffs", "/sys/fs/bpf/portcullis", "the agent's bpffs directory")
+	bpffs := fs.String("bpffs", c.bpffs, "the agent's bpffs directory (default: pcctl -bpffs)")
 	dump := fs.String("dump", "", "also print every entry of this map, as hex key and value")
 	limit := fs.Int("limit", 1000, "at most this many entries per dumped map")
 	if err := fs.Parse(args); err != nil {

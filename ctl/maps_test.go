@@ -52,6 +52,13 @@ func TestMapsFromPins(t *testing.T) {
 	if !strings.Contains(out, "pc_test") || !strings.Contains(out, "04030201") || !strings.Contains(out, "ddccbbaa") {
 		t.Errorf("maps output:\n%s", out)
 	}
+	// maps' own -bpffs defaults to the global -bpffs (or PORTCULLIS_BPFFS).
+	if got, err := pcctl(t, "", "-bpffs", dir, "maps", "-dump", "pc_test"); err != nil || got != out {
+		t.Errorf("pcctl -bpffs DIR maps: %v\n%s", err, got)
+	}
+	if got, _, err := run(map[string]string{"PORTCULLIS_BPFFS": dir}, "maps", "-dump", "pc_test"); err != nil || got != out {
+		t.Errorf("maps with PORTCULLIS_BPFFS: %v\n%s", err, got)
+	}
 	out, _ = pcctl(t, "", "maps", "-bpffs", dir, "-dump", "pc_cnt")
 	want := fmt.Sprintf("=> %02x00000000000000 (sum over CPUs)", 2*n) // little-endian uint64
 	if !strings.Contains(out, want) {

@@ -30,7 +30,7 @@ import (
 func trace(ctx context.Context, c *cli, args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
-	bpffs := fs.String("bpffs", "/sys/fs/bpf/portcullis", "the agent's bpffs directory")
+	bpffs := fs.String("bpffs", c.bpffs, "the agent's bpffs directory (default: pcctl -bpffs)")
 	kinds := fs.String("type", "drop,nat", "events: drop (every drop), nat (every new translated flow), or both")
 	reason := fs.String("reason", "", "only drops for these reasons, comma-separated; a name also selects its finer ones (spoof: spoof-ip, spoof-mac, ...)")
 	addr := fs.String("addr", "", "only events with this address on either side, translated or not")

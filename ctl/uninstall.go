@@ -19,8 +19,8 @@ func uninstall(ctx context.Context, c *cli, args []string) error {
 	fs := flag.NewFlagSet("uninstall", flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
 	cfg := agent.Config{Socket: c.socket}
-	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/portcullis", "the agent's state directory")
-	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf/portcullis", "the agent's bpffs directory")
+	fs.StringVar(&cfg.StateDir, "state-dir", c.stateDir, "the agent's state directory (default: pcctl -state-dir)")
+	fs.StringVar(&cfg.BPFFS, "bpffs", c.bpffs, "the agent's bpffs directory (default: pcctl -bpffs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

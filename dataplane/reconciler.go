@@ -56,14 +56,9 @@ func NewReconciler(be Backend, dev Devices, st *store.Store, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	want, err := model.Load(snap)
+	want, err := store.Resolve(snap, ops)
 	if err != nil {
-		return nil, fmt.Errorf("state snapshot: %w", err)
-	}
-	for i, op := range ops {
-		if _, err := want.Do(op); err != nil {
-			return nil, fmt.Errorf("replay journal entry %d (%s): %w", i+1, op.Kind, err)
-		}
+		return nil, err
 	}
 	return &Reconciler{want: want, be: be, dev: dev, st: st, log: log}, nil
 }

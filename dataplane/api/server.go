@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,7 +100,7 @@ func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter
 func (s *Server) resource(mux *http.ServeMux, plural, kind, key string, keyOf func(*http.Request) string) {
 	base := "/v1/" + plural
 	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) {
-		s.rec.Read(func(want *model.Resolved) { writeJSON(w, http.StatusOK, list(want, kind)) })
+		s.rec.Read(func(want *model.Resolved) { writeJSON(w, http.StatusOK, List(want, kind)) })
 	})
 	mux.HandleFunc("GET "+base+"/"+key, func(w http.ResponseWriter, r *http.Request) {
 		var v any
@@ -170,8 +171,13 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 
 // flowFilter reads ?addr=&port=&proto= .
 func flowFilter(r *http.Request) (dataplane.FlowFilter, error) {
+	return ParseFlowFilter(r.URL.Query())
+}
+
+// ParseFlowFilter reads the flow filter of /v1/flows from its query
+// parameters addr, port and proto, refusing what the API refuses.
+func ParseFlowFilter(q url.Values) (dataplane.FlowFilter, error) {
 	var f dataplane.FlowFilter
-	q := r.URL.Query()
 	if v := q.Get("addr"); v != "" {
 		a, err := netip.ParseAddr(v)
 		if err != nil {
@@ -300,7 +306,10 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-func list(want *model.Resolved, kind string) any {
+// List is what GET /v1/<kind>s answers: the view of every object of kind
+// (network, endpoint, port or link), in the order of their keys. pcctl
+// shows the same rows from the state directory when the agent is down.
+func List(want *model.Resolved, kind string) any {
 	switch kind {
 	case "network":
 		return views(want.Networks, (*model.RNetwork).View)

@@ -19,7 +19,7 @@ type Queue[T any] struct {
 	wake    chan struct{} // nil while no goroutine runs
 	stop    chan struct{}
 	done    chan struct{}
-	last    chan struct{} // done of the last goroutine, which a new one waits for
+	last    chan struct{}  // done of the last goroutine, which a new one waits for
 	busy    sync.WaitGroup // one per queued batch, done when worked
 }
 

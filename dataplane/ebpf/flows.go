@@ -181,8 +181,14 @@ func closeMaps(ms map[string]*ebpf.Map) {
 // published-port flow (pc_nat6) and other IPv6 flow (pc_ct6) that f
 // selects.
 func (b *Backend) Flows(ctx context.Context, f dataplane.FlowFilter) ([]dataplane.Flow, error) {
+	return listFlows(f, func(visit func(dataplane.Flow) bool) (int, error) { return b.walkFlows(ctx, visit) })
+}
+
+// listFlows collects the flows that walk visits and f selects, deleting
+// none.
+func listFlows(f dataplane.FlowFilter, walk func(visit func(dataplane.Flow) bool) (int, error)) ([]dataplane.Flow, error) {
 	var out []dataplane.Flow
-	_, err := b.walkFlows(ctx, func(fl dataplane.Flow) bool {
+	_, err := walk(func(fl dataplane.Flow) bool {
 		if f.Match(fl) {
 			out = append(out, fl)
 		}
@@ -206,8 +212,8 @@ func (b *Backend) FlushFlows(ctx context.Context, f dataplane.FlowFilter) (int, 
 	return n, nil
 }
 
-// walkFlows calls visit with every flow and deletes those it returns true
-// for; it returns how many were deleted.
+// walkFlows calls visit with every flow of the loaded datapath and deletes
+// those it returns true for; it returns how many were deleted.
 func (b *Backend) walkFlows(ctx context.Context, visit func(dataplane.Flow) bool) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -217,6 +223,14 @@ func (b *Backend) walkFlows(ctx context.Context, visit func(dataplane.Flow) bool
 		return 0, err
 	}
 	defer closeMaps(ms)
+	return walkFlowMaps(ms, visit)
+}
+
+// walkFlowMaps calls visit with every flow of the flow tables ms (pc_ct,
+// pc_nat6 and pc_ct6 by name) and deletes those it returns true for; it
+// returns how many were deleted. A visit that never returns true makes no
+// change, so the maps may be read-only (Pinned).
+func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int, error) {
 	now := monotonicNow()
 	deleted := 0
 

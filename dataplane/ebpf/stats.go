@@ -56,10 +56,17 @@ func (b *Backend) Drops(ctx context.Context) ([]dataplane.Drop, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sumDrops(counts, func(ifindex uint32) string { return b.epIDs[ifindex] }), nil
+}
+
+// sumDrops sums the counters by reason and endpoint, endpoint naming the
+// endpoint of a host veth ("" for an uplink or an interface no endpoint
+// has), sorted by reason, then endpoint.
+func sumDrops(counts []dropCount, endpoint func(ifindex uint32) string) []dataplane.Drop {
 	type key struct{ reason, ep string }
 	sums := map[key]uint64{}
 	for _, c := range counts {
-		sums[key{c.reason, b.epIDs[c.ifindex]}] += c.packets
+		sums[key{c.reason, endpoint(c.ifindex)}] += c.packets
 	}
 	out := make([]dataplane.Drop, 0, len(sums))
 	for k, n := range sums {
@@ -71,7 +78,7 @@ func (b *Backend) Drops(ctx context.Context) ([]dataplane.Drop, error) {
 		}
 		return out[i].Endpoint < out[j].Endpoint
 	})
-	return out, nil
+	return out
 }
 
 // Fill implements dataplane.FillReporter: entries and max entries of every
@@ -99,8 +106,7 @@ func (b *Backend) Fill() []dataplane.TableFill {
 	}
 	maps := map[string]*ebpf.Map{}
 	for name, m := range b.dp.maps {
-		switch m.Type() {
-		case ebpf.Array, ebpf.PerCPUArray, ebpf.RingBuf:
+		if !hasFill(m) {
 			continue
 		}
 		if c, err := m.Clone(); err == nil {
@@ -109,6 +115,23 @@ func (b *Backend) Fill() []dataplane.TableFill {
 	}
 	b.mu.Unlock()
 	defer closeMaps(maps)
+	return fillOf(maps, known)
+}
+
+// hasFill reports whether Fill reports m: arrays are always full, and the
+// ring buffer has no entries.
+func hasFill(m *ebpf.Map) bool {
+	switch m.Type() {
+	case ebpf.Array, ebpf.PerCPUArray, ebpf.RingBuf:
+		return false
+	}
+	return true
+}
+
+// fillOf returns the fill level of every map of maps, sorted by name: the
+// count in known when it has one, else the count of a walk over its keys.
+// A map that cannot be walked is left out.
+func fillOf(maps map[string]*ebpf.Map, known map[string]int) []dataplane.TableFill {
 	out := make([]dataplane.TableFill, 0, len(maps))
 	for name, m := range maps {
 		n, ok := known[name]

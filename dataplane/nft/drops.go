@@ -22,16 +22,44 @@ func (b *Backend) Drops(ctx context.Context) ([]dataplane.Drop, error) {
 		return nil, err
 	}
 	b.mu.Lock()
-	counts, err := b.readCounters(b.mode)
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	c, err := b.conn(0)
+	if err != nil {
+		return nil, err
+	}
+	return modeDrops(c, b.mode)
+}
+
+// ReadDrops returns the drop counters of the tables of mode m in the
+// network namespace of the calling thread, as a backend in that mode
+// reports them, without one: pcctl reads them so while the agent is down.
+// It only reads.
+func ReadDrops(ctx context.Context, m Mode) ([]dataplane.Drop, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !m.valid() {
+		return nil, fmt.Errorf("nftables: unknown mode %v", m)
+	}
+	var out []dataplane.Drop
+	err := withCurrentNS(func(c *nftables.Conn) (err error) {
+		out, err = modeDrops(c, m)
+		return err
+	})
+	return out, err
+}
+
+// modeDrops reads the drop counters of the tables of m over c.
+func modeDrops(c *nftables.Conn, m Mode) ([]dataplane.Drop, error) {
+	counts, err := readCounters(c, m)
 	if err != nil {
 		return nil, err
 	}
 	var out []dataplane.Drop
-	for _, t := range tables(b.mode) {
-		for _, c := range t.counters {
-			if v, ok := counts[c.name()]; ok {
-				out = append(out, dataplane.Drop{Reason: c.reason, Packets: v.packets, Bytes: v.bytes})
+	for _, t := range tables(m) {
+		for _, cd := range t.counters {
+			if v, ok := counts[cd.name()]; ok {
+				out = append(out, dataplane.Drop{Reason: cd.reason, Packets: v.packets, Bytes: v.bytes})
 			}
 		}
 	}
@@ -39,13 +67,9 @@ func (b *Backend) Drops(ctx context.Context) ([]dataplane.Drop, error) {
 }
 
 // readCounters returns the counter objects of the tables of modes ms by
-// name; a name found in the tables of an earlier mode of ms wins. A table
-// that does not exist dumps nothing.
-func (b *Backend) readCounters(ms ...Mode) (map[string]dropCount, error) {
-	c, err := b.conn(0)
-	if err != nil {
-		return nil, err
-	}
+// name, read over c; a name found in the tables of an earlier mode of ms
+// wins. A table that does not exist dumps nothing.
+func readCounters(c *nftables.Conn, ms ...Mode) (map[string]dropCount, error) {
 	out := map[string]dropCount{}
 	for _, m := range ms {
 		for _, t := range tables(m) {
@@ -74,7 +98,11 @@ func (b *Backend) readCounters(ms ...Mode) (map[string]dropCount, error) {
 // carried over from the other mode's (drop-loopback, when the agent
 // switches between the nftables and the eBPF backend).
 func (b *Backend) carryCounters() map[string]dropCount {
-	counts, err := b.readCounters(append([]Mode{b.mode}, b.mode.others()...)...)
+	c, err := b.conn(0)
+	var counts map[string]dropCount
+	if err == nil {
+		counts, err = readCounters(c, append([]Mode{b.mode}, b.mode.others()...)...)
+	}
 	if err != nil {
 		b.log.Warn("drop counters restart from zero", "err", err)
 		return nil

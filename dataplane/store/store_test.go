@@ -35,6 +35,15 @@ func replay(t *testing.T, dir string) *model.State {
 	return r.State()
 }
 
+// threeOps: a network, an endpoint on it, a mapping to the endpoint.
+func threeOps() []model.Op {
+	return []model.Op{
+		{Kind: "network", Network: &model.Network{Name: "n", Bridge: "pc0", Subnet: "172.17.0.0/16"}},
+		{Kind: "endpoint", Endpoint: &model.Endpoint{ID: "a", Network: "n", IP: "172.17.0.2", Netns: "/run/netns/a"}},
+		{Kind: "port", Port: &model.PortMapping{ID: "p", Endpoint: "a", Proto: "tcp", HostPort: 8080, Port: 80}},
+	}
+}
+
 func TestJournalSnapshotAndTornTail(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
@@ -42,11 +51,7 @@ func TestJournalSnapshotAndTornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := model.NewResolved()
-	ops := []model.Op{
-		{Kind: "network", Network: &model.Network{Name: "n", Bridge: "pc0", Subnet: "172.17.0.0/16"}},
-		{Kind: "endpoint", Endpoint: &model.Endpoint{ID: "a", Network: "n", IP: "172.17.0.2", Netns: "/run/netns/a"}},
-		{Kind: "port", Port: &model.PortMapping{ID: "p", Endpoint: "a", Proto: "tcp", HostPort: 8080, Port: 80}},
-	}
+	ops := threeOps()
 	for _, op := range ops[:2] {
 		r.Do(op)
 		if err := s.Append(op); err != nil {
