@@ -317,4 +317,8 @@ func TestOfflineNftables(t *testing.T) {
 	if st["backend"] != "nftables" {
 		t.Errorf("status: backend %v (%v)", st["backend"], st["backend_reason"])
 	}
+	// trace reads the eBPF event ring: with nftables it says what to use.
+	if _, _, err := w.pcctl("trace", "-timeout", "1s"); err == nil || !strings.Contains(err.Error(), "nftables backend is in use") {
+		t.Errorf("trace with the nftables backend: %v", err)
+	}
 }

@@ -10,12 +10,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/portcullis/portcullis/dataplane/ebpf"
+	"github.com/portcullis/portcullis/dataplane/nft"
 )
 
 // trace prints the eBPF datapath's live events, like cilium monitor: every
@@ -78,6 +80,11 @@ func trace(ctx context.Context, c *cli, args []string) error {
 	names := c.endpointNames(ctx)
 	tr, err := ebpf.OpenTracer(*bpffs, f.kinds)
 	if err != nil {
+		if modes, _ := nft.InstalledModes(); slices.Contains(modes, nft.ModeFull) {
+			return fmt.Errorf("the nftables backend is in use here, and trace reads the eBPF datapath's event ring: "+
+				"count drops with pcctl drops, and follow packets with nftables' own tracing "+
+				"(nft monitor trace, after a rule that sets meta nftrace) (%w)", err)
+		}
 		return err
 	}
 	defer tr.Close()
