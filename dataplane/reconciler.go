@@ -135,7 +135,9 @@ func (c *Reconciler) Do(ctx context.Context, op model.Op) (*model.Delta, error) 
 
 func (c *Reconciler) apply(ctx context.Context, d *model.Delta, op model.Op) error {
 	undoDev, err := c.plugDevices(d)
-	if err == nil {
+	if err == nil && len(d.Networks) > 0 {
+		// Only a network can need forwarding switched on (IPv6 for its
+		// first IPv6 subnet); Start set it for the rest.
 		err = c.forwarding()
 	}
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -306,15 +307,21 @@ func (m *Manager) EnsureForwarding(ipv6 bool) error {
 }
 
 // Sysctl sets a sysctl of the current network namespace and returns the
-// previous value.
+// previous value. It writes only when the value differs: a write is not
+// free (the IPv6 forwarding switch takes the RTNL lock and walks every
+// interface even when it stays on).
 func Sysctl(path, value string) (string, error) {
 	full := "/proc/sys/" + path
-	old, err := os.ReadFile(full)
+	b, err := os.ReadFile(full)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", full, err)
+	}
+	old := strings.TrimSuffix(string(b), "\n")
+	if old == value {
+		return old, nil
 	}
 	if err := os.WriteFile(full, []byte(value), 0o644); err != nil {
 		return "", fmt.Errorf("write %s=%s: %w", full, value, err)
 	}
-	return string(old[:len(old)-1]), nil
+	return old, nil
 }
