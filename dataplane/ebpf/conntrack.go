@@ -27,16 +27,13 @@ type ctPair = half[endpointCtKey, endpointCtEntry]
 type nat6Half = half[endpointCt6Key, endpointNat6Entry]
 
 func readHalves[K comparable, V any](m *ebpf.Map) ([]half[K, V], error) {
-	var (
-		out []half[K, V]
-		h   half[K, V]
-	)
-	it := m.Iterate()
-	for it.Next(&h.k, &h.v) {
-		out = append(out, h)
+	keys, vals, err := readAll[K, V](m)
+	if err != nil {
+		return nil, err
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", m, err)
+	out := make([]half[K, V], len(keys))
+	for i := range keys {
+		out[i] = half[K, V]{keys[i], vals[i]}
 	}
 	return out, nil
 }
@@ -76,19 +73,11 @@ func nat6Table(m *ebpf.Map) pairTable[endpointCt6Key, endpointNat6Entry] {
 
 // deletePairs removes the halves and their partners.
 func (t pairTable[K, V]) deletePairs(halves []half[K, V]) (int, error) {
-	n := 0
-	var errs []error
+	keys := make([]K, 0, 2*len(halves))
 	for _, h := range halves {
-		for _, k := range []K{h.k, t.partner(h.v)} {
-			err := t.m.Delete(k)
-			if err == nil {
-				n++
-			} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				errs = append(errs, err)
-			}
-		}
+		keys = append(keys, h.k, t.partner(h.v))
 	}
-	return n, errors.Join(errs...)
+	return deleteKeys(t.m, keys)
 }
 
 // flush deletes every pair one of whose halves match selects. It scans the
@@ -225,31 +214,20 @@ func collectGarbage(m *ebpf.Map, now uint64) (GCResult, error) { return ctTable(
 
 // collectGarbage6 deletes expired IPv6 flows (one entry each).
 func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
-	var (
-		k    endpointCt6Key
-		v    endpointCt6Entry
-		dead []endpointCt6Key
-		res  = GCResult{At: time.Now()}
-	)
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		res.Entries++
-		if v.Expires <= now {
-			dead = append(dead, k)
-		}
-	}
-	if err := it.Err(); err != nil {
+	res := GCResult{At: time.Now()}
+	keys, vals, err := readAll[endpointCt6Key, endpointCt6Entry](m)
+	if err != nil {
 		return res, fmt.Errorf("read ipv6 conntrack: %w", err)
 	}
-	var errs []error
-	for _, k := range dead {
-		if err := ignoreNotExist(m.Delete(k)); err != nil {
-			errs = append(errs, err)
-		} else {
-			res.Deleted++
+	res.Entries = len(keys)
+	var dead []endpointCt6Key
+	for i, v := range vals {
+		if v.Expires <= now {
+			dead = append(dead, keys[i])
 		}
 	}
-	return res, errors.Join(errs...)
+	res.Deleted, err = deleteKeys(m, dead)
+	return res, err
 }
 
 // flushCT6 forgets the pc_ct6 flows of the IPv6 container addresses that
@@ -271,30 +249,20 @@ func flushCT6(m *ebpf.Map, rules []flushRule) (int, error) {
 	if len(want) == 0 && len(linked) == 0 {
 		return 0, nil
 	}
-	var (
-		k    endpointCt6Key
-		v    endpointCt6Entry
-		dead []endpointCt6Key
-	)
-	it := m.Iterate()
-	for it.Next(&k, &v) {
+	keys, vals, err := readAll[endpointCt6Key, endpointCt6Entry](m)
+	if err != nil {
+		return 0, err
+	}
+	var dead []endpointCt6Key
+	for i, k := range keys {
 		// Flows to the outside are keyed by their replies, so the
 		// container is the destination; link flows by the child's
 		// answers, from child to parent.
-		if want[k.Daddr] || want[k.Saddr] || v.Flags&ct6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}] {
+		if want[k.Daddr] || want[k.Saddr] || vals[i].Flags&ct6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}] {
 			dead = append(dead, k)
 		}
 	}
-	if err := it.Err(); err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, k := range dead {
-		if m.Delete(k) == nil {
-			n++
-		}
-	}
-	return n, nil
+	return deleteKeys(m, dead)
 }
 
 // flushFlows is the work of b.flushq: it forgets the flows the rules of

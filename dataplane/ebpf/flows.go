@@ -2,7 +2,6 @@ package ebpf
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -274,27 +273,16 @@ func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int
 	}
 	deleted += len(dead6)
 
-	var (
-		k      endpointCt6Key
-		v      endpointCt6Entry
-		deadK6 []endpointCt6Key
-	)
-	it := ms[mapCT6].Iterate()
-	for it.Next(&k, &v) {
-		if visit(ct6Flow(k, v, now)) {
+	keys, vals, err := readAll[endpointCt6Key, endpointCt6Entry](ms[mapCT6])
+	if err != nil {
+		return deleted, fmt.Errorf("read ipv6 conntrack: %w", err)
+	}
+	var deadK6 []endpointCt6Key
+	for i, k := range keys {
+		if visit(ct6Flow(k, vals[i], now)) {
 			deadK6 = append(deadK6, k)
 		}
 	}
-	if err := it.Err(); err != nil {
-		return deleted, fmt.Errorf("read ipv6 conntrack: %w", err)
-	}
-	var errs []error
-	for _, k := range deadK6 {
-		if err := ignoreNotExist(ms[mapCT6].Delete(k)); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		deleted++
-	}
-	return deleted, errors.Join(errs...)
+	n, err := deleteKeys(ms[mapCT6], deadK6)
+	return deleted + n, err
 }

@@ -1,0 +1,97 @@
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// batchSize is how many entries one batch system call reads or deletes.
+// A hash map's batch must hold its fullest bucket, which a few thousand
+// always do.
+const batchSize = 4096
+
+// readAll reads every entry of a hash map. It reads in batches
+// (BPF_MAP_LOOKUP_BATCH, one system call per batchSize entries) and falls
+// back to one key at a time (two system calls per entry) where the kernel
+// has no batch operations for the map. The conntrack tables are read this
+// way by the garbage collector, the flow listing and the flushes: at tens
+// of thousands of entries the difference is tens of milliseconds of CPU
+// per walk.
+func readAll[K comparable, V any](m *ebpf.Map) ([]K, []V, error) {
+	var (
+		keys   []K
+		vals   []V
+		cursor ebpf.MapBatchCursor
+		kb     = make([]K, batchSize)
+		vb     = make([]V, batchSize)
+	)
+	for {
+		n, err := m.BatchLookup(&cursor, kb, vb, nil)
+		keys, vals = append(keys, kb[:n]...), append(vals, vb[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, vals, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) && len(keys) == 0 {
+			return iterateAll[K, V](m)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", m, err)
+		}
+	}
+}
+
+func iterateAll[K comparable, V any](m *ebpf.Map) ([]K, []V, error) {
+	var (
+		keys []K
+		vals []V
+		k    K
+		v    V
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", m, err)
+	}
+	return keys, vals, nil
+}
+
+// deleteKeys deletes keys from m, in batches where the kernel can, and
+// returns how many it deleted. Keys already gone (the datapath or another
+// walk deleted them meanwhile) are skipped, not errors.
+func deleteKeys[K any](m *ebpf.Map, keys []K) (int, error) {
+	deleted := 0
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), batchSize)]
+		n, err := m.BatchDelete(chunk, nil)
+		deleted += n
+		switch {
+		case err == nil:
+			keys = keys[len(chunk):]
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			keys = keys[n+1:] // the batch stops at the missing key
+		case errors.Is(err, ebpf.ErrNotSupported) && deleted == 0:
+			return deleteEach(m, keys)
+		default:
+			return deleted, fmt.Errorf("delete from %s: %w", m, err)
+		}
+	}
+	return deleted, nil
+}
+
+func deleteEach[K any](m *ebpf.Map, keys []K) (int, error) {
+	deleted := 0
+	var errs []error
+	for _, k := range keys {
+		err := m.Delete(k)
+		if err == nil {
+			deleted++
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return deleted, errors.Join(errs...)
+}
