@@ -76,6 +76,7 @@ type stats struct {
 	deltaSyncs    uint64
 	failures      uint64
 	ctDeleted     uint64
+	ctPasses      uint64 // changes that queued a conntrack clean-up
 	ctLastError   string
 	lastDeltaElem int
 }
@@ -316,6 +317,7 @@ func (b *Backend) Status() map[string]any {
 		"last_sync_duration": s.lastDuration.String(),
 		"last_delta_ops":     s.lastDeltaElem,
 		"conntrack_deleted":  s.ctDeleted,
+		"conntrack_cleanups": s.ctPasses,
 	}
 	if b.mode == ModeFull {
 		st["published_mark"] = markText(b.mark)

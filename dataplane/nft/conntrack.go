@@ -69,7 +69,8 @@ func sameNAT(a, b *model.RPort) bool {
 		a.HostHi == b.HostHi && a.Lo == b.Lo && a.EP.IP == b.EP.IP && a.EP.IP6 == b.EP.IP6
 }
 
-// clearConntrack runs after an incremental transaction was committed. It
+// clearConntrack runs after an incremental transaction was committed (b.mu
+// held). It
 // hands the matches to the cleaner and returns at once: a conntrack dump
 // walks the kernel's whole hash table (about 9 ms when empty, more with
 // entries of every namespace), which must not sit on the API path of one
@@ -85,9 +86,17 @@ func (b *Backend) clearConntrack(d *model.Delta) {
 		if c.Old != nil {
 			ms = append(ms, matchFor(c.Old, true))
 		}
-		if c.New != nil {
+		// A TCP flow needs no clean-up for a new mapping: a SYN on a
+		// closed or reset entry makes the kernel drop it and look up
+		// again (NAT included), and an established connection to a node
+		// service on the port must not be cut. Datagram flows (moby
+		// #8795) and SCTP do.
+		if c.New != nil && c.New.Proto != model.ProtoTCP {
 			ms = append(ms, matchFor(c.New, false))
 		}
+	}
+	if len(ms) > 0 {
+		b.stats.ctPasses++
 	}
 	b.ct.Add(ms...)
 }

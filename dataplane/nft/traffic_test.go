@@ -461,6 +461,21 @@ func TestTrafficStaleConntrack(t *testing.T) {
 	if n := tp.b.Status()["conntrack_deleted"].(uint64); n < 2 {
 		t.Errorf("conntrack_deleted = %d, want at least 2", n)
 	}
+
+	// TCP: a refused attempt leaves an entry for its tuple, yet the same
+	// client port reaches the container once the port is published, with
+	// no clean-up queued (the kernel re-opens a closed entry on SYN).
+	serve(t, tp.c1H, ":80")
+	from := net.JoinHostPort(tp.extIP, "40080")
+	to := net.JoinHostPort(tp.nodeIP, "8088")
+	blocked(t, tp.extH, from, to)
+	passes := tp.b.Status()["conntrack_cleanups"].(uint64)
+	tp.do(model.Op{Kind: "port", Port: &model.PortMapping{ID: "c1-web", Endpoint: "c1",
+		Proto: "tcp", HostPort: 8088, Port: 80}})
+	if n := tp.b.Status()["conntrack_cleanups"].(uint64); n != passes {
+		t.Errorf("a new TCP mapping queued a conntrack clean-up (%d -> %d)", passes, n)
+	}
+	reaches(t, tp.extH, from, to, tp.extIP)
 }
 
 // echo runs a TCP echo server in namespace h.
