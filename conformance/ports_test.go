@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -94,10 +95,19 @@ func testPortRange(t *testing.T) {
 }
 
 // B9: hairpin: a container reaches its own and another container's
-// published port through a node address.
+// published port through a node address, IPv4 and IPv6, with ICC on and
+// off (the translated flow is not inter-container communication).
 func testHairpin(t *testing.T) {
+	for _, icc := range []bool{true, false} {
+		t.Run(fmt.Sprintf("icc=%v", icc), func(t *testing.T) { hairpin(t, icc) })
+	}
+}
+
+func hairpin(t *testing.T, icc bool) {
 	e := newEnv(t)
-	e.network(pc0(false))
+	n := pc0(true)
+	n.ICC = boolp(icc)
+	e.network(n)
 	c1 := e.container("c1", "pc0", 2)
 	c2 := e.container("c2", "pc0", 3)
 	servers(t, c1.NS, "c1", 80)
@@ -111,6 +121,14 @@ func testHairpin(t *testing.T) {
 	reachTCP(t, c1.NS, "192.0.2.1:8081", "c2")
 	reachTCP(t, c2.NS, "192.0.2.1:8080", "c1")
 	reachUDP(t, c2.NS, "192.0.2.1:8080", "c1")
+
+	// The same through the node's IPv6 address.
+	node6 := nstest.NodeAddr6
+	reachTCP(t, c1.NS, hostAt(node6, 8080), "c1")
+	reachUDP(t, c1.NS, hostAt(node6, 8080), "c1")
+	reachTCP(t, c1.NS, hostAt(node6, 8081), "c2")
+	reachTCP(t, c2.NS, hostAt(node6, 8080), "c1")
+	reachUDP(t, c2.NS, hostAt(node6, 8080), "c1")
 }
 
 // B10: a process on the node reaching 127.0.0.1:HOSTPORT or

@@ -48,7 +48,7 @@ func inetChains(mark uint32) []*chainDef {
 			r(inSet(setBridges, fIifname), hasMark(ctMark, mark), orMark(metaMark, mark))),
 		// B10: connections the node itself opens to a published port.
 		natOutput(r(jump(chainPublished))),
-		regularChain(chainPublished, publishedRules(mark)...),
+		regularChain(chainPublished, publishedRules(mark, 0)...),
 		baseChain("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting,
 			"postrouting", prioSrcNAT, "srcnat", postroutingRules()...),
 		baseChain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward,
@@ -85,10 +85,18 @@ func loopbackMasquerade() rule {
 // connections never cross. The published rules sit in nat-output itself
 // and translate without labelling: the label serves the ICC filter of the
 // bridge table, which this mode has not.
+//
+// And one thing the datapath leaves to it: IPv6 hairpin (B9 through a node
+// IPv6 address). A container's packet to a node IPv6 address passes the
+// endpoint program up the stack, where nat-prerouting translates it with
+// the same maps, only for packets from a bridge; the external side's IPv6
+// published ports stay the datapath's.
 func localChains() []*chainDef {
 	return []*chainDef{
 		rawPrerouting(),
-		natOutput(publishedRules(0)...),
+		baseChain("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
+			"prerouting", prioDstNAT, "dstnat", publishedRules(0, depIP6, inSet(setBridges, fIifname))...),
+		natOutput(publishedRules(0, 0)...),
 		baseChain("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting,
 			"postrouting", prioSrcNAT, "srcnat", localPostroutingRules()...),
 	}
@@ -101,11 +109,20 @@ func localChains() []*chainDef {
 // which the datapath next to this one passes up the stack, where conntrack
 // restores the node's address. Source 127.0.0.0/8 comes first and
 // unconditionally, as in the full mode: it cannot leave otherwise.
+//
+// The IPv6 hairpin connections translated in nat-prerouting are masqueraded
+// too, whatever their source: the target then answers the bridge's
+// address, so its reply goes up the stack for conntrack to restore, instead
+// of straight to a neighbour (same bridge, refused by ICC or by the
+// neighbour's socket) or to another network (refused by isolation). In
+// this mode nothing else gives an IPv6 connection DNAT status: the
+// datapath translates without conntrack.
 func localPostroutingRules() []rule {
+	dnat := func() term { return ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat") }
 	return []rule{
 		loopbackMasquerade(),
-		mkRule(famInet, inSet(setBridges, fOifname), ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat"),
-			fibSaddrLocal(), masquerade()),
+		mkRule(famInet, inSet(setBridges, fOifname), dnat(), fibSaddrLocal(), masquerade()),
+		mkRule(famInet, nfproto(depIP6), inSet(setBridges, fOifname), dnat(), masquerade()),
 	}
 }
 
@@ -120,8 +137,9 @@ func localPostroutingRules() []rule {
 // and it cannot precede the lookup, or every new connection would carry
 // it. A second hash lookup, for the first packet of a connection only, is
 // the price of a rule that means what it says. With mark 0 (ModeLocal)
-// there is no label, only the translation.
-func publishedRules(mark uint32) []rule {
+// there is no label, only the translation. With only set, the rules of that
+// family alone; every rule starts with the terms pre.
+func publishedRules(mark uint32, only dep, pre ...term) []rule {
 	var rules []rule
 	for _, p := range []struct {
 		d   dep
@@ -137,9 +155,12 @@ func publishedRules(mark uint32) []rule {
 		{depIP6, mapDNAT6Any, []field{fL4proto, fThDport}},
 		{depIP6, mapDNAT6AnyRange, []field{fL4proto, fThDport}},
 	} {
-		var local []term
+		if only != 0 && p.d != only {
+			continue
+		}
+		local := slices.Clone(pre)
 		if len(p.key) == 2 { // a wildcard map: only for local addresses
-			local = []term{nfproto(p.d), fibLocal()}
+			local = append(local, nfproto(p.d), fibLocal())
 		}
 		if mark != 0 {
 			label := append(slices.Clone(local), inSet(p.m, p.key...), orMark(ctMark, mark))

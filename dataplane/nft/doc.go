@@ -51,9 +51,12 @@
 // table inet portcullis-local:
 //
 //	raw-prerouting  filter prerouting priority raw (-300)   drop 127.0.0.0/8 not from lo (B11)
+//	nat-prerouting  nat    prerouting priority dstnat (-100) IPv6 from @bridges: DNAT through
+//	                                                        the dnat6* maps (IPv6 hairpin, B9)
 //	nat-output      nat    output     priority -100         DNAT through the dnat* maps (B10)
 //	nat-postrouting nat    postrouting priority srcnat (100) masquerade into @bridges: source
-//	                                                        127.0.0.0/8, and DNATed from a local address
+//	                                                        127.0.0.0/8, DNATed from a local address,
+//	                                                        and every DNATed IPv6 connection
 //
 // with counter drop-loopback, set bridges, the eight dnat* maps and
 // saved-route_localnet. The maps hold the same elements as in the full

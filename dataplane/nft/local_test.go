@@ -418,6 +418,14 @@ const goldenSmallStateLocal = `table inet portcullis-local {
 		iifname != "lo" ip daddr 127.0.0.0/8 counter name "drop-loopback" drop
 	}
 
+	chain nat-prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname @bridges dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6
+		iifname @bridges dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6-range
+		iifname @bridges meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6-any
+		iifname @bridges meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6-any-range
+	}
+
 	chain nat-output {
 		type nat hook output priority -100; policy accept;
 		dnat ip to ip daddr . meta l4proto . th dport map @dnat4
@@ -434,6 +442,7 @@ const goldenSmallStateLocal = `table inet portcullis-local {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname @bridges ip saddr 127.0.0.0/8 masquerade
 		oifname @bridges ct status dnat fib saddr type local masquerade
+		meta nfproto ipv6 oifname @bridges ct status dnat masquerade
 	}
 }
 `
