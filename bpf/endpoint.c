@@ -345,6 +345,8 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	 * node address) and the child's answers on link flows skip policy.
 	 */
 	rc = nat6_endpoint_in(skb, p);
+	if (rc == 0 && p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
+		rc = nat6_icmp_error(skb, p, HOOK_EP_INGRESS);
 	if (rc < 0)
 		return drop(p, PC_DROP_REWRITE);
 	if (rc > 0 || link_reply6(skb, p))

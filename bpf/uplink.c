@@ -55,6 +55,11 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 
 	if (parse_ipv6(skb, p) != PARSE_OK)
 		return TC_ACT_OK;
+	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR)) {
+		rc = nat6_icmp_error(skb, p, HOOK_UPLINK_INGRESS);
+		if (rc)
+			return rc < 0 ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
+	}
 	rc = nat6_uplink_in(skb, p);
 	if (rc != NAT6_NONE)
 		return rc ? drop(p, rc) : TC_ACT_OK;

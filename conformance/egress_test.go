@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -147,7 +148,7 @@ func testSourcePortCollision(t *testing.T) {
 // lands on the error queue.
 func testICMPErrors(t *testing.T) {
 	e := newEnv(t)
-	e.network(pc0(false))
+	e.network(pc0(true))
 	c1 := e.container("c1", "pc0", 2)
 	servers(t, e.ext(), "ext", 7000)
 	ext := netip.MustParseAddrPort("192.0.2.2:7000")
@@ -223,6 +224,38 @@ func testICMPErrors(t *testing.T) {
 		if se.Type != nstest.ICMPTimeExceeded || se.Code != nstest.ICMPCodeTTLInTransit || se.Offender != nstest.ExtAddr {
 			t.Errorf("error queue holds %v, want icmp type %d code 0 from %s", se, nstest.ICMPTimeExceeded, nstest.ExtAddr)
 		}
+	})
+
+	// IPv6 routers never fragment: path MTU discovery needs "packet too
+	// big" to reach the container. Here about a published port's answer,
+	// which left as the node's: the error comes to the node's address.
+	t.Run("packet_too_big_v6_published", func(t *testing.T) {
+		nstest.ListenUDP(t, c1.NS, "c1", "[::]:90")
+		e.publish(udpPort("udp6", "c1", 9090, 90))
+		client, err := nstest.NewUDPClient(e.ext(), hostAt(nstest.NodeAddr6, 9090), fromPort(5656))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		client.Timeout = reachTimeout
+		if r := client.Exchange("hello"); !r.OK() || r.Server != "c1" {
+			t.Fatalf("udp over IPv6 to the published port: %v", r)
+		}
+		const mtu = 1280
+		answer := nstest.IPv6UDP(nstest.NodeAddr6, nstest.ExtAddr6, 9090, 5656, make([]byte, 64))
+		msg := nstest.ICMPv6Error(nstest.ICMPv6PacketTooBig, 0, mtu, answer)
+		if err := nstest.SendICMPv6(e.ext(), nstest.NodeAddr6, msg); err != nil {
+			t.Fatal(err)
+		}
+		// The container's kernel keeps the learned MTU for the client.
+		want := fmt.Sprintf("mtu %d", mtu)
+		var route string
+		for deadline := time.Now().Add(reachTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if route, err = c1.NS.IP("-6", "route", "get", nstest.ExtAddr6.String()); err == nil && strings.Contains(route, want) {
+				return
+			}
+		}
+		t.Errorf("packet too big did not reach the container: its route to %s is %q (%v), want %s", nstest.ExtAddr6, strings.TrimSpace(route), err, want)
 	})
 }
 

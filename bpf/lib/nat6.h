@@ -127,16 +127,18 @@ static __always_inline int nat6_create(const struct ct6_key *fwd, const struct c
 	return 0;
 }
 
-/* nat6_addr replaces the 16-byte address at off, with the L4 checksum when
- * it covers the address (pseudo header). IPv6 has no header checksum.
+/* nat6_addr replaces the 16-byte address at off and, when csum_off is set,
+ * follows the change in the checksum there (flags: BPF_F_PSEUDO_HDR when
+ * it covers the address through the pseudo header). IPv6 has no header
+ * checksum.
  */
-static __always_inline int nat6_addr(struct __sk_buff *skb, const struct l4_layout *l, int l4, __u32 off,
-				     const __u8 *from, const __u8 *to)
+static __always_inline int nat6_addr(struct __sk_buff *skb, __u32 csum_off, __u64 flags, __u32 off, const __u8 *from,
+				     const __u8 *to)
 {
-	if (l4 && l->pseudo) {
+	if (csum_off) {
 		__s64 d = bpf_csum_diff((__be32 *)from, 16, (__be32 *)to, 16, 0);
 
-		if (d < 0 || bpf_l4_csum_replace(skb, l->csum_off, 0, d, l->csum_flags | BPF_F_PSEUDO_HDR) < 0)
+		if (d < 0 || bpf_l4_csum_replace(skb, csum_off, 0, d, flags) < 0)
 			return -1;
 	}
 	return bpf_skb_store_bytes(skb, off, to, 16, 0) < 0 ? -1 : 0;
@@ -150,10 +152,12 @@ static __always_inline int nat6_rewrite(struct __sk_buff *skb, const struct pkt 
 {
 	struct l4_layout l = {};
 	int l4 = (p->flags & PKT_F_L4) && l4_layout(from->proto, p->l4_off, &l);
+	__u32 co = l4 && l.pseudo ? l.csum_off : 0;
+	__u64 fl = l.csum_flags | BPF_F_PSEUDO_HDR;
 
-	if (!addr6_equal(from->saddr, to->saddr) && nat6_addr(skb, &l, l4, p->l3_off + 8, from->saddr, to->saddr) < 0)
+	if (!addr6_equal(from->saddr, to->saddr) && nat6_addr(skb, co, fl, p->l3_off + 8, from->saddr, to->saddr) < 0)
 		return -1;
-	if (!addr6_equal(from->daddr, to->daddr) && nat6_addr(skb, &l, l4, p->l3_off + 24, from->daddr, to->daddr) < 0)
+	if (!addr6_equal(from->daddr, to->daddr) && nat6_addr(skb, co, fl, p->l3_off + 24, from->daddr, to->daddr) < 0)
 		return -1;
 	if (!l4)
 		return 0;
@@ -301,6 +305,78 @@ static __always_inline int nat6_endpoint_in(struct __sk_buff *skb, const struct 
 	if (!e)
 		return 0;
 	return nat6_apply(skb, p, &k, e) < 0 ? -1 : 1;
+}
+
+/* nat6_port replaces the 2-byte port at off of the packet quoted by an
+ * ICMPv6 error, with the ICMPv6 checksum at csum (quoted bytes are payload
+ * to it).
+ */
+static __always_inline int nat6_port(struct __sk_buff *skb, __u32 csum, __u32 off, const __be16 *from, const __be16 *to)
+{
+	if (bpf_l4_csum_replace(skb, csum, *from, *to, 2) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, off, to, 2, 0) < 0 ? -1 : 0;
+}
+
+/* nat6_icmp_error translates an ICMPv6 error about a published-port flow,
+ * as nat_icmp_error4 does for IPv4: "packet too big" above all, without
+ * which path MTU discovery over IPv6 (where routers never fragment) fails
+ * for published ports. The quoted packet belongs to the flow going the
+ * other way, so the half keyed by its tuple reversed applies: the quoted
+ * tuple gets the reverse translation, the outer addresses the forward one
+ * where they are the flow's (a router on the path keeps its own). On the
+ * uplink (HOOK_UPLINK_INGRESS) that turns an error for the node's address
+ * into one for the container; on the container side (HOOK_EP_INGRESS) a
+ * container's error about a client's packet leaves with the node's
+ * address. Quoted TCP/UDP checksums are left alone, as for IPv4. The
+ * translation is read from the map entry in place: the endpoint program's
+ * stack has no room for copies. Returns 1 when translated, 0 when there is
+ * no such flow, -1 when a helper failed.
+ */
+static __always_inline int nat6_icmp_error(struct __sk_buff *skb, const struct pkt *p, __u8 hook)
+{
+	__u32 in3 = p->l4_off + 8, in4 = in3 + sizeof(struct ipv6hdr), csum = p->l4_off + 2;
+	struct ct6_key k = {};
+	struct l4_layout l = {};
+	struct nat6_entry *e;
+	struct ipv6hdr in;
+	struct l4hdr8 l4;
+	__be16 sport, dport;
+
+	if (bpf_skb_load_bytes(skb, in3, &in, sizeof(in)) < 0 || in.version != 6)
+		return 0;
+	if (in.nexthdr != IPPROTO_TCP && in.nexthdr != IPPROTO_UDP && in.nexthdr != IPPROTO_SCTP)
+		return 0;
+	if (!l4_layout(in.nexthdr, in4, &l) || bpf_skb_load_bytes(skb, in4, &l4, sizeof(l4)) < 0)
+		return 0;
+	l4_ports(in.nexthdr, &l4, &sport, &dport);
+	__builtin_memcpy(k.saddr, in.daddr, 16);
+	__builtin_memcpy(k.daddr, in.saddr, 16);
+	k.sport = dport;
+	k.dport = sport;
+	k.proto = in.nexthdr;
+	e = nat6_lookup(&k, hook);
+	if (!e)
+		return 0;
+
+	/* The quoted packet as the flow's other end sent it: e->nat reversed. */
+	if (!addr6_equal(in.saddr, e->nat.daddr) && nat6_addr(skb, csum, 0, in3 + 8, in.saddr, e->nat.daddr) < 0)
+		return -1;
+	if (!addr6_equal(in.daddr, e->nat.saddr) && nat6_addr(skb, csum, 0, in3 + 24, in.daddr, e->nat.saddr) < 0)
+		return -1;
+	if (sport != e->nat.dport && nat6_port(skb, csum, l.sport_off, &sport, &e->nat.dport) < 0)
+		return -1;
+	if (dport != e->nat.sport && nat6_port(skb, csum, l.dport_off, &dport, &e->nat.sport) < 0)
+		return -1;
+	/* The outer addresses that are the flow's, through the pseudo header. */
+	if (addr6_equal(p->saddr6, k.saddr) && !addr6_equal(k.saddr, e->nat.saddr) &&
+	    nat6_addr(skb, csum, BPF_F_PSEUDO_HDR, p->l3_off + 8, p->saddr6, e->nat.saddr) < 0)
+		return -1;
+	if (addr6_equal(p->daddr6, k.daddr) && !addr6_equal(k.daddr, e->nat.daddr) &&
+	    nat6_addr(skb, csum, BPF_F_PSEUDO_HDR, p->l3_off + 24, p->daddr6, e->nat.daddr) < 0)
+		return -1;
+	stat_inc(PC_STAT_ICMP_ERR_NAT);
+	return 1;
 }
 
 #endif /* __PC_NAT6_H__ */

@@ -81,6 +81,34 @@ func TestPublishedPorts6(t *testing.T) {
 			t.Fatalf("FIN not recorded on the partner half: state %#x", e.State)
 		}
 	})
+	t.Run("icmpv6-errors", func(t *testing.T) {
+		router := netip.MustParseAddr("2001:db8:99::1")
+		// A router on the path tells the node that A's answer (sent as the
+		// node's) is too big: A gets it, about its own packet.
+		sent := pkt6{src: ipNode6, dst: ipExt6, next: 6, sport: 8080, dport: 50000, tcpFlags: 0x10, payload: make([]byte, 64)}
+		ptb := pkt6{src: router, dst: ipNode6, next: 58, icmpType: 2, payload: sent.ip()}
+		got := f.pass6(progUplinkIngress, ptb.frame()) // decode6 checks the ICMPv6 checksum
+		if got.src != router || got.dst != ipA6 || got.icmpType != 2 || got.inner == nil {
+			t.Fatalf("packet too big on the uplink: %+v", got)
+		}
+		if in := got.inner; in.src != ipA6 || in.sport != 80 || in.dst != ipExt6 || in.dport != 50000 {
+			t.Fatalf("quoted packet %+v, want [%v]:80 -> [%v]:50000", in, ipA6, ipExt6)
+		}
+		// A's own error about the client's packet leaves as the node's.
+		recv := pkt6{src: ipExt6, dst: ipA6, next: 6, sport: 50000, dport: 80, tcpFlags: 0x10}
+		unreach := pkt6{srcMAC: macA, src: ipA6, dst: ipExt6, next: 58, icmpType: 1, payload: recv.ip()}
+		got = f.pass6(progEndpointIngress, unreach.frame())
+		if got.src != ipNode6 || got.dst != ipExt6 || got.inner == nil {
+			t.Fatalf("unreachable from the container: %+v", got)
+		}
+		if in := got.inner; in.src != ipExt6 || in.sport != 50000 || in.dst != ipNode6 || in.dport != 8080 {
+			t.Fatalf("quoted packet %+v, want [%v]:50000 -> [%v]:8080", in, ipExt6, ipNode6)
+		}
+		// An error about no flow of ours is the node's business.
+		other := sent
+		other.dport = 50999
+		f.passUnchanged(progUplinkIngress, pkt6{src: router, dst: ipNode6, next: 58, icmpType: 2, payload: other.ip()}.frame())
+	})
 	t.Run("udp-range", func(t *testing.T) {
 		q := pkt6{src: ipExt6, dst: ipNode6, next: 17, sport: 1234, dport: 5305, payload: []byte("query")}
 		want6(t, f.pass6(progUplinkIngress, q.frame()), ipExt6, 1234, ipA6, 5405)

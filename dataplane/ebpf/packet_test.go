@@ -363,6 +363,16 @@ func decode6(frame []byte) (*decoded, error) {
 			d.dport = binary.BigEndian.Uint16(seg[2:])
 		} else {
 			d.icmpType = seg[0]
+			if d.icmpType < 128 && len(seg) >= 8+40+4 { // an error: the quoted packet
+				q := seg[8:]
+				d.inner = &decoded{
+					src:   netip.AddrFrom16([16]byte(q[8:24])),
+					dst:   netip.AddrFrom16([16]byte(q[24:40])),
+					proto: q[6],
+					sport: binary.BigEndian.Uint16(q[40:]),
+					dport: binary.BigEndian.Uint16(q[42:]),
+				}
+			}
 		}
 		if csumFold(csumAdd(pseudo6(d.src, d.dst, d.proto, len(seg)), seg)) != 0 {
 			return nil, fmt.Errorf("bad %d checksum over IPv6", d.proto)

@@ -206,6 +206,39 @@ func ICMPv4Error(typ, code uint8, mtu uint16, quoted []byte) []byte {
 	return b
 }
 
+// ICMPv6PacketTooBig is the ICMPv6 type of "packet too big" (RFC 4443).
+const ICMPv6PacketTooBig = 2
+
+// ICMPv6Error builds an ICMPv6 error message of type and code quoting a
+// packet; for packet too big, mtu is the next-hop MTU. The checksum is left
+// zero: the kernel fills it in on a raw ICMPv6 socket (SendICMPv6).
+func ICMPv6Error(typ, code uint8, mtu uint32, quoted []byte) []byte {
+	b := make([]byte, 8+len(quoted))
+	b[0], b[1] = typ, code
+	if typ == ICMPv6PacketTooBig {
+		binary.BigEndian.PutUint32(b[4:], mtu)
+	}
+	copy(b[8:], quoted)
+	return b
+}
+
+// IPv6UDP builds an IPv6 packet carrying a UDP datagram (checksum left
+// zero: enough to be quoted by an ICMPv6 error).
+func IPv6UDP(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	b := make([]byte, 40+8+len(payload))
+	b[0] = 6 << 4
+	binary.BigEndian.PutUint16(b[4:], uint16(8+len(payload)))
+	b[6], b[7] = ProtoUDP, 64
+	s, d := src.As16(), dst.As16()
+	copy(b[8:], s[:])
+	copy(b[24:], d[:])
+	binary.BigEndian.PutUint16(b[40:], sport)
+	binary.BigEndian.PutUint16(b[42:], dport)
+	binary.BigEndian.PutUint16(b[44:], uint16(8+len(payload)))
+	copy(b[48:], payload)
+	return b
+}
+
 // Ethernet builds an Ethernet II frame.
 func Ethernet(dst, src net.HardwareAddr, ethType uint16, payload []byte) []byte {
 	b := make([]byte, 14+len(payload))

@@ -123,14 +123,28 @@ func SendIPv4(ns *NS, pkt []byte) error {
 
 // SendICMPv4 sends an ICMP message (built by ICMPv4Error) from ns to dst;
 // the kernel adds the IP header with the routed source address.
-func SendICMPv4(ns *NS, dst netip.Addr, msg []byte) error {
+func SendICMPv4(ns *NS, dst netip.Addr, msg []byte) error { return sendICMP(ns, dst, msg) }
+
+// SendICMPv6 sends an ICMPv6 message (built by ICMPv6Error) from ns to dst;
+// the kernel adds the IPv6 header and computes the ICMPv6 checksum.
+func SendICMPv6(ns *NS, dst netip.Addr, msg []byte) error { return sendICMP(ns, dst, msg) }
+
+func sendICMP(ns *NS, dst netip.Addr, msg []byte) error {
 	return ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		fam, proto := unix.AF_INET, unix.IPPROTO_ICMP
+		if dst.Is6() {
+			fam, proto = unix.AF_INET6, unix.IPPROTO_ICMPV6
+		}
+		fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 		if err != nil {
 			return fmt.Errorf("icmp socket in %s: %w", ns.Name, err)
 		}
 		defer unix.Close(fd)
-		if err := unix.Sendto(fd, msg, 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
+		sa, err := sockaddr(dst, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Sendto(fd, msg, 0, sa); err != nil {
 			return fmt.Errorf("send icmp type %d to %s from %s: %w", msg[0], dst, ns.Name, err)
 		}
 		return nil
