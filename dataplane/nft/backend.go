@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
 
 	"github.com/portcullis/portcullis/dataplane"
@@ -63,7 +62,6 @@ type Backend struct {
 	mode     Mode             // Options.Mode
 
 	stats stats
-	kept  *nftables.Conn          // for incremental syncs: deltaConn
 	ct    *bgqueue.Queue[ctMatch] // deletes stale conntrack entries off the API path
 }
 
@@ -116,7 +114,6 @@ func (b *Backend) Close() error {
 	b.ct.Close() // before the namespace handle goes
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.dropDeltaConn()
 	if b.ownNS && b.ns.IsOpen() {
 		b.ownNS = false
 		return b.ns.Close()
@@ -228,20 +225,14 @@ func (b *Backend) deltaSync(d *model.Delta) error {
 	p := planDelta(b.mode, b.refs, d)
 	b.stats.lastDeltaElem = len(p.dels) + len(p.adds)
 	if len(p.dels)+len(p.adds) > 0 {
-		c, kept, err := b.deltaConn(len(p.dels) + len(p.adds))
+		c, err := b.conn(len(p.dels) + len(p.adds))
 		if err != nil {
 			return err
 		}
 		if err := programDelta(c, b.mode, p.dels, p.adds); err != nil {
-			if kept {
-				b.dropDeltaConn() // it may hold part of a batch
-			}
 			return fmt.Errorf("nft incremental sync: %w", err)
 		}
 		if err := c.Flush(); err != nil {
-			if kept {
-				b.dropDeltaConn()
-			}
 			return fmt.Errorf("nft incremental sync (%d deletions, %d additions): %w",
 				len(p.dels), len(p.adds), err)
 		}

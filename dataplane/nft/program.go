@@ -17,7 +17,7 @@ const elemsPerMessage = 256
 // dials its own socket (google/nftables does so per Flush). A full sync of a
 // large state is one big batch, so the socket buffers are raised to fit it:
 // the kernel refuses a sendmsg larger than the send buffer.
-func (b *Backend) conn(elems int, more ...nftables.ConnOption) (*nftables.Conn, error) {
+func (b *Backend) conn(elems int) (*nftables.Conn, error) {
 	size := 1<<20 + elems*256
 	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
 		return forceBuffers(c, size)
@@ -25,40 +25,11 @@ func (b *Backend) conn(elems int, more ...nftables.ConnOption) (*nftables.Conn, 
 	if b.ns >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(int(b.ns)))
 	}
-	c, err := nftables.New(append(opts, more...)...)
+	c, err := nftables.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
 	return c, nil
-}
-
-// deltaConnElems is how many elements the kept connection's buffers are
-// sized for; a larger change gets a connection of its own.
-const deltaConnElems = 4096
-
-// deltaConn returns the netlink connection kept for incremental syncs (b.mu
-// held). Opening one per change costs a socket in the backend's namespace
-// each time, a good part of a one-element change; a failed transaction
-// drops it (dropDeltaConn) so the next starts clean.
-func (b *Backend) deltaConn(elems int) (c *nftables.Conn, kept bool, err error) {
-	if elems > deltaConnElems {
-		c, err = b.conn(elems)
-		return c, false, err
-	}
-	if b.kept == nil {
-		if b.kept, err = b.conn(deltaConnElems, nftables.AsLasting()); err != nil {
-			return nil, false, err
-		}
-	}
-	return b.kept, true, nil
-}
-
-// dropDeltaConn closes the kept connection (b.mu held).
-func (b *Backend) dropDeltaConn() {
-	if b.kept != nil {
-		b.kept.CloseLasting()
-		b.kept = nil
-	}
 }
 
 // forceBuffers sets SO_SNDBUFFORCE and SO_RCVBUFFORCE (we run with
