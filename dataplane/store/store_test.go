@@ -230,7 +230,7 @@ func TestSyncInterval(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the flusher never synced the journal")
+			t.Fatal("the sync timer never synced the journal")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
