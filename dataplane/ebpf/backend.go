@@ -324,7 +324,7 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			if err != nil {
 				return err
 			}
-			name := networkName(c.Old, c.New)
+			name := current(c.Old, c.New).Name
 			if err := set("net/"+name, o); err != nil {
 				return err
 			}
@@ -349,10 +349,7 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			if err != nil {
 				return err
 			}
-			id := c.New
-			if id == nil {
-				id = c.Old
-			}
+			id := current(c.Old, c.New)
 			before, _ := b.st.owners["ep/"+id.ID].endpointIfindex()
 			if err := set("ep/"+id.ID, o); err != nil {
 				return err
@@ -371,10 +368,7 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			if err != nil {
 				return err
 			}
-			p := c.New
-			if p == nil {
-				p = c.Old
-			}
+			p := current(c.Old, c.New)
 			if err := set("port/"+p.ID, o); err != nil {
 				return err
 			}
@@ -391,10 +385,7 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			if err != nil {
 				return err
 			}
-			l := c.New
-			if l == nil {
-				l = c.Old
-			}
+			l := current(c.Old, c.New)
 			if err := set("link/"+linkID(l), o); err != nil {
 				return err
 			}
@@ -441,11 +432,13 @@ func ownerOrEmpty[T any](v *T, f func(*T) (owner, error)) (owner, error) {
 	return f(v)
 }
 
-func networkName(old, nw *model.RNetwork) string {
+// current is the object a change is about: its new version, or the old one
+// when the change removes it.
+func current[T any](old, nw *T) *T {
 	if nw != nil {
-		return nw.Name
+		return nw
 	}
-	return old.Name
+	return old
 }
 
 // ensureAttached puts the hook's program in place. An attachment already on

@@ -233,45 +233,16 @@ func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int
 	now := monotonicNow()
 	deleted := 0
 
-	ct, err := readCT(ms[mapCT])
+	n, err := walkPairs(ctTable(ms[mapCT]), pairHalf4, now, visit)
 	if err != nil {
 		return 0, err
 	}
-	halves := make([]pairHalf, len(ct))
-	for i, h := range ct {
-		halves[i] = pairHalf4(h)
-	}
-	var dead []ctPair
-	flows, idx := pairFlows(halves, now)
-	for i, fl := range flows {
-		if visit(fl) {
-			dead = append(dead, ct[idx[i]])
-		}
-	}
-	if _, err := ctTable(ms[mapCT]).deletePairs(dead); err != nil {
-		return 0, err
-	}
-	deleted += len(dead)
-
-	nat6, err := readNAT6(ms[mapNAT6])
+	deleted += n
+	n, err = walkPairs(nat6Table(ms[mapNAT6]), pairHalf6, now, visit)
 	if err != nil {
 		return deleted, err
 	}
-	halves = make([]pairHalf, len(nat6))
-	for i, h := range nat6 {
-		halves[i] = pairHalf6(h)
-	}
-	var dead6 []nat6Half
-	flows, idx = pairFlows(halves, now)
-	for i, fl := range flows {
-		if visit(fl) {
-			dead6 = append(dead6, nat6[idx[i]])
-		}
-	}
-	if _, err := nat6Table(ms[mapNAT6]).deletePairs(dead6); err != nil {
-		return deleted, err
-	}
-	deleted += len(dead6)
+	deleted += n
 
 	keys, vals, err := readAll[endpointCt6Key, endpointCt6Entry](ms[mapCT6])
 	if err != nil {
@@ -283,6 +254,32 @@ func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int
 			deadK6 = append(deadK6, k)
 		}
 	}
-	n, err := deleteKeys(ms[mapCT6], deadK6)
+	n, err = deleteKeys(ms[mapCT6], deadK6)
 	return deleted + n, err
+}
+
+// walkPairs calls visit with every flow of a pair table (pc_ct or pc_nat6,
+// its halves seen through view) and deletes the pairs of those it returns
+// true for; it returns how many flows it deleted.
+func walkPairs[K comparable, V any](t pairTable[K, V], view func(half[K, V]) pairHalf, now uint64,
+	visit func(dataplane.Flow) bool) (int, error) {
+	all, err := readHalves[K, V](t.m)
+	if err != nil {
+		return 0, err
+	}
+	halves := make([]pairHalf, len(all))
+	for i, h := range all {
+		halves[i] = view(h)
+	}
+	var dead []half[K, V]
+	flows, idx := pairFlows(halves, now)
+	for i, fl := range flows {
+		if visit(fl) {
+			dead = append(dead, all[idx[i]])
+		}
+	}
+	if _, err := t.deletePairs(dead); err != nil {
+		return 0, err
+	}
+	return len(dead), nil
 }
