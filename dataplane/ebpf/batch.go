@@ -42,6 +42,23 @@ func readAll[K comparable, V any](m *ebpf.Map) ([]K, []V, error) {
 	}
 }
 
+// prune deletes the entries of a hash map that dead selects, reading and
+// deleting in batches; it returns how many entries it read and deleted.
+func prune[K comparable, V any](m *ebpf.Map, dead func(K, V) bool) (entries, deleted int, err error) {
+	keys, vals, err := readAll[K, V](m)
+	if err != nil {
+		return 0, 0, err
+	}
+	var sel []K
+	for i, k := range keys {
+		if dead(k, vals[i]) {
+			sel = append(sel, k)
+		}
+	}
+	deleted, err = deleteKeys(m, sel)
+	return len(keys), deleted, err
+}
+
 func iterateAll[K comparable, V any](m *ebpf.Map) ([]K, []V, error) {
 	var (
 		keys []K

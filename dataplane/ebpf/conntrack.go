@@ -2,7 +2,6 @@ package ebpf
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -215,18 +214,8 @@ func collectGarbage(m *ebpf.Map, now uint64) (GCResult, error) { return ctTable(
 // collectGarbage6 deletes expired IPv6 flows (one entry each).
 func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
 	res := GCResult{At: time.Now()}
-	keys, vals, err := readAll[endpointCt6Key, endpointCt6Entry](m)
-	if err != nil {
-		return res, fmt.Errorf("read ipv6 conntrack: %w", err)
-	}
-	res.Entries = len(keys)
-	var dead []endpointCt6Key
-	for i, v := range vals {
-		if v.Expires <= now {
-			dead = append(dead, keys[i])
-		}
-	}
-	res.Deleted, err = deleteKeys(m, dead)
+	var err error
+	res.Entries, res.Deleted, err = prune(m, func(_ endpointCt6Key, v endpointCt6Entry) bool { return v.Expires <= now })
 	return res, err
 }
 
@@ -249,20 +238,13 @@ func flushCT6(m *ebpf.Map, rules []flushRule) (int, error) {
 	if len(want) == 0 && len(linked) == 0 {
 		return 0, nil
 	}
-	keys, vals, err := readAll[endpointCt6Key, endpointCt6Entry](m)
-	if err != nil {
-		return 0, err
-	}
-	var dead []endpointCt6Key
-	for i, k := range keys {
-		// Flows to the outside are keyed by their replies, so the
-		// container is the destination; link flows by the child's
-		// answers, from child to parent.
-		if want[k.Daddr] || want[k.Saddr] || vals[i].Flags&ct6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}] {
-			dead = append(dead, k)
-		}
-	}
-	return deleteKeys(m, dead)
+	// Flows to the outside are keyed by their replies, so the container is
+	// the destination; link flows by the child's answers, from child to
+	// parent.
+	_, n, err := prune(m, func(k endpointCt6Key, v endpointCt6Entry) bool {
+		return want[k.Daddr] || want[k.Saddr] || v.Flags&ct6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}]
+	})
+	return n, err
 }
 
 // flushFlows is the work of b.flushq: it forgets the flows the rules of

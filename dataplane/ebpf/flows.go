@@ -244,17 +244,7 @@ func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int
 	}
 	deleted += n
 
-	keys, vals, err := readAll[endpointCt6Key, endpointCt6Entry](ms[mapCT6])
-	if err != nil {
-		return deleted, fmt.Errorf("read ipv6 conntrack: %w", err)
-	}
-	var deadK6 []endpointCt6Key
-	for i, k := range keys {
-		if visit(ct6Flow(k, vals[i], now)) {
-			deadK6 = append(deadK6, k)
-		}
-	}
-	n, err = deleteKeys(ms[mapCT6], deadK6)
+	_, n, err = prune(ms[mapCT6], func(k endpointCt6Key, v endpointCt6Entry) bool { return visit(ct6Flow(k, v, now)) })
 	return deleted + n, err
 }
 
