@@ -116,18 +116,7 @@ func TestKernelMatchesRender(t *testing.T) {
 	}
 	sameRuleset(t, ns, Render(want, 0))
 
-	if err := b.Uninstall(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if out := inNSExec(t, ns, "nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
-		t.Errorf("ruleset after Uninstall:\n%s", out)
-	}
-	if v := readSysctl(t, ns, "net.ipv4.conf.all.route_localnet"); v != "0" {
-		t.Errorf("route_localnet after Uninstall = %s, want 0", v)
-	}
-	if err := b.Uninstall(t.Context()); err != nil {
-		t.Fatalf("second Uninstall: %v", err)
-	}
+	uninstallLeavesNothing(t, b, ns)
 }
 
 // TestPublishedMarkOption: another mark bit is programmed wherever the
@@ -308,4 +297,22 @@ func overlapping() *model.Resolved {
 			Subnet: netip.MustParsePrefix(p), ICC: true, Masquerade: true}
 	}
 	return r
+}
+
+// uninstallLeavesNothing uninstalls b and checks that the namespace has no
+// ruleset left and route_localnet is back to 0; a second Uninstall is fine.
+func uninstallLeavesNothing(t *testing.T, b *Backend, ns string) {
+	t.Helper()
+	if err := b.Uninstall(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if out := inNSExec(t, ns, "nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
+		t.Errorf("ruleset after Uninstall:\n%s", out)
+	}
+	if v := readSysctl(t, ns, "net.ipv4.conf.all.route_localnet"); v != "0" {
+		t.Errorf("route_localnet after Uninstall = %s, want 0", v)
+	}
+	if err := b.Uninstall(t.Context()); err != nil {
+		t.Fatalf("second Uninstall: %v", err)
+	}
 }

@@ -131,18 +131,7 @@ func TestKernelMatchesRenderLocal(t *testing.T) {
 		t.Errorf("drops: %v, %v; want the loopback counter only", ds, err)
 	}
 
-	if err := b.Uninstall(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if out := inNSExec(t, ns, "nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
-		t.Errorf("ruleset after Uninstall:\n%s", out)
-	}
-	if v := readSysctl(t, ns, "net.ipv4.conf.all.route_localnet"); v != "0" {
-		t.Errorf("route_localnet after Uninstall = %s, want 0", v)
-	}
-	if err := b.Uninstall(t.Context()); err != nil {
-		t.Fatalf("second Uninstall: %v", err)
-	}
+	uninstallLeavesNothing(t, b, ns)
 }
 
 // TestModeSwitch: a full sync in one mode replaces the other mode's tables
