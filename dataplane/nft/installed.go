@@ -39,13 +39,7 @@ func InstalledModes() ([]Mode, error) {
 			return fmt.Errorf("list nft tables: %w", err)
 		}
 		for _, m := range modes {
-			found := false
-			for _, t := range tables(m) {
-				for _, h := range have {
-					found = found || (h.Name == t.name && h.Family == t.fam)
-				}
-			}
-			if found {
+			if len(present(have, m)) > 0 {
 				out = append(out, m)
 			}
 		}

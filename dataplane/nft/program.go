@@ -227,13 +227,21 @@ func (b *Backend) staleTables() ([]*nftables.Table, error) {
 	}
 	var out []*nftables.Table
 	for _, o := range b.mode.others() {
-		for _, t := range tables(o) {
-			for _, h := range have {
-				if h.Name == t.name && h.Family == t.fam {
-					out = append(out, t.table())
-				}
+		out = append(out, present(have, o)...)
+	}
+	return out, nil
+}
+
+// present returns the tables of mode m that are among have (a listing of
+// the kernel's tables).
+func present(have []*nftables.Table, m Mode) []*nftables.Table {
+	var out []*nftables.Table
+	for _, t := range tables(m) {
+		for _, h := range have {
+			if h.Name == t.name && h.Family == t.fam {
+				out = append(out, t.table())
 			}
 		}
 	}
-	return out, nil
+	return out
 }
