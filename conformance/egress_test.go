@@ -14,7 +14,8 @@ import (
 )
 
 // B1: a container reaching an external host appears with the node's uplink
-// address; replies come back to the right container. TCP, UDP, ICMP echo.
+// address; replies come back to the right container. TCP, UDP, ICMP echo,
+// and a bulk TCP transfer both ways.
 func testMasquerade(t *testing.T) {
 	e := newEnv(t)
 	e.network(pc0(false))
@@ -30,6 +31,7 @@ func testMasquerade(t *testing.T) {
 		seenAs(t, "udp from "+c.ID, u.Seen, nstest.NodeAddr)
 		reachPing(t, c.NS, "192.0.2.2")
 	}
+	bulkTCP(t, c1.NS, "192.0.2.2:7000", "ext")
 	p, err := echo.Next(reachTimeout, func(p nstest.IPv4Packet) bool {
 		return len(p.Payload) > 0 && p.Payload[0] == nstest.ICMPEchoRequest
 	})

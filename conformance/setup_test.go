@@ -23,7 +23,10 @@ import (
 const (
 	reachTimeout = 2 * time.Second
 	probeTimeout = time.Second
-	plugTimeout  = 5 * time.Second
+	// bulkTimeout bounds bulkTCP: 8 MB each way take milliseconds on this
+	// path, minutes when full-sized segments are lost.
+	bulkTimeout = 10 * time.Second
+	plugTimeout = 5 * time.Second
 )
 
 // Extra node addresses on the uplink, for host_ip and SNAT rows.
@@ -214,6 +217,29 @@ func reachTCP(t *testing.T, from *nstest.NS, dst, server string, opts ...nstest.
 		t.Errorf("tcp %s -> %s: answered by %s, want %s", from, dst, r.Server, server)
 	}
 	return r
+}
+
+// bulkBytes is how much bulkTCP streams each way: enough for TCP to send
+// full-sized (GSO) segments for most of it, a few milliseconds here.
+const bulkBytes = 8 << 20
+
+// bulkTCP expects a TCP connection from ns to dst, answered by server, to
+// carry bulkBytes each way at once, in at most bulkTimeout: bulk data, not
+// just the handshake and a byte, gets through in both directions.
+func bulkTCP(t *testing.T, from *nstest.NS, dst, server string) {
+	t.Helper()
+	c, r := nstest.ConnectTCP(from, dst, nstest.DialOptions{Timeout: bulkTimeout})
+	if !r.OK() {
+		t.Errorf("tcp %s -> %s: want answer from %s, %v", from, dst, server, r.Err)
+		return
+	}
+	defer c.Close()
+	if r.Server != server {
+		t.Errorf("tcp %s -> %s: answered by %s, want %s", from, dst, r.Server, server)
+	}
+	if err := c.Stream(bulkBytes); err != nil {
+		t.Errorf("tcp %s -> %s: %d bytes each way: %v", from, dst, bulkBytes, err)
+	}
 }
 
 // blockedTCP expects that no TCP connection from ns to dst is set up.

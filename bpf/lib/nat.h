@@ -563,6 +563,26 @@ static __always_inline int ct_new_flow(struct __sk_buff *skb, const struct pkt *
 	return 0;
 }
 
+/* fits_mtu says whether the packet may be redirected to ifindex as it is,
+ * after a FIB lookup that returned rc. A GSO packet (TCP from a container:
+ * up to 64 KB in one skb, on veth all the way) fits when each of its
+ * segments does. Given the IP total length, bpf_fib_lookup compares that
+ * with the MTU and so refused every GSO packet: the bulk of any TCP stream
+ * went the slow way, and a container's answers on a published port, whose
+ * source is by then a node address, were dropped by the stack as martians.
+ * Without it, a successful lookup checks the skb itself (its whole length,
+ * but any GSO skb passes); so this checks GSO segments, and whatever the
+ * lookup did not check (no neighbour yet), with bpf_check_mtu.
+ */
+static __always_inline int fits_mtu(struct __sk_buff *skb, __u32 ifindex, long rc)
+{
+	__u32 len = 0;
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && !skb->gso_size)
+		return 1;
+	return bpf_check_mtu(skb, ifindex, &len, 0, BPF_MTU_CHK_SEGS) == BPF_MTU_CHK_RET_SUCCESS;
+}
+
 /* redirect_routed4 forwards a packet whose source the container side just
  * rewrote to a node address (the reply of a published port, a hairpin to the
  * container itself). Handed to the stack it would be dropped as a martian,
@@ -584,7 +604,7 @@ static __always_inline int redirect_routed4(struct __sk_buff *skb, const struct 
 	f.family = AF_INET;
 	f.tos = ip.tos;
 	f.l4_protocol = ip.protocol;
-	f.tot_len = bpf_ntohs(ip.tot_len);
+	/* tot_len stays 0: see fits_mtu. */
 	f.ifindex = in_ifindex;
 	f.ipv4_src = ip.saddr;
 	f.ipv4_dst = ip.daddr;
@@ -592,6 +612,8 @@ static __always_inline int redirect_routed4(struct __sk_buff *skb, const struct 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return TC_ACT_OK;
 	if (uplink_only && !bpf_map_lookup_elem(&pc_uplinks, &f.ifindex))
+		return TC_ACT_OK;
+	if (!fits_mtu(skb, f.ifindex, rc))
 		return TC_ACT_OK;
 
 	if (ip_dec_ttl(skb, p->l3_off, &ip) < 0)
