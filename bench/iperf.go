@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,9 +63,10 @@ func runIperf(ns *nstest.NS, dst netip.AddrPort, d time.Duration, extra ...strin
 	return iperfResult{}, last
 }
 
-// tcpThroughput is one TCP stream from client to dst, in Gbit/s.
-func tcpThroughput(client *nstest.NS, dst netip.AddrPort, d time.Duration) (float64, error) {
-	r, err := runIperf(client, dst, d)
+// tcpThroughput is one TCP stream from client to dst, in Gbit/s; extra
+// are more iperf3 client flags.
+func tcpThroughput(client *nstest.NS, dst netip.AddrPort, d time.Duration, extra ...string) (float64, error) {
+	r, err := runIperf(client, dst, d, extra...)
 	if err != nil {
 		return 0, err
 	}
@@ -84,4 +86,19 @@ func udpRate(client *nstest.NS, dst netip.AddrPort, d time.Duration) (float64, e
 		return 0, fmt.Errorf("iperf3 -u to %v: no duration in its result", dst)
 	}
 	return (s.Packets - s.LostPackets) / s.Seconds / 1000, nil
+}
+
+// medianThroughput is the median of runs tcpThroughput runs (the first
+// error ends it).
+func medianThroughput(runs int, client *nstest.NS, dst netip.AddrPort, d time.Duration, extra ...string) (float64, error) {
+	var vs []float64
+	for range runs {
+		v, err := tcpThroughput(client, dst, d, extra...)
+		if err != nil {
+			return 0, err
+		}
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2], nil
 }

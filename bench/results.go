@@ -23,18 +23,19 @@ const (
 	mRRP50       = "rr_p50_us"            // request/response on one connection, median round trip
 	mRRP99       = "rr_p99_us"
 	mRRRate      = "rr_per_s"
-	mEgress      = "tcp_egress_gbps"  // container -> external host, masqueraded
-	mIngress     = "tcp_ingress_gbps" // external host -> published port -> container
-	mC2C         = "tcp_c2c_gbps"     // container -> container on the bridge
-	mUDP         = "udp_kpps"         // small UDP datagrams received per second through the published port
-	mAddMs       = "add_ms"           // add one more mapping, median of the adds at this N
-	mAddP99Ms    = "add_p99_ms"       // 99th percentile of those adds (nearest rank)
-	mBulkS       = "bulk_s"           // program N mappings from empty, bulk path
-	mPerCallS    = "percall_s"        // program PerCall mappings from empty, one call per mapping
-	mRSS         = "agent_rss_mb"     // resident memory of portcullisd
-	mBPFMem      = "bpf_map_kb"       // memlock of the BPF maps portcullisd holds
-	mRulesetKB   = "ruleset_kb"       // size of the ruleset as the tool prints it
-	mRules       = "rules"            // rules (iptables) or ruleset lines (nft) in the node
+	mEgress      = "tcp_egress_gbps"      // container -> external host, masqueraded (median of egressRuns)
+	mEgress1CPU  = "tcp_egress_1cpu_gbps" // the same with client and server on CPU 0
+	mIngress     = "tcp_ingress_gbps"     // external host -> published port -> container
+	mC2C         = "tcp_c2c_gbps"         // container -> container on the bridge
+	mUDP         = "udp_kpps"             // small UDP datagrams received per second through the published port
+	mAddMs       = "add_ms"               // add one more mapping, median of the adds at this N
+	mAddP99Ms    = "add_p99_ms"           // 99th percentile of those adds (nearest rank)
+	mBulkS       = "bulk_s"               // program N mappings from empty, bulk path
+	mPerCallS    = "percall_s"            // program PerCall mappings from empty, one call per mapping
+	mRSS         = "agent_rss_mb"         // resident memory of portcullisd
+	mBPFMem      = "bpf_map_kb"           // memlock of the BPF maps portcullisd holds
+	mRulesetKB   = "ruleset_kb"           // size of the ruleset as the tool prints it
+	mRules       = "rules"                // rules (iptables) or ruleset lines (nft) in the node
 )
 
 // metricDef describes a metric for tables and plots.
@@ -58,6 +59,7 @@ var metricDefs = []metricDef{
 	{mRRP99, "RR p99 µs", false, true, 1},
 	{mRRRate, "RR/s", true, true, 0},
 	{mEgress, "egress Gbit/s", true, true, 2},
+	{mEgress1CPU, "egress 1 CPU Gbit/s", true, true, 2},
 	{mIngress, "ingress Gbit/s", true, true, 2},
 	{mC2C, "c2c Gbit/s", true, true, 2},
 	{mUDP, "UDP kpps", true, true, 1},

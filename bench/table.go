@@ -42,7 +42,7 @@ func RenderMarkdown(r *Results) string {
 	n0 := cfg.Ns[0]
 	w("## Traffic at N = %d", n0)
 	w("")
-	cols := []string{mConnRate, mConnP50, mConnP99, mCPUPerConn, mRRP50, mRRP99, mEgress, mIngress, mC2C, mUDP}
+	cols := []string{mConnRate, mConnP50, mConnP99, mCPUPerConn, mRRP50, mRRP99, mEgress, mEgress1CPU, mIngress, mC2C, mUDP}
 	header := []string{"mode", "conn/s", "×none", "×ipt-nft"}
 	for _, c := range cols[1:] {
 		m, _ := metricByKey(c)
@@ -60,6 +60,29 @@ func RenderMarkdown(r *Results) string {
 		for _, c := range cols[1:] {
 			s, ok := r.find(mi.Name, n0, c)
 			row = append(row, cell(s, ok, c, cfg.Rounds))
+		}
+		rows = append(rows, row)
+	}
+	writeTable(&b, header, rows)
+
+	w("")
+	w("## Single TCP stream against none at N = %d (median of the round-by-round ratios [min–max])", n0)
+	w("")
+	streams := []string{mEgress, mEgress1CPU, mIngress, mC2C}
+	header = []string{"mode"}
+	for _, c := range streams {
+		m, _ := metricByKey(c)
+		header = append(header, strings.TrimSuffix(m.Label, " Gbit/s"))
+	}
+	rows = nil
+	for _, mi := range r.Modes {
+		if mi.Unavailable != "" || mi.Name == "none" {
+			continue
+		}
+		row := []string{mi.Name}
+		for _, c := range streams {
+			s, _ := r.find(mi.Name, n0, c)
+			row = append(row, ratioRange(s.VsNone))
 		}
 		rows = append(rows, row)
 	}
@@ -204,6 +227,14 @@ func ratioCell(s *Stat) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f×", s.Median)
+}
+
+// ratioRange is ratioCell with the spread over the rounds.
+func ratioRange(s *Stat) string {
+	if s == nil || s.N < 2 {
+		return ratioCell(s)
+	}
+	return fmt.Sprintf("%.2f× [%.2f–%.2f]", s.Median, s.Min, s.Max)
 }
 
 // fmtValue prints v with the given decimals, but keeps three significant
