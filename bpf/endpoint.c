@@ -245,8 +245,14 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 		 * the container's own address, so present the gateway as source
 		 * (Docker masquerades this case too).
 		 */
-		if (nat.daddr == ep->ip4)
+		if (nat.daddr == ep->ip4) {
 			nat.saddr = net->gw4;
+			/* The node's own connections to published ports are
+			 * presented from the gateway too (nft local path):
+			 * keep clear of their ports.
+			 */
+			n.pick_port = can_pick_port(p);
+		}
 		rc = ct_new_flow(skb, p, &nat, &n, HOOK_EP_INGRESS);
 		if (rc)
 			return drop(p, rc);

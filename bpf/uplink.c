@@ -223,14 +223,7 @@ int pc_uplink_egress(struct __sk_buff *skb)
 	n.ifindex = ref ? ref->ifindex : 0;
 	if (src) {
 		nat.saddr = src;
-		/* Ports can move for TCP, UDP, echo ids and SCTP (nat_rewrite4
-		 * carries the change into its CRC32c, which it cannot do for a
-		 * fragment: such an SCTP packet keeps its port).
-		 */
-		n.pick_port = (p.flags & PKT_F_L4) &&
-			      (p.t.proto == IPPROTO_TCP || p.t.proto == IPPROTO_UDP ||
-			       (p.t.proto == IPPROTO_SCTP && !(p.flags & PKT_F_FRAG)) ||
-			       (p.t.proto == IPPROTO_ICMP && p.icmp_type == ICMP_ECHO));
+		n.pick_port = can_pick_port(&p);
 	}
 	rc = ct_new_flow(skb, &p, &nat, &n, HOOK_UPLINK_EGRESS);
 	if (rc)

@@ -92,7 +92,8 @@ func testRoutedMode(t *testing.T) {
 }
 
 // B4: two containers opening flows from the same source port to the same
-// external ip:port both work; the external host sees two source ports.
+// external ip:port both work; the external host sees two source ports. The
+// node's own connection from that port works alongside them.
 func testSourcePortCollision(t *testing.T) {
 	e := newEnv(t)
 	e.network(pc0(false))
@@ -115,6 +116,24 @@ func testSourcePortCollision(t *testing.T) {
 	}
 	if len(seen) == 2 && seen[0] == seen[1] {
 		t.Errorf("tcp: both containers seen as %s", seen[0])
+	}
+
+	// The node's own connection from that port to the same place: the
+	// kernel picks node ports knowing nothing of translated flows, so a
+	// container's flow must not have kept a node port it could pick (eBPF:
+	// SNAT stays out of net.ipv4.ip_local_port_range; nftables: netfilter
+	// moves whichever clashes). Both connections work, each reaching its
+	// own socket.
+	nodeConn, r := nstest.ConnectTCP(e.node(), "192.0.2.2:7000", fromPort(40000))
+	if !r.OK() {
+		t.Errorf("tcp from the node's port 40000 with containers' flows from port 40000 open: %v", r.Err)
+	} else {
+		defer nodeConn.Close()
+		for i, s := range seen {
+			if s == r.Seen {
+				t.Errorf("the node's own connection and the container flow %d are both seen as %s", i+1, s)
+			}
+		}
 	}
 
 	// UDP: both flows live together; each answer reaches its own sender.

@@ -35,6 +35,8 @@ struct pc_config {
 	__u32 tcp_est_timeout;    /* seconds: TCP after a reply */
 	__u32 tcp_close_timeout;  /* seconds: after RST, or FIN both ways */
 	__u32 other_timeout;      /* seconds: UDP, ICMP, SCTP, anything else */
+	__u16 local_port_min;     /* the node's own ephemeral ports (ip_local_port_range), */
+	__u16 local_port_max;     /* which SNAT never keeps: host byte order */
 };
 
 /* Wildcard published ports and hairpin need "is this a node address": use
@@ -61,13 +63,15 @@ struct pc_config {
 
 volatile const struct pc_config CONFIG = {
 	.flags = PC_CFG_FIB_LOCAL,
-	.nat_port_min = 32768,
-	.nat_port_max = 60999,
+	.nat_port_min = 1024,
+	.nat_port_max = 32767,
 	.nat_retries = 16,
 	.tcp_syn_timeout = 60,
 	.tcp_est_timeout = 6 * 3600,
 	.tcp_close_timeout = 10,
 	.other_timeout = 60,
+	.local_port_min = 32768,
+	.local_port_max = 60999,
 };
 
 /* Why a packet was dropped; the key of pc_drops together with the ifindex. */

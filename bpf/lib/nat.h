@@ -137,12 +137,40 @@ struct ct_new {
 
 #define CT_CREATE_RACE (-1)
 
+/* can_pick_port: the source port of p's flow may move when it is translated:
+ * TCP, UDP, echo ids and SCTP (nat_rewrite4 carries the change into its
+ * CRC32c, which it cannot do for a fragment: such an SCTP packet keeps its
+ * port).
+ */
+static __always_inline int can_pick_port(const struct pkt *p)
+{
+	return (p->flags & PKT_F_L4) &&
+	       (p->t.proto == IPPROTO_TCP || p->t.proto == IPPROTO_UDP ||
+		(p->t.proto == IPPROTO_SCTP && !(p->flags & PKT_F_FRAG)) ||
+		(p->t.proto == IPPROTO_ICMP && p->icmp_type == ICMP_ECHO));
+}
+
+/* port_is_local: port (network order) is one of the node's ephemeral
+ * ports. A translated flow must not keep such a port: the node's own
+ * connections take theirs from that range, knowing nothing of ours, and the
+ * first one to the same peer would share the flow's reply tuple (its
+ * answers would be translated to the container). The configured range for
+ * picked ports lies outside it.
+ */
+static __always_inline int port_is_local(__be16 port)
+{
+	__u16 h = bpf_ntohs(port);
+
+	return h >= CONFIG.local_port_min && h <= CONFIG.local_port_max;
+}
+
 /* ct_create inserts the pair for a new flow whose first packet has tuple
  * fwd and should leave as *nat. The reverse half goes in first, with
  * BPF_NOEXIST, which reserves the reply tuple (and so the source port)
  * atomically against other CPUs; then the forward half, and if that fails the
  * reservation is rolled back. With pick_port the original source port is
- * tried first, then random ports of the configured range.
+ * tried first, unless it is one of the node's ephemeral ports, then random
+ * ports of the configured range.
  *
  * Returns 0 (nat holds the final tuple), a PC_DROP_* reason, or
  * CT_CREATE_RACE when another CPU created the same flow meanwhile.
@@ -161,6 +189,8 @@ static __always_inline int ct_create(const struct pkt *p, const struct ct_key *f
 		tries = PC_NAT_MAX_TRIES;
 	if (!n->pick_port)
 		tries = 0;
+	else if (port_is_local(nat->sport))
+		nat->sport = bpf_htons(CONFIG.nat_port_min + bpf_get_prandom_u32() % span);
 
 	re.expires = now + ct_timeout_ns(fwd->proto, 0);
 	re.flags = n->flags | CT_F_REVERSE;

@@ -39,6 +39,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.BPFFS, "bpffs", "/sys/fs/bpf/portcullis", "bpffs directory where eBPF programs and maps are pinned")
 	fs.StringVar(&cfg.Attach, "attach", "auto", "eBPF attach mode: auto (tcx when the kernel has it), tcx or tc (clsact)")
 	fs.BoolVar(&cfg.FastPath, "fast-path", true, "eBPF: redirect translated traffic straight between uplink and container (redirect_peer, fib lookup + redirect_neigh)")
+	fs.StringVar(&cfg.NATPorts, "nat-ports", "auto", "eBPF: source ports SNAT picks from, MIN-MAX; auto: the longest run of ports above 1023 outside the node's ephemeral ports (net.ipv4.ip_local_port_range)")
 	fs.DurationVar(&cfg.JournalSync, "journal-sync", 100*time.Millisecond, "fdatasync the state journal within this interval of a change; 0 syncs before every API answer (survives power loss, slower on most disks)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9642 (default: off)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")

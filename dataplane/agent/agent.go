@@ -28,6 +28,10 @@ type Config struct {
 	// FastPath lets the eBPF programs redirect translated traffic straight
 	// between the uplink and the container, skipping the bridge and netfilter.
 	FastPath bool
+	// NATPorts is where eBPF SNAT picks source ports: "MIN-MAX", or "auto"
+	// (or empty) for the longest run of unprivileged ports outside the
+	// node's ephemeral ports (net.ipv4.ip_local_port_range).
+	NATPorts string
 	// JournalSync is how soon a change's journal line is fdatasynced; 0
 	// syncs before the API answers. Either way the line is written before
 	// the answer, so it survives the agent being killed.

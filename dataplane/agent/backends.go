@@ -15,9 +15,16 @@ import (
 // programs load here and falls back to nftables when they do not.
 func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]any, error) {
 	info := map[string]any{"backend_requested": cfg.Backend}
+	dp := ebpfConfig(cfg)
+	if cfg.Backend != "nftables" {
+		// A bad flag is the operator's to fix, not a reason to fall back.
+		if err := natPorts(&dp, cfg.NATPorts); err != nil {
+			return nil, nil, err
+		}
+	}
 	switch cfg.Backend {
 	case "ebpf":
-		be, err := newEBPF(cfg, log)
+		be, err := newEBPF(dp, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--backend=ebpf: %w (use --backend=auto to fall back to nftables)", err)
 		}
@@ -28,7 +35,7 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 	case "auto", "":
 		tcx, err := ebpf.Probe()
 		if err == nil {
-			be, err2 := newEBPF(cfg, log)
+			be, err2 := newEBPF(dp, log)
 			if err2 == nil {
 				info["backend_reason"] = fmt.Sprintf("auto: the eBPF programs load on this kernel (tcx: %v)", tcx)
 				return be, info, nil
@@ -50,10 +57,8 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 // newEBPF returns the eBPF datapath stacked with the nftables local path:
 // traffic the node itself sends to a published port never crosses the
 // uplink's tc hooks, so nft output DNAT serves it (rows B10, B11).
-func newEBPF(cfg Config, log *slog.Logger) (dataplane.Backend, error) {
-	dp := ebpf.DefaultConfig()
-	dp.FastPath = cfg.FastPath
-	be, err := ebpf.New(ebpf.Options{PinDir: cfg.BPFFS, Attach: ebpf.AttachMode(cfg.Attach), Config: &dp, Log: log})
+func newEBPF(dp ebpfSetup, log *slog.Logger) (dataplane.Backend, error) {
+	be, err := ebpf.New(ebpf.Options{PinDir: dp.pinDir, Attach: ebpf.AttachMode(dp.attach), Config: &dp.Config, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +70,42 @@ func newEBPF(cfg Config, log *slog.Logger) (dataplane.Backend, error) {
 	return dataplane.Stack{be, local}, nil
 }
 
+// ebpfSetup is the eBPF backend's configuration from the flags.
+type ebpfSetup struct {
+	ebpf.Config
+	pinDir, attach string
+}
+
+// ebpfConfig is the eBPF datapath configuration of cfg, with the default
+// SNAT and local port ranges (natPorts sets them from the kernel).
+func ebpfConfig(cfg Config) ebpfSetup {
+	dp := ebpfSetup{Config: ebpf.DefaultConfig(), pinDir: cfg.BPFFS, attach: cfg.Attach}
+	dp.FastPath = cfg.FastPath
+	return dp
+}
+
+// natPorts sets the node's ephemeral ports, read from the kernel, and the
+// SNAT port range (flag value spec) outside them.
+func natPorts(dp *ebpfSetup, spec string) error {
+	lo, hi, err := ebpf.LocalPorts()
+	if err != nil {
+		return err
+	}
+	dp.LocalPortMin, dp.LocalPortMax = lo, hi
+	if spec == "" || spec == "auto" {
+		dp.NATPortMin, dp.NATPortMax, err = ebpf.NATPortsOutside(lo, hi)
+		return err
+	}
+	if dp.NATPortMin, dp.NATPortMax, err = ebpf.ParsePortRange(spec); err != nil {
+		return fmt.Errorf("--nat-ports=%s", err)
+	}
+	if dp.NATPortMin <= hi && lo <= dp.NATPortMax {
+		return fmt.Errorf("--nat-ports=%q overlaps the node's ephemeral ports %d-%d (net.ipv4.ip_local_port_range): "+
+			"the node's own connections would share reply tuples with translated flows; pick ports outside them", spec, lo, hi)
+	}
+	return nil
+}
+
 // uninstallers returns every backend whose kernel objects may exist: the
 // agent may have run with either over time.
 func uninstallers(cfg Config, log *slog.Logger) []dataplane.Backend {
@@ -74,7 +115,8 @@ func uninstallers(cfg Config, log *slog.Logger) []dataplane.Backend {
 	} else {
 		log.Warn("nftables backend unavailable for uninstall", "err", err)
 	}
-	if be, err := newEBPF(cfg, log); err == nil {
+	// Uninstalling needs no port ranges: the defaults do.
+	if be, err := newEBPF(ebpfConfig(cfg), log); err == nil {
 		out = append(out, be)
 	} else {
 		// Without eBPF here nothing can be attached, but pins may remain.

@@ -150,6 +150,8 @@ type endpointPcConfig struct {
 	TcpEstTimeout   uint32
 	TcpCloseTimeout uint32
 	OtherTimeout    uint32
+	LocalPortMin    uint16
+	LocalPortMax    uint16
 }
 
 type endpointPcEvent struct {

@@ -22,11 +22,16 @@ func requireBPF(t *testing.T) {
 }
 
 // testConfig is DefaultConfig without the FIB, so test results do not
-// depend on the machine's routes, and with a small CT map.
+// depend on the machine's routes, and with a small CT map. Its node
+// ephemeral ports are 61000-65535 and SNAT picks from 32768-60999, so that
+// flows from the usual container ports (40000 in most tests) keep them;
+// TestLocalPortsAvoided covers Linux's default ranges.
 func testConfig() Config {
 	c := DefaultConfig()
 	c.NoFIBLocal = true
 	c.Maps.CT = 4096
+	c.NATPortMin, c.NATPortMax = 32768, 60999
+	c.LocalPortMin, c.LocalPortMax = 61000, 65535
 	return c
 }
 

@@ -104,6 +104,51 @@ func TestSourcePortCollision(t *testing.T) {
 	want(t, f.pass(progUplinkEgress, b.frame()), ipNode, gb.sport, ipExt, 53)
 }
 
+// TestLocalPortsAvoided: with Linux's default ranges (the node's ephemeral
+// ports 32768-60999, SNAT's 1024-32767), a flow whose source port is one
+// the node might use for its own connections leaves from a port of the SNAT
+// range, and its replies find it; other ports are kept. Hairpin flows to
+// the container itself, presented from the gateway like the node's own
+// connections to published ports, move the same way.
+func TestLocalPortsAvoided(t *testing.T) {
+	def := DefaultConfig()
+	f := newFixture(t, fixtureOpts{icc: true, masquerade: true, cfg: func(c *Config) {
+		c.NATPortMin, c.NATPortMax = def.NATPortMin, def.NATPortMax
+		c.LocalPortMin, c.LocalPortMax = def.LocalPortMin, def.LocalPortMax
+	}})
+	inSNAT := func(what string, port uint16) {
+		t.Helper()
+		if port < def.NATPortMin || port > def.NATPortMax {
+			t.Fatalf("%s left from port %d, want one of %d-%d", what, port, def.NATPortMin, def.NATPortMax)
+		}
+	}
+	for _, proto := range []uint8{6, 17} {
+		out := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: proto, sport: 40000, dport: 443, tcpFlags: 0x02, payload: []byte("q")}
+		got := f.pass(progUplinkEgress, out.frame())
+		inSNAT("a flow from port 40000", got.sport)
+		want(t, got, ipNode, got.sport, ipExt, 443)
+		reply := pkt4{src: ipExt, dst: ipNode, proto: proto, sport: 443, dport: got.sport, tcpFlags: 0x12, payload: []byte("a")}
+		want(t, f.pass(progUplinkIngress, reply.frame()), ipExt, 443, ipA, 40000)
+		want(t, f.pass(progUplinkEgress, out.frame()), ipNode, got.sport, ipExt, 443) // and it stays
+	}
+	echo := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: 1, icmpType: 8, sport: 40001}
+	inSNAT("an echo request with id 40001", f.pass(progUplinkEgress, echo.frame()).sport)
+
+	kept := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: 17, sport: 5000, dport: 53, payload: []byte("q")}
+	want(t, f.pass(progUplinkEgress, kept.frame()), ipNode, 5000, ipExt, 53)
+	high := kept
+	high.sport = 61000
+	want(t, f.pass(progUplinkEgress, high.frame()), ipNode, 61000, ipExt, 53)
+
+	f.port("self", f.a, ifA, 6, netip.Addr{}, 8081, 8081, 81)
+	self := pkt4{srcMAC: macA, src: ipA, dst: ipNode, proto: 6, sport: 42001, dport: 8081, tcpFlags: 0x02}
+	got := f.pass(progEndpointIngress, self.frame())
+	inSNAT("a hairpin flow to itself from port 42001", got.sport)
+	want(t, got, ipGW, got.sport, ipA, 81)
+	reply := pkt4{srcMAC: macA, src: ipA, dst: ipGW, proto: 6, sport: 81, dport: got.sport, tcpFlags: 0x12}
+	want(t, f.pass(progEndpointIngress, reply.frame()), ipNode, 8081, ipA, 42001)
+}
+
 // TestNATExhaustion: with a one-port range and the port taken, a new flow is
 // dropped and counted; once the pair holding the port expired, the datapath
 // takes it over.

@@ -15,8 +15,15 @@ import (
 // programs' .rodata before they are loaded (the verifier sees constants).
 type Config struct {
 	// NATPortMin and NATPortMax bound the source ports (and ICMP echo ids)
-	// that SNAT picks when a flow's own port is taken.
+	// that SNAT picks when a flow's own port is taken or is one of the
+	// node's ephemeral ports. The range must lie outside those.
 	NATPortMin, NATPortMax uint16
+	// LocalPortMin and LocalPortMax are the node's ephemeral ports
+	// (net.ipv4.ip_local_port_range), where its own connections take their
+	// source ports without knowing of the datapath's flows: a translated
+	// flow never keeps a source port of this range, so the two never share
+	// a reply tuple. LocalPorts reads them from the running kernel.
+	LocalPortMin, LocalPortMax uint16
 	// NATRetries is how many random ports are tried after the original one
 	// (at most 32).
 	NATRetries uint32
@@ -107,8 +114,10 @@ func (s MapSizes) byMap() map[string]uint32 {
 // DefaultConfig returns the configuration the agent uses.
 func DefaultConfig() Config {
 	return Config{
-		NATPortMin:            32768,
-		NATPortMax:            60999,
+		NATPortMin:            1024,
+		NATPortMax:            32767,
+		LocalPortMin:          32768, // Linux's default ip_local_port_range
+		LocalPortMax:          60999,
 		NATRetries:            16,
 		TCPSynTimeout:         60 * time.Second,
 		TCPEstablishedTimeout: 6 * time.Hour,
@@ -121,6 +130,13 @@ func (c Config) rodata() (endpointPcConfig, error) {
 	if c.NATPortMin == 0 || c.NATPortMax < c.NATPortMin {
 		return endpointPcConfig{}, fmt.Errorf("nat port range %d-%d: want 1 <= min <= max", c.NATPortMin, c.NATPortMax)
 	}
+	if c.LocalPortMax < c.LocalPortMin {
+		return endpointPcConfig{}, fmt.Errorf("local port range %d-%d: want min <= max", c.LocalPortMin, c.LocalPortMax)
+	}
+	if c.NATPortMin <= c.LocalPortMax && c.LocalPortMin <= c.NATPortMax {
+		return endpointPcConfig{}, fmt.Errorf("nat port range %d-%d overlaps the node's ephemeral ports %d-%d (net.ipv4.ip_local_port_range): "+
+			"the node's own connections would share reply tuples with translated flows", c.NATPortMin, c.NATPortMax, c.LocalPortMin, c.LocalPortMax)
+	}
 	if c.NATRetries > 32 {
 		return endpointPcConfig{}, fmt.Errorf("nat retries %d: at most 32", c.NATRetries)
 	}
@@ -129,6 +145,8 @@ func (c Config) rodata() (endpointPcConfig, error) {
 		NatPortMin:      c.NATPortMin,
 		NatPortMax:      c.NATPortMax,
 		NatRetries:      c.NATRetries,
+		LocalPortMin:    c.LocalPortMin,
+		LocalPortMax:    c.LocalPortMax,
 		TcpSynTimeout:   secs(c.TCPSynTimeout),
 		TcpEstTimeout:   secs(c.TCPEstablishedTimeout),
 		TcpCloseTimeout: secs(c.TCPCloseTimeout),

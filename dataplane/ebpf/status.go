@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/portcullis/portcullis/dataplane"
@@ -42,6 +43,10 @@ func (b *Backend) status() (map[string]any, bool) {
 		"backend": "ebpf",
 		"pin_dir": b.opts.PinDir,
 		"loaded":  b.dp != nil,
+		// Where SNAT picks source ports, and the node's ephemeral ports it
+		// keeps clear of.
+		"snat_ports":  fmt.Sprintf("%d-%d", b.cfg.NATPortMin, b.cfg.NATPortMax),
+		"local_ports": fmt.Sprintf("%d-%d", b.cfg.LocalPortMin, b.cfg.LocalPortMax),
 	}
 	if b.dp == nil {
 		return st, false
