@@ -154,6 +154,21 @@ func ping(ns *nstest.NS, dst string, id int) error {
 	}
 }
 
+// bulk streams 8 MB each way over one TCP connection from ns to dst:
+// full-sized GSO packets, which take other branches than a one-byte echo
+// (the fast path's MTU check above all).
+func bulk(t *testing.T, ns *nstest.NS, dst string) {
+	t.Helper()
+	c, r := nstest.ConnectTCP(ns, dst, nstest.DialOptions{Timeout: 10 * time.Second})
+	if !r.OK() {
+		t.Fatalf("bulk from %s to %s: %v", ns, dst, r)
+	}
+	defer c.Close()
+	if err := c.Stream(8 << 20); err != nil {
+		t.Fatalf("bulk from %s to %s: %v", ns, dst, err)
+	}
+}
+
 func TestTraffic(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -186,6 +201,7 @@ func TestTraffic(t *testing.T) {
 				if p := extTCP.Peers(); len(p) == 0 || p[0].Addr() != ipNode {
 					t.Fatalf("external server saw %v", p)
 				}
+				bulk(t, tp.ca, "192.0.2.2:7001")
 			})
 			t.Run("B4-same-source-port", func(t *testing.T) {
 				opts := short
@@ -201,6 +217,7 @@ func TestTraffic(t *testing.T) {
 				if !r.OK() || r.Server != "a" || r.Seen.Addr() != netip.MustParseAddr("192.0.2.2") {
 					t.Fatalf("%v (server %q, seen %v)", r, r.Server, r.Seen)
 				}
+				bulk(t, tp.ext, "192.0.2.1:8080")
 			})
 			t.Run("B9-hairpin", func(t *testing.T) {
 				for _, ns := range []*nstest.NS{tp.cb, tp.ca} {
@@ -208,6 +225,7 @@ func TestTraffic(t *testing.T) {
 						t.Fatalf("from %s: %v", ns, r)
 					}
 				}
+				bulk(t, tp.ca, "192.0.2.1:8080")
 			})
 			t.Run("B21-restart", func(t *testing.T) {
 				in, r := nstest.ConnectTCP(tp.ext, "192.0.2.1:8080", short)
