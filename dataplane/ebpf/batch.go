@@ -20,21 +20,32 @@ const batchSize = 4096
 // of thousands of entries the difference is tens of milliseconds of CPU
 // per walk.
 func readAll[K comparable, V any](m *ebpf.Map) ([]K, []V, error) {
-	var (
-		keys   []K
-		vals   []V
-		cursor ebpf.MapBatchCursor
-		kb     = make([]K, batchSize)
-		vb     = make([]V, batchSize)
-	)
+	return readInto(m, nil, nil, &batchBufs[K, V]{})
+}
+
+// batchBufs are the buffers of batch reads, for a caller that keeps them
+// from read to read.
+type batchBufs[K, V any] struct {
+	k []K
+	v []V
+}
+
+// readInto is readAll into keys[:0] and vals[:0] (their memory reused),
+// with b's batch buffers.
+func readInto[K comparable, V any](m *ebpf.Map, keys []K, vals []V, b *batchBufs[K, V]) ([]K, []V, error) {
+	if b.k == nil {
+		b.k, b.v = make([]K, batchSize), make([]V, batchSize)
+	}
+	keys, vals = keys[:0], vals[:0]
+	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := m.BatchLookup(&cursor, kb, vb, nil)
-		keys, vals = append(keys, kb[:n]...), append(vals, vb[:n]...)
+		n, err := m.BatchLookup(&cursor, b.k, b.v, nil)
+		keys, vals = append(keys, b.k[:n]...), append(vals, b.v[:n]...)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return keys, vals, nil
 		}
 		if errors.Is(err, ebpf.ErrNotSupported) && len(keys) == 0 {
-			return iterateAll[K, V](m)
+			return iterateAll(m, keys, vals)
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", m, err)
@@ -59,12 +70,10 @@ func prune[K comparable, V any](m *ebpf.Map, dead func(K, V) bool) (entries, del
 	return len(keys), deleted, err
 }
 
-func iterateAll[K comparable, V any](m *ebpf.Map) ([]K, []V, error) {
+func iterateAll[K comparable, V any](m *ebpf.Map, keys []K, vals []V) ([]K, []V, error) {
 	var (
-		keys []K
-		vals []V
-		k    K
-		v    V
+		k K
+		v V
 	)
 	it := m.Iterate()
 	for it.Next(&k, &v) {

@@ -11,7 +11,7 @@ import (
 
 // requireBPF skips the test unless this process may load BPF programs. On a
 // kernel that has BPF but refuses our objects the test fails instead.
-func requireBPF(t *testing.T) {
+func requireBPF(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN) to load programs")

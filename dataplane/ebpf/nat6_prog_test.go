@@ -157,7 +157,7 @@ func TestPublishedPorts6(t *testing.T) {
 		if n, err := flushNAT6(f.d.maps[mapNAT6], []flushRule{{addr: ipB6}}); err != nil || n != 2 {
 			t.Fatalf("flush endpoint b: %d halves, %v", n, err)
 		}
-		res, err := nat6Table(f.d.maps[mapNAT6]).collect(monoNow(t) + uint64(2*time.Minute))
+		res, err := nat6Table(f.d.maps[mapNAT6]).collect(monoNow(t)+uint64(2*time.Minute), nil)
 		if err != nil || res.Deleted != 4 || res.Entries != 4 {
 			t.Fatalf("gc: %+v, %v", res, err)
 		}
