@@ -99,9 +99,8 @@ func natPorts(dp *ebpfSetup, spec string) error {
 	if dp.NATPortMin, dp.NATPortMax, err = ebpf.ParsePortRange(spec); err != nil {
 		return fmt.Errorf("--nat-ports=%s", err)
 	}
-	if dp.NATPortMin <= hi && lo <= dp.NATPortMax {
-		return fmt.Errorf("--nat-ports=%q overlaps the node's ephemeral ports %d-%d (net.ipv4.ip_local_port_range): "+
-			"the node's own connections would share reply tuples with translated flows; pick ports outside them", spec, lo, hi)
+	if err := dp.Validate(); err != nil {
+		return fmt.Errorf("--nat-ports=%q: %w", spec, err)
 	}
 	return nil
 }

@@ -76,7 +76,7 @@ func New(opts Options) (*Backend, error) {
 	if opts.Config != nil {
 		cfg = *opts.Config
 	}
-	if _, err := cfg.rodata(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	switch opts.Attach {

@@ -111,7 +111,8 @@ func (s MapSizes) byMap() map[string]uint32 {
 	}
 }
 
-// DefaultConfig returns the configuration the agent uses.
+// DefaultConfig returns the configuration the agent starts from (it reads
+// the node's ephemeral ports and sets the SNAT range outside them).
 func DefaultConfig() Config {
 	return Config{
 		NATPortMin:            1024,
@@ -126,19 +127,28 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) rodata() (endpointPcConfig, error) {
+// Validate says what is wrong with c, if anything: the port ranges and
+// the retries. New refuses an invalid configuration.
+func (c Config) Validate() error {
 	if c.NATPortMin == 0 || c.NATPortMax < c.NATPortMin {
-		return endpointPcConfig{}, fmt.Errorf("nat port range %d-%d: want 1 <= min <= max", c.NATPortMin, c.NATPortMax)
+		return fmt.Errorf("nat port range %d-%d: want 1 <= min <= max", c.NATPortMin, c.NATPortMax)
 	}
 	if c.LocalPortMax < c.LocalPortMin {
-		return endpointPcConfig{}, fmt.Errorf("local port range %d-%d: want min <= max", c.LocalPortMin, c.LocalPortMax)
+		return fmt.Errorf("local port range %d-%d: want min <= max", c.LocalPortMin, c.LocalPortMax)
 	}
 	if c.NATPortMin <= c.LocalPortMax && c.LocalPortMin <= c.NATPortMax {
-		return endpointPcConfig{}, fmt.Errorf("nat port range %d-%d overlaps the node's ephemeral ports %d-%d (net.ipv4.ip_local_port_range): "+
+		return fmt.Errorf("nat port range %d-%d overlaps the node's ephemeral ports %d-%d (net.ipv4.ip_local_port_range): "+
 			"the node's own connections would share reply tuples with translated flows", c.NATPortMin, c.NATPortMax, c.LocalPortMin, c.LocalPortMax)
 	}
 	if c.NATRetries > 32 {
-		return endpointPcConfig{}, fmt.Errorf("nat retries %d: at most 32", c.NATRetries)
+		return fmt.Errorf("nat retries %d: at most 32", c.NATRetries)
+	}
+	return nil
+}
+
+func (c Config) rodata() (endpointPcConfig, error) {
+	if err := c.Validate(); err != nil {
+		return endpointPcConfig{}, err
 	}
 	secs := func(d time.Duration) uint32 { return uint32(d / time.Second) }
 	r := endpointPcConfig{
