@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +98,5 @@ func medianThroughput(runs int, client *nstest.NS, dst netip.AddrPort, d time.Du
 		}
 		vs = append(vs, v)
 	}
-	slices.Sort(vs)
-	return vs[len(vs)/2], nil
+	return summarize(vs).Median, nil
 }
