@@ -242,9 +242,6 @@ type GCResult struct {
 	Deleted int       `json:"deleted"`
 }
 
-// collectGarbage deletes the pc_ct pairs whose halves both expired.
-func collectGarbage(m *ebpf.Map, now uint64) (GCResult, error) { return ctTable(m).collect(now, nil) }
-
 // collectGarbage6 deletes expired IPv6 flows (one entry each).
 func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
 	res := GCResult{At: time.Now()}
@@ -306,9 +303,10 @@ func (b *Backend) flushFlows(rules []flushRule) {
 	}
 }
 
-// collector runs collectGarbage in the background at an adaptive interval:
-// shorter while many entries expire (short-lived flows must not fill the
-// table, cilium #33074), back to max when little does.
+// collector deletes the expired flows of pc_ct, pc_ct6 and pc_nat6 in the
+// background at an adaptive interval: shorter while many entries expire
+// (short-lived flows must not fill the table, cilium #33074), back to max
+// when little does.
 type collector struct {
 	mu   sync.Mutex
 	last GCResult

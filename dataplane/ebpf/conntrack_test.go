@@ -57,7 +57,7 @@ func TestConntrackGC(t *testing.T) {
 	f.age(ctKey(ipA, 1000, ipExt, 53, 17), ctKey(ipExt, 53, ipNode, 1000, 17)) // both halves
 	f.age(ctKey(ipA, 1001, ipExt, 53, 17))                                     // one half only
 
-	res, err := collectGarbage(f.d.maps[mapCT], monoNow(t))
+	res, err := ctTable(f.d.maps[mapCT]).collect(monoNow(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
