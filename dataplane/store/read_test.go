@@ -41,23 +41,13 @@ func TestReadIsReadOnly(t *testing.T) {
 	}
 	r := model.NewResolved()
 	ops := threeOps()
-	for i, op := range ops {
-		if _, err := r.Do(op); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Append(op); err != nil {
-			t.Fatal(err)
-		}
-		if i == 1 {
-			if err := s.Compact(r.State()); err != nil {
-				t.Fatal(err)
-			}
-		}
+	record(t, s, r, ops[:2]...)
+	if err := s.Compact(r.State()); err != nil {
+		t.Fatal(err)
 	}
+	record(t, s, r, ops[2])
 	s.Close()
-	f, _ := os.OpenFile(filepath.Join(dir, journalName), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"kind":"network","netw`)
-	f.Close()
+	tearJournal(t, dir)
 
 	before := dirState(t, dir)
 	got, err := ReadResolved(dir)

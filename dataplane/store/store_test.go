@@ -23,16 +23,39 @@ func replay(t *testing.T, dir string) *model.State {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := model.Load(snap)
+	r, err := Resolve(snap, ops)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r.State()
+}
+
+// tearJournal leaves half a line at the end of dir's journal, as a crash in
+// the middle of an append does.
+func tearJournal(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, journalName), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(`{"kind":"network","netw`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// record applies ops to r and appends them to s, as the reconciler does
+// with each change.
+func record(t *testing.T, s *Store, r *model.Resolved, ops ...model.Op) {
+	t.Helper()
 	for _, op := range ops {
 		if _, err := r.Do(op); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.Append(op); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return r.State()
 }
 
 // threeOps: a network, an endpoint on it, a mapping to the endpoint.
@@ -52,19 +75,11 @@ func TestJournalSnapshotAndTornTail(t *testing.T) {
 	}
 	r := model.NewResolved()
 	ops := threeOps()
-	for _, op := range ops[:2] {
-		r.Do(op)
-		if err := s.Append(op); err != nil {
-			t.Fatal(err)
-		}
-	}
+	record(t, s, r, ops[:2]...)
 	if err := s.Compact(r.State()); err != nil {
 		t.Fatal(err)
 	}
-	r.Do(ops[2])
-	s.Append(ops[2])
-	s.Append(model.Op{Kind: "endpoint", Delete: true, Key: "a"})
-	r.Do(model.Op{Kind: "endpoint", Delete: true, Key: "a"})
+	record(t, s, r, ops[2], model.Op{Kind: "endpoint", Delete: true, Key: "a"})
 	s.Close()
 	if got := replay(t, dir); !reflect.DeepEqual(got, r.State()) {
 		t.Fatalf("replayed %+v, want %+v", got, r.State())
@@ -72,20 +87,14 @@ func TestJournalSnapshotAndTornTail(t *testing.T) {
 
 	// A crash in the middle of an append leaves a torn line: it is dropped,
 	// and the next append starts on a line of its own.
-	f, _ := os.OpenFile(filepath.Join(dir, journalName), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"kind":"network","netw`)
-	f.Close()
+	tearJournal(t, dir)
 	if got := replay(t, dir); !reflect.DeepEqual(got, r.State()) {
 		t.Fatal("torn tail changed the state")
 	}
 	s, _ = Open(dir)
 	s.Load()
-	op := model.Op{Kind: "network", Network: &model.Network{Name: "m", Bridge: "pc1", Subnet: "172.18.0.0/16"}}
-	if err := s.Append(op); err != nil {
-		t.Fatal(err)
-	}
+	record(t, s, r, model.Op{Kind: "network", Network: &model.Network{Name: "m", Bridge: "pc1", Subnet: "172.18.0.0/16"}})
 	s.Close()
-	r.Do(op)
 	if got := replay(t, dir); !reflect.DeepEqual(got, r.State()) {
 		t.Fatal("append after a torn tail was lost")
 	}
@@ -111,12 +120,7 @@ func TestBackgroundCompaction(t *testing.T) {
 	}
 	r := model.NewResolved()
 	ops := conflicting()
-	for _, op := range ops[:3] {
-		if _, err := r.Do(op); err != nil {
-			t.Fatal(err)
-		}
-		s.Append(op)
-	}
+	record(t, s, r, ops[:3]...)
 	if err := s.Compact(r.State()); err != nil {
 		t.Fatal(err)
 	}
