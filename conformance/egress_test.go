@@ -137,16 +137,8 @@ func testSourcePortCollision(t *testing.T) {
 	}
 
 	// UDP: both flows live together; each answer reaches its own sender.
-	u1, err := nstest.NewUDPClient(c1.NS, "192.0.2.2:7000", fromPort(40001))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u1.Close()
-	u2, err := nstest.NewUDPClient(c2.NS, "192.0.2.2:7000", fromPort(40001))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u2.Close()
+	u1 := udpClient(t, c1.NS, "192.0.2.2:7000", fromPort(40001))
+	u2 := udpClient(t, c2.NS, "192.0.2.2:7000", fromPort(40001))
 	r1, r2, r1again := u1.Exchange("c1"), u2.Exchange("c2"), u1.Exchange("c1")
 	for i, r := range []nstest.UDPResult{r1, r2, r1again} {
 		if !r.OK() {
@@ -253,12 +245,7 @@ func testICMPErrors(t *testing.T) {
 	t.Run("packet_too_big_v6_published", func(t *testing.T) {
 		nstest.ListenUDP(t, c1.NS, "c1", "[::]:90")
 		e.publish(udpPort("udp6", "c1", 9090, 90))
-		client, err := nstest.NewUDPClient(e.ext(), hostAt(nstest.NodeAddr6, 9090), fromPort(5656))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		client.Timeout = reachTimeout
+		client := udpClient(t, e.ext(), hostAt(nstest.NodeAddr6, 9090), fromPort(5656))
 		if r := client.Exchange("hello"); !r.OK() || r.Server != "c1" {
 			t.Fatalf("udp over IPv6 to the published port: %v", r)
 		}
@@ -270,7 +257,10 @@ func testICMPErrors(t *testing.T) {
 		}
 		// The container's kernel keeps the learned MTU for the client.
 		want := fmt.Sprintf("mtu %d", mtu)
-		var route string
+		var (
+			route string
+			err   error
+		)
 		for deadline := time.Now().Add(reachTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			if route, err = c1.NS.IP("-6", "route", "get", nstest.ExtAddr6.String()); err == nil && strings.Contains(route, want) {
 				return

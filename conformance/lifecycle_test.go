@@ -112,11 +112,7 @@ func testRestart(t *testing.T) {
 		t.Fatalf("outbound connection before restart: %v", r.Err)
 	}
 	defer out.Close()
-	udp, err := nstest.NewUDPClient(e.ext(), "192.0.2.1:8080", nstest.DialOptions{Timeout: reachTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
+	udp := udpClient(t, e.ext(), "192.0.2.1:8080")
 	if r := udp.Exchange("before"); !r.OK() {
 		t.Fatalf("udp flow before restart: %v", r.Err)
 	}

@@ -235,12 +235,7 @@ func testRemoveMapping(t *testing.T) {
 	e.publish(udpPort("udp", "c1", 9090, 90))
 	e.publish(tcpPort("tcp", "c1", 9090, 90))
 
-	client, err := nstest.NewUDPClient(e.ext(), "192.0.2.1:9090", fromPort(5555))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	client.Timeout = reachTimeout
+	client := udpClient(t, e.ext(), "192.0.2.1:9090", fromPort(5555))
 	if r := client.Exchange("before"); !r.OK() || r.Server != "c1" {
 		t.Fatalf("udp through the mapping before removal: %v", r)
 	}

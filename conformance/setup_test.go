@@ -228,18 +228,29 @@ const bulkBytes = 8 << 20
 // just the handshake and a byte, gets through in both directions.
 func bulkTCP(t *testing.T, from *nstest.NS, dst, server string) {
 	t.Helper()
-	c, r := nstest.ConnectTCP(from, dst, nstest.DialOptions{Timeout: bulkTimeout})
+	r, err := nstest.StreamTCP(from, dst, bulkBytes, bulkTimeout)
 	if !r.OK() {
 		t.Errorf("tcp %s -> %s: want answer from %s, %v", from, dst, server, r.Err)
 		return
 	}
-	defer c.Close()
 	if r.Server != server {
 		t.Errorf("tcp %s -> %s: answered by %s, want %s", from, dst, r.Server, server)
 	}
-	if err := c.Stream(bulkBytes); err != nil {
+	if err != nil {
 		t.Errorf("tcp %s -> %s: %d bytes each way: %v", from, dst, bulkBytes, err)
 	}
+}
+
+// udpClient opens a UDP socket from ns to dst (reachTimeout per exchange
+// unless opts say otherwise), closed when the test ends.
+func udpClient(t *testing.T, from *nstest.NS, dst string, opts ...nstest.DialOptions) *nstest.UDPClient {
+	t.Helper()
+	c, err := nstest.NewUDPClient(from, dst, dialOpts(reachTimeout, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // blockedTCP expects that no TCP connection from ns to dst is set up.

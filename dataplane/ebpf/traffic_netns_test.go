@@ -159,12 +159,7 @@ func ping(ns *nstest.NS, dst string, id int) error {
 // (the fast path's MTU check above all).
 func bulk(t *testing.T, ns *nstest.NS, dst string) {
 	t.Helper()
-	c, r := nstest.ConnectTCP(ns, dst, nstest.DialOptions{Timeout: 10 * time.Second})
-	if !r.OK() {
-		t.Fatalf("bulk from %s to %s: %v", ns, dst, r)
-	}
-	defer c.Close()
-	if err := c.Stream(8 << 20); err != nil {
+	if _, err := nstest.StreamTCP(ns, dst, 8<<20, 10*time.Second); err != nil {
 		t.Fatalf("bulk from %s to %s: %v", ns, dst, err)
 	}
 }

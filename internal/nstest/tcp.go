@@ -330,3 +330,15 @@ func (c *TCPConn) Stream(n int) error {
 
 // Close closes the connection.
 func (c *TCPConn) Close() error { return c.c.Close() }
+
+// StreamTCP connects from ns to dst (a TCPServer), streams n bytes each
+// way (Stream) within timeout, and closes. The result is the connection's;
+// the error is the connection's or the stream's.
+func StreamTCP(ns *NS, dst string, n int, timeout time.Duration) (TCPResult, error) {
+	c, r := ConnectTCP(ns, dst, DialOptions{Timeout: timeout})
+	if !r.OK() {
+		return r, r.Err
+	}
+	defer c.Close()
+	return r, c.Stream(n)
+}
