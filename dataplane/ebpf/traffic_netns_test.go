@@ -164,17 +164,67 @@ func bulk(t *testing.T, ns *nstest.NS, dst string) {
 	}
 }
 
+// Checksum offload settings of the traffic topology's veths. Left alone,
+// a local sender leaves its TCP and UDP checksums to the device
+// (CHECKSUM_PARTIAL), veths pass that on and receivers trust it: a wrong
+// translation of the checksum field goes unseen. The two settings below
+// make every translated packet's checksum be computed or checked.
+type csumSetting int
+
+const (
+	csumDefault csumSetting = iota
+	// csumPartial: senders leave checksums to the device, the devices that
+	// carry translated packets onwards (up0, the host veths) compute them
+	// in software from the field the programs left, and the receivers
+	// check them: a wrong update of a partial checksum loses the packet.
+	csumPartial
+	// csumFull: nothing is offloaded, every packet carries its full
+	// checksum through the programs, and every receiver checks it.
+	csumFull
+)
+
+func (tp *trafficTopo) setChecksums(t *testing.T, s csumSetting) {
+	t.Helper()
+	type dev struct {
+		ns     *nstest.NS
+		name   string
+		tx, rx bool
+	}
+	var devs []dev
+	switch s {
+	case csumDefault:
+		return
+	case csumPartial:
+		devs = []dev{{tp.ca, "eth0", true, false}, {tp.cb, "eth0", true, false}, {tp.ext, "eth0", true, false},
+			{tp.node, "up0", false, true}, {tp.node, "veth-a", false, true}, {tp.node, "veth-b", false, true}}
+	case csumFull:
+		devs = []dev{{tp.ca, "eth0", false, false}, {tp.cb, "eth0", false, false}, {tp.ext, "eth0", false, false},
+			{tp.node, "up0", false, false}, {tp.node, "veth-a", false, false}, {tp.node, "veth-b", false, false}}
+	}
+	for _, d := range devs {
+		if err := d.ns.SetChecksumOffload(d.name, d.tx, d.rx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestTraffic(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode AttachMode
 		fast bool
-	}{{"tcx", AttachTCX, false}, {"tc", AttachTC, false}, {"tcx-fast-path", AttachTCX, true}} {
+		csum csumSetting
+	}{
+		{"tcx", AttachTCX, false, csumDefault}, {"tc", AttachTC, false, csumDefault}, {"tcx-fast-path", AttachTCX, true, csumDefault},
+		{"tcx-csum-partial", AttachTCX, false, csumPartial}, {"tcx-fast-path-csum-partial", AttachTCX, true, csumPartial},
+		{"tcx-csum-full", AttachTCX, false, csumFull},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.mode == AttachTCX {
 				requireTCX(t)
 			}
 			tp := newTrafficTopo(t, tc.mode, false, tc.fast)
+			tp.setChecksums(t, tc.csum)
 			extTCP := nstest.ListenTCP(t, tp.ext, "ext", ":7001")
 			nstest.ListenUDP(t, tp.ext, "ext", ":7000")
 			nstest.ListenTCP(t, tp.ca, "a", ":80")
