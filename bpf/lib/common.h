@@ -37,6 +37,8 @@ struct pc_config {
 	__u32 other_timeout;      /* seconds: UDP, ICMP, SCTP, anything else */
 	__u16 local_port_min;     /* the node's own ephemeral ports (ip_local_port_range), */
 	__u16 local_port_max;     /* which SNAT never keeps: host byte order */
+	__u32 ip_summed_off;      /* PC_CFG_CSUM_DIRECT: byte of struct sk_buff holding ip_summed, */
+	__u32 ip_summed_shift;    /* and the bitfield's shift in it (from the kernel's BTF) */
 };
 
 /* Wildcard published ports and hairpin need "is this a node address": use
@@ -49,6 +51,13 @@ struct pc_config {
  * the bridge, the node's IP input path and netfilter.
  */
 #define PC_CFG_FAST_PATH (1U << 1)
+/* Translations of TCP and UDP compute the L4 checksum themselves, in the
+ * same store as addresses and ports, instead of a bpf_l4_csum_replace per
+ * changed field: the programs read the skb's ip_summed through
+ * bpf_cast_to_kern_ctx (Linux 6.2) at the offset the loader found in the
+ * kernel's BTF. Without either, the helpers do it.
+ */
+#define PC_CFG_CSUM_DIRECT (1U << 2)
 
 #define PC_NAT_MAX_TRIES 32
 
@@ -73,6 +82,34 @@ volatile const struct pc_config CONFIG = {
 	.local_port_min = 32768,
 	.local_port_max = 60999,
 };
+
+/* The kernel's struct sk_buff behind a program's context. Inlined by the
+ * verifier (a register move); weak, so that an object loads where the
+ * kernel lacks it, PC_CFG_CSUM_DIRECT then off and the call dead code.
+ */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+#define PC_CHECKSUM_PARTIAL 3 /* skb->ip_summed: the L4 checksum is the device's to compute */
+
+/* skb_csum_partial is 1 when the L4 checksum field holds only the pseudo
+ * header's sum, the rest left to the device (CHECKSUM_PARTIAL, as a local
+ * sender's packets cross veths), and 0 when it holds a full checksum.
+ * Only with PC_CFG_CSUM_DIRECT. Computed without a branch (3 is the only
+ * value of the two bits that carries into bit 2), so that the verifier
+ * does not walk the rest of the program twice, and hidden from the
+ * compiler, which would otherwise turn a product with it into the
+ * -(bit) & mask idiom that the verifier walks slowly (see bpf/README.md).
+ */
+static __always_inline __u32 skb_csum_partial(struct __sk_buff *skb)
+{
+	const __u8 *k = bpf_cast_to_kern_ctx(skb);
+	__u32 v = (k[CONFIG.ip_summed_off] >> CONFIG.ip_summed_shift) & 3;
+
+	_Static_assert(PC_CHECKSUM_PARTIAL == 3, "CHECKSUM_PARTIAL is the only value with both bits set");
+	v = (v + 1) >> 2;
+	asm volatile("" : "+r"(v));
+	return v;
+}
 
 /* Why a packet was dropped; the key of pc_drops together with the ifindex. */
 enum pc_drop_reason {

@@ -381,14 +381,66 @@ static __always_inline int set_macs(struct __sk_buff *skb, const __u8 *dst, cons
 	return bpf_skb_store_bytes(skb, 0, m, sizeof(m), 0);
 }
 
+/* tcpudp_rewrite4 writes the addresses and ports of to into a TCP or UDP
+ * packet whose IP header has no options, with both checksums, in one
+ * store: bytes 10 to 37 of the IP header for TCP (IP checksum, addresses,
+ * ports, sequence and acknowledgement numbers, offset and flags, window,
+ * TCP checksum: cks is the index of the last, in 16-bit words), 10 to 27
+ * for UDP. The L4 checksum is updated as bpf_l4_csum_replace would: a
+ * partial one (the pseudo header's sum, CHECKSUM_PARTIAL) takes the change
+ * of the addresses only, the device summing the ports with the rest; a
+ * full one takes the addresses and the ports, a UDP checksum of zero (none)
+ * stays zero and a computed zero is sent as 0xffff. BPF_F_RECOMPUTE_CSUM
+ * keeps a CHECKSUM_COMPLETE skb->csum right: it is a sum of the packet's
+ * bytes, and the changes here do not cancel out (the pseudo header is not
+ * in the packet).
+ */
+static __always_inline int tcpudp_rewrite4(struct __sk_buff *skb, __u32 ip, const struct ct_key *to, const __u32 len,
+					   const __u32 cks, const int udp)
+{
+	__u16 w[14] __attribute__((aligned(8)));
+	__u32 olds, oldd, oldp, newp = ports_word(to->sport, to->dport);
+	__u32 partial = skb_csum_partial(skb);
+	/* All ones for a partial checksum: it is a plain sum, which the
+	 * update for a complemented one handles when complemented before and
+	 * after. Its ports do not change (newp is oldp then).
+	 */
+	__u16 inv = 0xffff * partial, ck;
+
+	if (pkt_load(skb, ip + 10, w, len) < 0)
+		return -1;
+	olds = (__u32)w[1] | (__u32)w[2] << 16;
+	oldd = (__u32)w[3] | (__u32)w[4] << 16;
+	oldp = (__u32)w[5] | (__u32)w[6] << 16;
+	w[0] = csum_update32(csum_update32(w[0], olds, to->saddr), oldd, to->daddr);
+	ck = w[cks];
+	if (!(udp && ck == 0)) {
+		ck ^= inv;
+		ck = csum_update32(csum_update32(ck, olds, to->saddr), oldd, to->daddr);
+		ck = csum_update32(ck, oldp, newp ^ ((newp ^ oldp) * partial)) ^ inv;
+		if (udp && ck == 0)
+			ck = 0xffff;
+	}
+	w[cks] = ck;
+	w[1] = to->saddr & 0xffff;
+	w[2] = to->saddr >> 16;
+	w[3] = to->daddr & 0xffff;
+	w[4] = to->daddr >> 16;
+	w[5] = to->sport;
+	w[6] = to->dport;
+	return bpf_skb_store_bytes(skb, ip + 10, w, len, BPF_F_RECOMPUTE_CSUM);
+}
+
 /* nat_rewrite4 turns the packet's tuple from into to: addresses with the IP
  * checksum and (pseudo header) the L4 checksum, ports when the L4 header is in
  * this packet, with SCTP's CRC32c. Non-first fragments only get their
  * addresses changed; the datagram's L4 checksum was fixed in the first
  * fragment, and the pseudo header delta does not depend on where the payload
- * is. The L4 checksum goes through bpf_l4_csum_replace, which knows how to
- * update it for each kind of skb checksum (CHECKSUM_PARTIAL from veth, above
- * all).
+ * is. TCP and UDP behind a header without options go through
+ * tcpudp_rewrite4 when the programs can read the skb's checksum state
+ * (PC_CFG_CSUM_DIRECT); everything else, and everything on older kernels,
+ * through bpf_l4_csum_replace, which knows how to update the checksum for
+ * each kind of skb checksum (CHECKSUM_PARTIAL from veth, above all).
  */
 static __always_inline int nat_rewrite4(struct __sk_buff *skb, const struct pkt *p, const struct ct_key *from,
 					const struct ct_key *to)
@@ -398,6 +450,12 @@ static __always_inline int nat_rewrite4(struct __sk_buff *skb, const struct pkt 
 	int addrs = from->saddr != to->saddr || from->daddr != to->daddr;
 	__u32 ip = p->l3_off;
 
+	/* The common case, TCP or UDP behind a header without options. */
+	if ((CONFIG.flags & PC_CFG_CSUM_DIRECT) && l4 && l.pseudo && p->l4_off == ip + 20) {
+		if (from->proto == IPPROTO_TCP)
+			return tcpudp_rewrite4(skb, ip, to, 28, 13, 0) < 0 ? -1 : 0;
+		return tcpudp_rewrite4(skb, ip, to, 18, 8, 1) < 0 ? -1 : 0;
+	}
 	if (l4 && l.pseudo && from->saddr != to->saddr &&
 	    bpf_l4_csum_replace(skb, l.csum_off, from->saddr, to->saddr, l.csum_flags | BPF_F_PSEUDO_HDR | 4) < 0)
 		return -1;

@@ -12,8 +12,9 @@ import (
 
 // Config flags (PC_CFG_*).
 const (
-	cfgFIBLocal = 1 << 0
-	cfgFastPath = 1 << 1
+	cfgFIBLocal   = 1 << 0
+	cfgFastPath   = 1 << 1
+	cfgCsumDirect = 1 << 2
 )
 
 // Address families as the maps store them.

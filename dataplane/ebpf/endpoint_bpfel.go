@@ -152,6 +152,8 @@ type endpointPcConfig struct {
 	OtherTimeout    uint32
 	LocalPortMin    uint16
 	LocalPortMax    uint16
+	IpSummedOff     uint32
+	IpSummedShift   uint32
 }
 
 type endpointPcEvent struct {

@@ -39,6 +39,12 @@ type Config struct {
 	// routes to an uplink straight there (bpf_redirect / redirect_neigh),
 	// skipping the bridge, the IP input path and netfilter.
 	FastPath bool
+	// HelperChecksums keeps the L4 checksum updates of TCP and UDP with
+	// bpf_l4_csum_replace, one call per changed field, even where the
+	// programs could compute them in the store that rewrites the headers
+	// (Linux 6.2 and a kernel BTF; see PC_CFG_CSUM_DIRECT). For
+	// comparisons and tests.
+	HelperChecksums bool
 	// Maps sizes the maps; a zero field takes DefaultMapSizes' value.
 	Maps MapSizes
 }
@@ -182,6 +188,8 @@ const (
 type datapath struct {
 	progs map[string]*ebpf.Program
 	maps  map[string]*ebpf.Map
+	// checksums says how the programs update TCP and UDP checksums.
+	checksums skbChecksum
 }
 
 // Close releases the file descriptors. Pinned objects stay in the kernel.
@@ -212,6 +220,14 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 	rodata, err := cfg.rodata()
 	if err != nil {
 		return nil, err
+	}
+	csum := skbChecksum{err: errors.New("turned off in the configuration")}
+	if !cfg.HelperChecksums {
+		csum = kernelChecksum()
+	}
+	if csum.err == nil {
+		rodata.Flags |= cfgCsumDirect
+		rodata.IpSummedOff, rodata.IpSummedShift = csum.off, csum.shift
 	}
 	epSpec, err := loadEndpoint()
 	if err != nil {
@@ -273,7 +289,7 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 	}
 	defer upColl.Close()
 
-	d := &datapath{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}}
+	d := &datapath{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}, checksums: csum}
 	for name, m := range epColl.Maps {
 		if strings.HasPrefix(name, ".") {
 			continue

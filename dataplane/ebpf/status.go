@@ -53,6 +53,7 @@ func (b *Backend) status() (map[string]any, bool) {
 	}
 	st["attach_mode"] = string(b.mode)
 	st["attach_mode_reason"] = b.modeWhy
+	st["checksums"] = b.dp.checksums.mode()
 	var atts []string
 	for _, a := range b.attached {
 		atts = append(atts, a.String())

@@ -25,6 +25,7 @@ func TestVerifier(t *testing.T) {
 		{"no-fib", func(c *Config) { c.NoFIBLocal = true }},
 		{"fast-path", func(c *Config) { c.FastPath = true }},
 		{"max-retries", func(c *Config) { c.NATRetries = 32 }},
+		{"helper-checksums", func(c *Config) { c.HelperChecksums = true }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
