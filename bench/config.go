@@ -32,8 +32,11 @@ type Config struct {
 	// round only (it is deterministic work, and costs minutes); 0 skips it.
 	PerCall int `json:"per_call"`
 	// Clients is the number of parallel connection-rate clients.
-	Clients int  `json:"clients"`
-	Quick   bool `json:"quick"`
+	Clients int `json:"clients"`
+	// SideBySide is the number of rounds of the side-by-side stream
+	// comparison (sidebyside.go), after the other rounds; 0 skips it.
+	SideBySide int  `json:"side_by_side"`
+	Quick      bool `json:"quick"`
 	// Agent is the portcullisd binary; empty: next to pcbench, or built.
 	Agent string `json:"agent"`
 	// Progress receives one line per instance (stderr in pcbench).
@@ -54,16 +57,16 @@ var AllModes = []string{
 func Quick() Config {
 	return Config{
 		Modes: AllModes, Rounds: 1, Duration: time.Second, Ns: []int{0, 1000},
-		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, Quick: true,
+		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, SideBySide: 1, Quick: true,
 	}
 }
 
-// Full is `make bench`: three rounds, N up to 100,000; under thirty
-// minutes on a 2-core machine.
+// Full is `make bench`: three rounds, N up to 100,000, eight side-by-side
+// rounds; about forty minutes on a 2-core machine.
 func Full() Config {
 	return Config{
 		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
-		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8,
+		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8, SideBySide: 8,
 	}
 }
 
@@ -86,6 +89,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("no N values")
 	case c.Clients < 1 || c.Clients > 100:
 		return fmt.Errorf("clients %d: between 1 and 100", c.Clients)
+	case c.SideBySide < 0 || c.SideBySide > 100:
+		return fmt.Errorf("side-by-side rounds %d: between 0 and 100", c.SideBySide)
 	case c.Adds < 0 || c.PerCall < 0 || c.Adds+c.PerCall > 2*(65535-addBase+1):
 		return fmt.Errorf("adds %d + per-call %d: at most %d mappings fit above port %d", c.Adds, c.PerCall, 2*(65535-addBase+1), addBase)
 	}

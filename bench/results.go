@@ -110,6 +110,8 @@ type Results struct {
 	Modes   []ModeInfo `json:"modes"`
 	Samples []Sample   `json:"samples"`
 	Summary []Summary  `json:"summary"`
+	// SideBySide is the stream comparison with every mode alive at once.
+	SideBySide *SideBySide `json:"side_by_side,omitempty"`
 }
 
 // find returns the summary of a metric of a mode at N.

@@ -71,7 +71,9 @@ func Run(cfg Config) (*Results, error) {
 	if e.cnitool != "" {
 		res.Machine.Tools["cnitool"] = e.cnitool
 	}
-	if _, err := exec.LookPath("iperf3"); err != nil {
+	_, err := exec.LookPath("iperf3")
+	iperfFound := err == nil
+	if !iperfFound {
 		e.progress("iperf3 not found: no throughput or UDP numbers (install Debian's iperf3, make deps-bench)")
 	}
 	var modes []mode
@@ -110,6 +112,15 @@ func Run(cfg Config) (*Results, error) {
 				}
 			}
 		}
+	}
+	if cfg.SideBySide > 0 && !cfg.skipSuite && iperfFound && len(modes) > 0 {
+		var left []mode
+		for _, m := range modes {
+			if !gone[m.name()] {
+				left = append(left, m)
+			}
+		}
+		res.SideBySide = runSideBySide(e, left, cfg.Ns[0])
 	}
 	res.Seconds = time.Since(res.Started).Seconds()
 	res.Summary = summarizeSamples(res.Samples, cfg.Modes, cfg.Ns)

@@ -87,6 +87,9 @@ func RenderMarkdown(r *Results) string {
 		rows = append(rows, row)
 	}
 	writeTable(&b, header, rows)
+	if sb := r.SideBySide; sb != nil {
+		renderSideBySide(&b, sb, cfg.Duration)
+	}
 
 	if len(cfg.Ns) > 1 {
 		w("")
@@ -97,13 +100,15 @@ func RenderMarkdown(r *Results) string {
 		}))
 	}
 
-	w("")
-	w("## Add one more mapping at N (ms, p50 / p99 of up to %d adds per round within %v)", cfg.Adds, cfg.AddBudget)
-	w("")
-	writeTable(&b, nHeader(cfg.Ns), byN(r, mAddMs, func(s Summary) string {
-		p99, ok := r.find(s.Mode, s.N, mAddP99Ms)
-		return cell(s, true, mAddMs, cfg.Rounds) + " / " + cell(p99, ok, mAddP99Ms, cfg.Rounds)
-	}))
+	if cfg.Adds > 0 {
+		w("")
+		w("## Add one more mapping at N (ms, p50 / p99 of up to %d adds per round within %v)", cfg.Adds, cfg.AddBudget)
+		w("")
+		writeTable(&b, nHeader(cfg.Ns), byN(r, mAddMs, func(s Summary) string {
+			p99, ok := r.find(s.Mode, s.N, mAddP99Ms)
+			return cell(s, true, mAddMs, cfg.Rounds) + " / " + cell(p99, ok, mAddP99Ms, cfg.Rounds)
+		}))
+	}
 
 	w("")
 	w("## Program N mappings from empty, bulk path (s)")
@@ -291,4 +296,49 @@ func failures(r *Results) []string {
 		}
 	}
 	return out
+}
+
+// renderSideBySide is the side-by-side stream comparison: Gbit/s as
+// median [min–max] over the rounds, and the ratio of the medians to none's
+// with its 90% bootstrap interval.
+func renderSideBySide(b *strings.Builder, sb *SideBySide, d time.Duration) {
+	fmt.Fprintf(b, "\n## One TCP stream out through masquerade, side by side at N = %d\n\n", sb.N)
+	fmt.Fprintf(b, "Every mode's instance alive at once; %d rounds, each one %v stream per mode and variant, back to back in a rotated order. "+
+		"default: iperf3 as it comes (the node's congestion control, the scheduler's placement); "+
+		"cpu-bound: iperf3 %s (a window-filling congestion control, client on CPU 0, server on CPU 1: the path's cost per byte sets the rate). "+
+		"Gbit/s: median [min–max]; ×none: median over none's median [90%% interval, rounds resampled].\n\n",
+		sb.Rounds, d, sb.Variants[variantCPUBound])
+	stat := func(s Stat) string {
+		if s.N == 0 {
+			return "–"
+		}
+		v := fmtValue(s.Median, 2)
+		if s.N > 1 && s.Min != s.Max {
+			v += " [" + fmtValue(s.Min, 2) + "–" + fmtValue(s.Max, 2) + "]"
+		}
+		return v
+	}
+	var rows [][]string
+	index := map[string]int{}
+	for _, s := range sb.Summary {
+		i, ok := index[s.Mode]
+		if !ok {
+			i = len(rows)
+			index[s.Mode] = i
+			rows = append(rows, []string{s.Mode, "–", "–", "–", "–"})
+		}
+		col := 1
+		if s.Variant == variantCPUBound {
+			col = 3
+		}
+		rows[i][col] = stat(s.Gbps)
+		rows[i][col+1] = ratioRange(s.VsNone)
+	}
+	writeTable(b, []string{"mode", "default Gbit/s", "×none", "cpu-bound Gbit/s", "×none"}, rows)
+	for _, n := range sb.Notes {
+		fmt.Fprintf(b, "\n- %s", n)
+	}
+	if len(sb.Notes) > 0 {
+		b.WriteString("\n")
+	}
 }

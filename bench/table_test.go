@@ -50,7 +50,7 @@ func syntheticResults() *Results {
 
 func TestRenderMarkdown(t *testing.T) {
 	md := RenderMarkdown(syntheticResults())
-	for _, want := range []string{
+	requireMarkdown(t, md,
 		"# pcbench results",
 		"2026-01-02 03:04 UTC, 2 rounds, 1s per measurement, 8 connection-rate clients, N = 0, 1000",
 		"| mode | conn/s | ×none | ×ipt-nft | conn p50 µs | conn p99 µs |",
@@ -69,11 +69,7 @@ func TestRenderMarkdown(t *testing.T) {
 		"| iptables-nft | 3 / 33 | 253 / 3033 |",
 		"- round 3, iptables-nft, N=0: the published port does not work",
 		"- **ebpf**: our eBPF backend",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q\n%s", want, md)
-		}
-	}
+	)
 	// Every table row has as many cells as its header.
 	var cols int
 	for _, l := range strings.Split(md, "\n") {
@@ -132,5 +128,15 @@ func TestWriteAll(t *testing.T) {
 	png, _ := os.ReadFile(filepath.Join(dir, "conn_rate.png"))
 	if !strings.HasPrefix(string(png), "\x89PNG") {
 		t.Error("conn_rate.png is not a PNG")
+	}
+}
+
+// requireMarkdown fails for each of want that md lacks.
+func requireMarkdown(t *testing.T, md string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(md, w) {
+			t.Errorf("markdown lacks %q\n%s", w, md)
+		}
 	}
 }

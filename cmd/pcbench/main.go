@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -26,21 +27,32 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("pcbench", flag.ContinueOnError)
+	full, short := bench.Full(), bench.Quick()
+	// defaults says what a flag left unset means, taken from the two
+	// configurations themselves.
+	defaults := func(f, q any) string { return fmt.Sprintf("(default %v, or %v with -quick)", f, q) }
 	quick := fs.Bool("quick", false, "one short round, N up to 1000: under 3 minutes")
 	out := fs.String("out", "bench/results", "directory for results.json, results.md and the PNG plots")
 	modes := fs.String("modes", "", "comma-separated modes (default all: "+strings.Join(bench.AllModes, ",")+")")
-	rounds := fs.Int("rounds", 0, "rounds, each running every mode at every N (default 3, or 1 with -quick)")
-	duration := fs.Duration("duration", 0, "length of each traffic measurement (default 3s, or 1s with -quick)")
-	ns := fs.String("n", "", "comma-separated N values, mappings published ahead of the measured one (default 0,1000,10000,100000, or 0,1000 with -quick)")
-	adds := fs.Int("adds", -1, "mappings added one at a time at each N (default 5, or 3 with -quick)")
-	perCall := fs.Int("per-call", -1, "mappings programmed from empty one call each, at the first N; 0 skips (default 1000, or 100 with -quick)")
-	clients := fs.Int("clients", 0, "parallel connection-rate clients (default 8)")
+	rounds := fs.Int("rounds", 0, "rounds, each running every mode at every N "+defaults(full.Rounds, short.Rounds))
+	duration := fs.Duration("duration", 0, "length of each traffic measurement "+defaults(full.Duration, short.Duration))
+	ns := fs.String("n", "", "comma-separated N values, mappings published ahead of the measured one "+
+		defaults(joinInts(full.Ns), joinInts(short.Ns)))
+	adds := optInt(fs, "adds", "`number` of mappings added one at a time at each N "+defaults(full.Adds, short.Adds))
+	perCall := optInt(fs, "per-call", "`number` of mappings programmed from empty one call each, at the first N; 0 skips "+
+		defaults(full.PerCall, short.PerCall))
+	sideBySide := optInt(fs, "side-by-side", "`number` of rounds of the side-by-side stream comparison, every mode alive at once; 0 skips "+
+		defaults(full.SideBySide, short.SideBySide))
+	clients := fs.Int("clients", 0, "parallel connection-rate clients (default "+strconv.Itoa(full.Clients)+")")
 	agent := fs.String("agent", "", "portcullisd binary (default: the one next to pcbench, else built from the repository)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: pcbench [flags]\n\nRuns as root; everything happens in network namespaces it creates and removes.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -74,6 +86,9 @@ func run(args []string) error {
 	if *perCall >= 0 {
 		cfg.PerCall = *perCall
 	}
+	if *sideBySide >= 0 {
+		cfg.SideBySide = *sideBySide
+	}
 	if *clients > 0 {
 		cfg.Clients = *clients
 	}
@@ -105,4 +120,27 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+// optInt is an int flag that is -1 when not given, with no "(default -1)"
+// in the usage: 0 is a value of its own there.
+func optInt(fs *flag.FlagSet, name, usage string) *int {
+	v := -1
+	fs.Func(name, usage, func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: want a whole number, 0 or more", s)
+		}
+		v = n
+		return nil
+	})
+	return &v
 }

@@ -1,0 +1,244 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/nstest"
+)
+
+// The side-by-side comparison of one TCP stream out through masquerade.
+//
+// One stream's rate swings by 10-30% from run to run on a 2-CPU VM, and
+// the machine's speed drifts over minutes, while the paths differ by a
+// few per cent: the per-instance egress numbers, taken minutes apart, do
+// not tell them apart. Here every mode's instance (at the first N) is
+// built first and kept alive; then each round runs one stream per mode,
+// back to back in a rotated order, and the ratio to none comes from many
+// streams taken in the same minutes.
+//
+// Each round runs two variants of the stream:
+//   - default: iperf3 as a user runs it, with the node's congestion
+//     control (often BBR, which paces: on this kind of VM it holds one
+//     stream near 16 Gbit/s, below what the CPUs carry, so every path
+//     looks alike) and the scheduler's placement;
+//   - cpu-bound: a loss-based congestion control (cubic, else reno),
+//     which fills the window, with the client on CPU 0 and the server on
+//     CPU 1: the client's CPU runs its send path and every softirq it
+//     raises, forwarding included, and is the bottleneck, so the path's
+//     cost per byte decides the rate. (Only with 2 CPUs or more.)
+
+// Stream variants.
+const (
+	variantDefault  = "default"
+	variantCPUBound = "cpu-bound"
+)
+
+// StreamRun is one stream of the side-by-side comparison.
+type StreamRun struct {
+	Mode    string  `json:"mode"`
+	Round   int     `json:"round"`
+	Variant string  `json:"variant"`
+	Gbps    float64 `json:"gbps"`
+}
+
+// SideBySide is the comparison's result.
+type SideBySide struct {
+	N        int               `json:"n"`
+	Rounds   int               `json:"rounds"`
+	Seconds  float64           `json:"seconds"`  // wall time, instances' set-up included
+	Variants map[string]string `json:"variants"` // iperf3 flags of each variant
+	Runs     []StreamRun       `json:"runs"`
+	Notes    []string          `json:"notes,omitempty"` // modes or streams left out, and why
+	Summary  []StreamSummary   `json:"summary"`
+}
+
+// StreamSummary is one mode's streams of one variant: the rate over the
+// rounds and its ratio to none's.
+type StreamSummary struct {
+	Mode    string `json:"mode"`
+	Variant string `json:"variant"`
+	Gbps    Stat   `json:"gbps"`
+	// VsNone is the median rate over none's median rate (Median), with a
+	// 90% interval from resampling the rounds (Min, Max).
+	VsNone *Stat `json:"vs_none,omitempty"`
+}
+
+// streamVariants returns the variants this machine can run, with their
+// iperf3 flags.
+func streamVariants() map[string][]string {
+	v := map[string][]string{variantDefault: nil}
+	if runtime.NumCPU() < 2 {
+		return v
+	}
+	cc := "reno"
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control"); err == nil &&
+		slices.Contains(strings.Fields(string(b)), "cubic") {
+		cc = "cubic"
+	}
+	v[variantCPUBound] = []string{"-C", cc, "-A", "0,1"}
+	return v
+}
+
+// runSideBySide builds one instance per mode at N = n and runs
+// cfg.SideBySide rounds of streams. A mode whose instance cannot be built
+// is left out with a note; the others go on.
+func runSideBySide(e *env, modes []mode, n int) *SideBySide {
+	start := time.Now()
+	variants := streamVariants()
+	sb := &SideBySide{N: n, Rounds: e.cfg.SideBySide, Variants: map[string]string{}}
+	for name, flags := range variants {
+		sb.Variants[name] = strings.Join(flags, " ")
+	}
+	type live struct {
+		m  mode
+		in *instance
+		sc *scope
+	}
+	var lives []live
+	defer func() {
+		for _, l := range lives {
+			l.sc.Close()
+		}
+	}()
+	for _, m := range modes {
+		if lm, ok := m.(limitedMode); ok {
+			if max, why := lm.maxN(); n > max {
+				sb.Notes = append(sb.Notes, fmt.Sprintf("%s: above N=%d: %s", m.name(), max, why))
+				continue
+			}
+		}
+		sc := newScope()
+		var in *instance
+		err := sc.run(func() error {
+			in = newInstance(sc, e, m.name(), n, 0)
+			if _, err := m.setup(in); err != nil {
+				return err
+			}
+			iperfServer(in.tb, in.topo.Ext, iperfPort)
+			return nil
+		})
+		if err != nil {
+			sc.Close()
+			sb.Notes = append(sb.Notes, fmt.Sprintf("%s: %v", m.name(), err))
+			continue
+		}
+		lives = append(lives, live{m, in, sc})
+	}
+	dst := addrPort(nstest.ExtAddr, iperfPort)
+	for round := 1; round <= e.cfg.SideBySide; round++ {
+		for _, variant := range []string{variantDefault, variantCPUBound} {
+			flags, ok := variants[variant]
+			if !ok {
+				continue
+			}
+			for k := range lives {
+				l := lives[(k+round-1)%len(lives)]
+				v, err := tcpThroughput(l.in.c1, dst, e.cfg.Duration, flags...)
+				if err != nil {
+					sb.Notes = append(sb.Notes, fmt.Sprintf("%s round %d %s: %v", l.m.name(), round, variant, err))
+					continue
+				}
+				sb.Runs = append(sb.Runs, StreamRun{Mode: l.m.name(), Round: round, Variant: variant, Gbps: v})
+			}
+		}
+		e.progress("[side by side %s] round %d/%d", clock(time.Since(start)), round, e.cfg.SideBySide)
+	}
+	sb.Seconds = time.Since(start).Seconds()
+	sb.Summary = summarizeStreams(sb.Runs, e.cfg.Modes)
+	return sb
+}
+
+// bootstrapDraws is how many resamplings the ratio's interval comes from.
+const bootstrapDraws = 2000
+
+// summarizeStreams groups the runs by mode and variant, in the order of
+// modes. The ratio to none is of the medians; its interval resamples the
+// rounds (with replacement, the same rounds for both modes, so that a slow
+// minute counts against both) and takes the 5th and 95th percentiles of
+// the ratios. The resampling is seeded: the same runs give the same
+// summary.
+func summarizeStreams(runs []StreamRun, modes []string) []StreamSummary {
+	type key struct {
+		mode, variant string
+	}
+	byRound := map[key]map[int]float64{}
+	for _, r := range runs {
+		k := key{r.Mode, r.Variant}
+		if byRound[k] == nil {
+			byRound[k] = map[int]float64{}
+		}
+		byRound[k][r.Round] = r.Gbps
+	}
+	values := func(m map[int]float64, rounds []int) []float64 {
+		var vs []float64
+		for _, r := range rounds {
+			if v, ok := m[r]; ok {
+				vs = append(vs, v)
+			}
+		}
+		return vs
+	}
+	var out []StreamSummary
+	for _, mode := range modes {
+		for _, variant := range []string{variantDefault, variantCPUBound} {
+			mine := byRound[key{mode, variant}]
+			if len(mine) == 0 {
+				continue
+			}
+			var rounds []int
+			for r := range mine {
+				rounds = append(rounds, r)
+			}
+			slices.Sort(rounds)
+			s := StreamSummary{Mode: mode, Variant: variant, Gbps: summarize(values(mine, rounds))}
+			ref := byRound[key{refNone, variant}]
+			if mode != refNone && len(ref) > 0 {
+				s.VsNone = ratioInterval(mine, ref, rounds)
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ratioInterval is median(mine)/median(ref) with its 90% bootstrap
+// interval over the rounds; nil when none of the rounds has both.
+func ratioInterval(mine, ref map[int]float64, rounds []int) *Stat {
+	var both []int
+	for _, r := range rounds {
+		if _, ok := ref[r]; ok {
+			both = append(both, r)
+		}
+	}
+	ratio := func(rs []int) float64 {
+		a, b := make([]float64, len(rs)), make([]float64, len(rs))
+		for i, r := range rs {
+			a[i], b[i] = mine[r], ref[r]
+		}
+		return summarize(a).Median / summarize(b).Median
+	}
+	if len(both) == 0 {
+		return nil
+	}
+	st := Stat{Median: ratio(both), Min: ratio(both), Max: ratio(both), N: len(both)}
+	if len(both) < 3 {
+		return &st
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	draws := make([]float64, bootstrapDraws)
+	pick := make([]int, len(both))
+	for i := range draws {
+		for j := range pick {
+			pick[j] = both[rng.IntN(len(both))]
+		}
+		draws[i] = ratio(pick)
+	}
+	st.Min, st.Max = percentile(draws, 5), percentile(draws, 95)
+	return &st
+}
