@@ -39,6 +39,8 @@ struct pc_config {
 	__u16 local_port_max;     /* which SNAT never keeps: host byte order */
 	__u32 ip_summed_off;      /* PC_CFG_CSUM_DIRECT: byte of struct sk_buff holding ip_summed, */
 	__u32 ip_summed_shift;    /* and the bitfield's shift in it (from the kernel's BTF) */
+	__u64 tick_ns;            /* pc_now: length of a jiffy, 0 for the coarse clock */
+	__u64 clock_offset;       /* pc_now: CLOCK_MONOTONIC at jiffies 0, mod 2^64 */
 };
 
 /* Wildcard published ports and hairpin need "is this a node address": use
@@ -61,14 +63,6 @@ struct pc_config {
 
 #define PC_NAT_MAX_TRIES 32
 
-/* pc_now is the clock of every deadline in the maps: CLOCK_MONOTONIC at
- * tick resolution. bpf_ktime_get_ns reads the clock source, which costs
- * about 30 ns per call in a VM, a fifth of an established packet's time;
- * the coarse clock returns the time of the last tick, for the cost of the
- * call alone. Deadlines are seconds apart, and the agent compares them with
- * CLOCK_MONOTONIC, which the coarse clock trails by at most a tick.
- */
-#define pc_now() bpf_ktime_get_coarse_ns()
 
 volatile const struct pc_config CONFIG = {
 	.flags = PC_CFG_FIB_LOCAL,
@@ -82,6 +76,22 @@ volatile const struct pc_config CONFIG = {
 	.local_port_min = 32768,
 	.local_port_max = 60999,
 };
+
+/* pc_now is the clock of every deadline in the maps: CLOCK_MONOTONIC at
+ * tick resolution, which the agent compares them with. bpf_ktime_get_ns
+ * reads the clock source, about 30 ns per call in a VM; the coarse clock
+ * returns the time of the last tick for the cost of a helper call, about
+ * 10 ns here; bpf_jiffies64 counts the same ticks and the verifier turns
+ * it into a load, so with the loader's calibration (tick_ns, clock_offset:
+ * dataplane/ebpf/clock.go) the time costs a multiplication. Deadlines are
+ * seconds apart, and both trail CLOCK_MONOTONIC by at most a tick.
+ */
+static __always_inline __u64 pc_now(void)
+{
+	if (CONFIG.tick_ns)
+		return bpf_jiffies64() * CONFIG.tick_ns + CONFIG.clock_offset;
+	return bpf_ktime_get_coarse_ns();
+}
 
 /* The kernel's struct sk_buff behind a program's context. Inlined by the
  * verifier (a register move); weak, so that an object loads where the

@@ -154,6 +154,8 @@ type endpointPcConfig struct {
 	LocalPortMax    uint16
 	IpSummedOff     uint32
 	IpSummedShift   uint32
+	TickNs          uint64
+	ClockOffset     uint64
 }
 
 type endpointPcEvent struct {

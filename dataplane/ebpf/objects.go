@@ -45,6 +45,10 @@ type Config struct {
 	// (Linux 6.2 and a kernel BTF; see PC_CFG_CSUM_DIRECT). For
 	// comparisons and tests.
 	HelperChecksums bool
+	// CoarseClock keeps the programs' clock on bpf_ktime_get_coarse_ns,
+	// a helper call per packet, instead of the inlined bpf_jiffies64
+	// (see tickClock). For comparisons and tests.
+	CoarseClock bool
 	// Maps sizes the maps; a zero field takes DefaultMapSizes' value.
 	Maps MapSizes
 }
@@ -190,6 +194,8 @@ type datapath struct {
 	maps  map[string]*ebpf.Map
 	// checksums says how the programs update TCP and UDP checksums.
 	checksums skbChecksum
+	// clock says how they tell the time.
+	clock tickClock
 }
 
 // Close releases the file descriptors. Pinned objects stay in the kernel.
@@ -228,6 +234,13 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 	if csum.err == nil {
 		rodata.Flags |= cfgCsumDirect
 		rodata.IpSummedOff, rodata.IpSummedShift = csum.off, csum.shift
+	}
+	clock := tickClock{err: errors.New("turned off in the configuration")}
+	if !cfg.CoarseClock {
+		clock = kernelClock()
+	}
+	if clock.err == nil {
+		rodata.TickNs, rodata.ClockOffset = clock.tickNs, clock.offset
 	}
 	epSpec, err := loadEndpoint()
 	if err != nil {
@@ -289,7 +302,7 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 	}
 	defer upColl.Close()
 
-	d := &datapath{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}, checksums: csum}
+	d := &datapath{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}, checksums: csum, clock: clock}
 	for name, m := range epColl.Maps {
 		if strings.HasPrefix(name, ".") {
 			continue

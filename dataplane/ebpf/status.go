@@ -54,6 +54,7 @@ func (b *Backend) status() (map[string]any, bool) {
 	st["attach_mode"] = string(b.mode)
 	st["attach_mode_reason"] = b.modeWhy
 	st["checksums"] = b.dp.checksums.mode()
+	st["clock"] = b.dp.clock.mode()
 	var atts []string
 	for _, a := range b.attached {
 		atts = append(atts, a.String())
