@@ -62,7 +62,7 @@ func Quick() Config {
 }
 
 // Full is `make bench`: three rounds, N up to 100,000, eight side-by-side
-// rounds; about forty minutes on a 2-core machine.
+// rounds; about thirty-five minutes on a 2-core machine.
 func Full() Config {
 	return Config{
 		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
