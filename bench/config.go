@@ -33,10 +33,12 @@ type Config struct {
 	PerCall int `json:"per_call"`
 	// Clients is the number of parallel connection-rate clients.
 	Clients int `json:"clients"`
-	// SideBySide is the number of rounds of the side-by-side stream
-	// comparison (sidebyside.go), after the other rounds; 0 skips it.
-	SideBySide int  `json:"side_by_side"`
-	Quick      bool `json:"quick"`
+	// SideBySide is the number of rounds of the side-by-side comparison
+	// (sidebyside.go), after the other rounds; 0 skips it.
+	SideBySide int `json:"side_by_side"`
+	// SideBySideN is the N of the side-by-side comparison's instances.
+	SideBySideN int  `json:"side_by_side_n"`
+	Quick       bool `json:"quick"`
 	// Agent is the portcullisd binary; empty: next to pcbench, or built.
 	Agent string `json:"agent"`
 	// Progress receives one line per instance (stderr in pcbench).
@@ -57,16 +59,16 @@ var AllModes = []string{
 func Quick() Config {
 	return Config{
 		Modes: AllModes, Rounds: 1, Duration: time.Second, Ns: []int{0, 1000},
-		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, SideBySide: 1, Quick: true,
+		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, SideBySide: 1, SideBySideN: 0, Quick: true,
 	}
 }
 
 // Full is `make bench`: three rounds, N up to 100,000, eight side-by-side
-// rounds; about thirty-five minutes on a 2-core machine.
+// rounds; about forty minutes on a 2-core machine.
 func Full() Config {
 	return Config{
 		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
-		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8, SideBySide: 8,
+		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8, SideBySide: 8, SideBySideN: 10000,
 	}
 }
 
@@ -93,6 +95,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("side-by-side rounds %d: between 0 and 100", c.SideBySide)
 	case c.Adds < 0 || c.PerCall < 0 || c.Adds+c.PerCall > 2*(65535-addBase+1):
 		return fmt.Errorf("adds %d + per-call %d: at most %d mappings fit above port %d", c.Adds, c.PerCall, 2*(65535-addBase+1), addBase)
+	}
+	if c.SideBySideN < 0 || c.SideBySideN > maxFillers {
+		return fmt.Errorf("side-by-side N %d: between 0 and %d", c.SideBySideN, maxFillers)
 	}
 	for _, n := range c.Ns {
 		if n < 0 || n > maxFillers {

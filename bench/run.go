@@ -120,7 +120,7 @@ func Run(cfg Config) (*Results, error) {
 				left = append(left, m)
 			}
 		}
-		res.SideBySide = runSideBySide(e, left, cfg.Ns[0])
+		res.SideBySide = runSideBySide(e, left, cfg.SideBySideN)
 	}
 	res.Seconds = time.Since(res.Started).Seconds()
 	res.Summary = summarizeSamples(res.Samples, cfg.Modes, cfg.Ns)

@@ -12,17 +12,19 @@ import (
 	"github.com/portcullis/portcullis/internal/nstest"
 )
 
-// The side-by-side comparison of one TCP stream out through masquerade.
+// The side-by-side comparison: the connection rate and one TCP stream out
+// through masquerade, with every mode alive at once.
 //
-// One stream's rate swings by 10-30% from run to run on a 2-CPU VM, and
-// the machine's speed drifts over minutes, while the paths differ by a
-// few per cent: the per-instance egress numbers, taken minutes apart, do
-// not tell them apart. Here every mode's instance (at the first N) is
-// built first and kept alive; then each round runs one stream per mode,
-// back to back in a rotated order, and the ratio to none comes from many
-// streams taken in the same minutes.
+// One stream's rate swings by 10-30% from run to run on a 2-CPU VM, the
+// connection rate by 10%, and the machine's speed drifts over minutes,
+// while the paths differ by a few per cent: the per-instance numbers,
+// taken minutes apart, do not tell them apart. Here every mode's instance
+// (at N = Config.SideBySideN) is built first and kept alive; then each
+// round measures every mode, back to back in a rotated order, and the
+// ratio to none comes from many measurements taken in the same minutes.
 //
-// Each round runs two variants of the stream:
+// Each round and mode runs the connection-rate clients for D (after a
+// warm-up, as in the rounds), then two variants of the stream:
 //   - default: iperf3 as a user runs it, with the node's congestion
 //     control (often BBR, which paces: on this kind of VM it holds one
 //     stream near 16 Gbit/s, below what the CPUs carry, so every path
@@ -33,18 +35,23 @@ import (
 //     raises, forwarding included, and is the bottleneck, so the path's
 //     cost per byte decides the rate. (Only with 2 CPUs or more.)
 
-// Stream variants.
+// What the side-by-side comparison measures: the connection rate and the
+// two stream variants.
 const (
-	variantDefault  = "default"
-	variantCPUBound = "cpu-bound"
+	sideConnRate    = "conn_per_s"
+	variantDefault  = "default_gbps"
+	variantCPUBound = "cpu_bound_gbps"
 )
 
-// StreamRun is one stream of the side-by-side comparison.
-type StreamRun struct {
-	Mode    string  `json:"mode"`
-	Round   int     `json:"round"`
-	Variant string  `json:"variant"`
-	Gbps    float64 `json:"gbps"`
+// sideMetrics in the order of the table.
+var sideMetrics = []string{sideConnRate, variantDefault, variantCPUBound}
+
+// SideRun is one measurement of the side-by-side comparison.
+type SideRun struct {
+	Mode   string  `json:"mode"`
+	Round  int     `json:"round"`
+	Metric string  `json:"metric"` // sideConnRate, variantDefault or variantCPUBound
+	Value  float64 `json:"value"`
 }
 
 // SideBySide is the comparison's result.
@@ -52,19 +59,19 @@ type SideBySide struct {
 	N        int               `json:"n"`
 	Rounds   int               `json:"rounds"`
 	Seconds  float64           `json:"seconds"`  // wall time, instances' set-up included
-	Variants map[string]string `json:"variants"` // iperf3 flags of each variant
-	Runs     []StreamRun       `json:"runs"`
-	Notes    []string          `json:"notes,omitempty"` // modes or streams left out, and why
-	Summary  []StreamSummary   `json:"summary"`
+	Variants map[string]string `json:"variants"` // iperf3 flags of each stream variant
+	Runs     []SideRun         `json:"runs"`
+	Notes    []string          `json:"notes,omitempty"` // modes or measurements left out, and why
+	Summary  []SideSummary     `json:"summary"`
 }
 
-// StreamSummary is one mode's streams of one variant: the rate over the
+// SideSummary is one mode's measurements of one metric: the value over the
 // rounds and its ratio to none's.
-type StreamSummary struct {
-	Mode    string `json:"mode"`
-	Variant string `json:"variant"`
-	Gbps    Stat   `json:"gbps"`
-	// VsNone is the median rate over none's median rate (Median), with a
+type SideSummary struct {
+	Mode   string `json:"mode"`
+	Metric string `json:"metric"`
+	Value  Stat   `json:"value"`
+	// VsNone is the median value over none's median value (Median), with a
 	// 90% interval from resampling the rounds (Min, Max).
 	VsNone *Stat `json:"vs_none,omitempty"`
 }
@@ -86,8 +93,8 @@ func streamVariants() map[string][]string {
 }
 
 // runSideBySide builds one instance per mode at N = n and runs
-// cfg.SideBySide rounds of streams. A mode whose instance cannot be built
-// is left out with a note; the others go on.
+// cfg.SideBySide rounds. A mode whose instance cannot be built is left out
+// with a note; the others go on.
 func runSideBySide(e *env, modes []mode, n int) *SideBySide {
 	start := time.Now()
 	variants := streamVariants()
@@ -96,9 +103,10 @@ func runSideBySide(e *env, modes []mode, n int) *SideBySide {
 		sb.Variants[name] = strings.Join(flags, " ")
 	}
 	type live struct {
-		m  mode
-		in *instance
-		sc *scope
+		m     mode
+		in    *instance
+		sc    *scope
+		notes int // the instance's notes before the rounds
 	}
 	var lives []live
 	defer func() {
@@ -116,9 +124,13 @@ func runSideBySide(e *env, modes []mode, n int) *SideBySide {
 		sc := newScope()
 		var in *instance
 		err := sc.run(func() error {
-			in = newInstance(sc, e, m.name(), n, 0)
+			in = newInstance(sc, e, m.name(), n, e.cfg.Clients)
 			if _, err := m.setup(in); err != nil {
 				return err
+			}
+			startEcho(in.tb, in.c1, echoPort)
+			if err := probe(in.topo.Ext, in.echoDst, 10*time.Second); err != nil {
+				return fmt.Errorf("the published port does not work: %w", err)
 			}
 			iperfServer(in.tb, in.topo.Ext, iperfPort)
 			return nil
@@ -128,52 +140,66 @@ func runSideBySide(e *env, modes []mode, n int) *SideBySide {
 			sb.Notes = append(sb.Notes, fmt.Sprintf("%s: %v", m.name(), err))
 			continue
 		}
-		lives = append(lives, live{m, in, sc})
+		lives = append(lives, live{m, in, sc, len(in.notes)})
 	}
 	dst := addrPort(nstest.ExtAddr, iperfPort)
 	for round := 1; round <= e.cfg.SideBySide; round++ {
-		for _, variant := range []string{variantDefault, variantCPUBound} {
-			flags, ok := variants[variant]
-			if !ok {
-				continue
+		for k := range lives {
+			l := lives[(k+round-1)%len(lives)]
+			note := func(metric string, err error) {
+				sb.Notes = append(sb.Notes, fmt.Sprintf("%s round %d %s: %v", l.m.name(), round, metric, err))
 			}
-			for k := range lives {
-				l := lives[(k+round-1)%len(lives)]
-				v, err := tcpThroughput(l.in.c1, dst, e.cfg.Duration, flags...)
-				if err != nil {
-					sb.Notes = append(sb.Notes, fmt.Sprintf("%s round %d %s: %v", l.m.name(), round, variant, err))
+			metrics := map[string]float64{}
+			if err := measureConnRate(e, l.in, metrics); err != nil {
+				note(sideConnRate, err)
+			} else {
+				sb.Runs = append(sb.Runs, SideRun{Mode: l.m.name(), Round: round, Metric: sideConnRate, Value: metrics[mConnRate]})
+			}
+			for _, variant := range []string{variantDefault, variantCPUBound} {
+				flags, ok := variants[variant]
+				if !ok {
 					continue
 				}
-				sb.Runs = append(sb.Runs, StreamRun{Mode: l.m.name(), Round: round, Variant: variant, Gbps: v})
+				v, err := tcpThroughput(l.in.c1, dst, e.cfg.Duration, flags...)
+				if err != nil {
+					note(variant, err)
+					continue
+				}
+				sb.Runs = append(sb.Runs, SideRun{Mode: l.m.name(), Round: round, Metric: variant, Value: v})
 			}
 		}
 		e.progress("[side by side %s] round %d/%d", clock(time.Since(start)), round, e.cfg.SideBySide)
 	}
+	for _, l := range lives {
+		for _, n := range l.in.notes[l.notes:] {
+			sb.Notes = append(sb.Notes, l.m.name()+": "+n)
+		}
+	}
 	sb.Seconds = time.Since(start).Seconds()
-	sb.Summary = summarizeStreams(sb.Runs, e.cfg.Modes)
+	sb.Summary = summarizeSide(sb.Runs, e.cfg.Modes)
 	return sb
 }
 
 // bootstrapDraws is how many resamplings the ratio's interval comes from.
 const bootstrapDraws = 2000
 
-// summarizeStreams groups the runs by mode and variant, in the order of
+// summarizeSide groups the runs by mode and metric, in the order of
 // modes. The ratio to none is of the medians; its interval resamples the
 // rounds (with replacement, the same rounds for both modes, so that a slow
 // minute counts against both) and takes the 5th and 95th percentiles of
 // the ratios. The resampling is seeded: the same runs give the same
 // summary.
-func summarizeStreams(runs []StreamRun, modes []string) []StreamSummary {
+func summarizeSide(runs []SideRun, modes []string) []SideSummary {
 	type key struct {
-		mode, variant string
+		mode, metric string
 	}
 	byRound := map[key]map[int]float64{}
 	for _, r := range runs {
-		k := key{r.Mode, r.Variant}
+		k := key{r.Mode, r.Metric}
 		if byRound[k] == nil {
 			byRound[k] = map[int]float64{}
 		}
-		byRound[k][r.Round] = r.Gbps
+		byRound[k][r.Round] = r.Value
 	}
 	values := func(m map[int]float64, rounds []int) []float64 {
 		var vs []float64
@@ -184,10 +210,10 @@ func summarizeStreams(runs []StreamRun, modes []string) []StreamSummary {
 		}
 		return vs
 	}
-	var out []StreamSummary
+	var out []SideSummary
 	for _, mode := range modes {
-		for _, variant := range []string{variantDefault, variantCPUBound} {
-			mine := byRound[key{mode, variant}]
+		for _, metric := range sideMetrics {
+			mine := byRound[key{mode, metric}]
 			if len(mine) == 0 {
 				continue
 			}
@@ -196,8 +222,8 @@ func summarizeStreams(runs []StreamRun, modes []string) []StreamSummary {
 				rounds = append(rounds, r)
 			}
 			slices.Sort(rounds)
-			s := StreamSummary{Mode: mode, Variant: variant, Gbps: summarize(values(mine, rounds))}
-			ref := byRound[key{refNone, variant}]
+			s := SideSummary{Mode: mode, Metric: metric, Value: summarize(values(mine, rounds))}
+			ref := byRound[key{refNone, metric}]
 			if mode != refNone && len(ref) > 0 {
 				s.VsNone = ratioInterval(mine, ref, rounds)
 			}

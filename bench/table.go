@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -298,43 +299,45 @@ func failures(r *Results) []string {
 	return out
 }
 
-// renderSideBySide is the side-by-side stream comparison: Gbit/s as
-// median [min–max] over the rounds, and the ratio of the medians to none's
-// with its 90% bootstrap interval.
+// renderSideBySide is the side-by-side comparison: each metric as median
+// [min–max] over the rounds, and the ratio of the medians to none's with
+// its 90% bootstrap interval.
 func renderSideBySide(b *strings.Builder, sb *SideBySide, d time.Duration) {
-	fmt.Fprintf(b, "\n## One TCP stream out through masquerade, side by side at N = %d\n\n", sb.N)
-	fmt.Fprintf(b, "Every mode's instance alive at once; %d rounds, each one %v stream per mode and variant, back to back in a rotated order. "+
+	fmt.Fprintf(b, "\n## Side by side at N = %d: connection rate, one TCP stream out through masquerade\n\n", sb.N)
+	fmt.Fprintf(b, "Every mode's instance alive at once; %d rounds, each measuring every mode back to back in a rotated order: "+
+		"the connection rate for %v, then one %v stream two ways. "+
 		"default: iperf3 as it comes (the node's congestion control, the scheduler's placement); "+
 		"cpu-bound: iperf3 %s (a window-filling congestion control, client on CPU 0, server on CPU 1: the path's cost per byte sets the rate). "+
-		"Gbit/s: median [min–max]; ×none: median over none's median [90%% interval, rounds resampled].\n\n",
-		sb.Rounds, d, sb.Variants[variantCPUBound])
-	stat := func(s Stat) string {
+		"Values: median [min–max]; ×none: median over none's median [90%% interval, rounds resampled].\n\n",
+		sb.Rounds, d, d, sb.Variants[variantCPUBound])
+	digits := map[string]int{sideConnRate: 0, variantDefault: 2, variantCPUBound: 2}
+	stat := func(s Stat, digits int) string {
 		if s.N == 0 {
 			return "–"
 		}
-		v := fmtValue(s.Median, 2)
+		v := fmtValue(s.Median, digits)
 		if s.N > 1 && s.Min != s.Max {
-			v += " [" + fmtValue(s.Min, 2) + "–" + fmtValue(s.Max, 2) + "]"
+			v += " [" + fmtValue(s.Min, digits) + "–" + fmtValue(s.Max, digits) + "]"
 		}
 		return v
 	}
 	var rows [][]string
 	index := map[string]int{}
 	for _, s := range sb.Summary {
+		col := 1 + 2*slices.Index(sideMetrics, s.Metric)
+		if col < 1 {
+			continue
+		}
 		i, ok := index[s.Mode]
 		if !ok {
 			i = len(rows)
 			index[s.Mode] = i
-			rows = append(rows, []string{s.Mode, "–", "–", "–", "–"})
+			rows = append(rows, []string{s.Mode, "–", "–", "–", "–", "–", "–"})
 		}
-		col := 1
-		if s.Variant == variantCPUBound {
-			col = 3
-		}
-		rows[i][col] = stat(s.Gbps)
+		rows[i][col] = stat(s.Value, digits[s.Metric])
 		rows[i][col+1] = ratioRange(s.VsNone)
 	}
-	writeTable(b, []string{"mode", "default Gbit/s", "×none", "cpu-bound Gbit/s", "×none"}, rows)
+	writeTable(b, []string{"mode", "conn/s", "×none", "default Gbit/s", "×none", "cpu-bound Gbit/s", "×none"}, rows)
 	for _, n := range sb.Notes {
 		fmt.Fprintf(b, "\n- %s", n)
 	}

@@ -41,8 +41,9 @@ func run(args []string) error {
 	adds := optInt(fs, "adds", "`number` of mappings added one at a time at each N "+defaults(full.Adds, short.Adds))
 	perCall := optInt(fs, "per-call", "`number` of mappings programmed from empty one call each, at the first N; 0 skips "+
 		defaults(full.PerCall, short.PerCall))
-	sideBySide := optInt(fs, "side-by-side", "`number` of rounds of the side-by-side stream comparison, every mode alive at once; 0 skips "+
+	sideBySide := optInt(fs, "side-by-side", "`number` of rounds of the side-by-side comparison, every mode alive at once; 0 skips "+
 		defaults(full.SideBySide, short.SideBySide))
+	sideBySideN := optInt(fs, "side-by-side-n", "`N` of the side-by-side comparison "+defaults(full.SideBySideN, short.SideBySideN))
 	clients := fs.Int("clients", 0, "parallel connection-rate clients (default "+strconv.Itoa(full.Clients)+")")
 	agent := fs.String("agent", "", "portcullisd binary (default: the one next to pcbench, else built from the repository)")
 	fs.Usage = func() {
@@ -88,6 +89,9 @@ func run(args []string) error {
 	}
 	if *sideBySide >= 0 {
 		cfg.SideBySide = *sideBySide
+	}
+	if *sideBySideN >= 0 {
+		cfg.SideBySideN = *sideBySideN
 	}
 	if *clients > 0 {
 		cfg.Clients = *clients
