@@ -63,7 +63,6 @@ struct pc_config {
 
 #define PC_NAT_MAX_TRIES 32
 
-
 volatile const struct pc_config CONFIG = {
 	.flags = PC_CFG_FIB_LOCAL,
 	.nat_port_min = 1024,
