@@ -313,6 +313,25 @@ static __always_inline __u16 csum_update32(__u16 check, __u32 from, __u32 to)
 	return (__u16)~s;
 }
 
+/* ip4_words_set turns w, an IPv4 header's bytes 10 to 19 (checksum,
+ * source, destination) as loaded, and with ports set the TCP or UDP ports
+ * behind it (bytes 20 to 23), into those of to: the addresses with the
+ * header checksum, and the ports.
+ */
+static __always_inline void ip4_words_set(__u16 *w, const struct ct_key *to, const int ports)
+{
+	w[0] = csum_update32(w[0], (__u32)w[1] | (__u32)w[2] << 16, to->saddr);
+	w[0] = csum_update32(w[0], (__u32)w[3] | (__u32)w[4] << 16, to->daddr);
+	w[1] = to->saddr & 0xffff;
+	w[2] = to->saddr >> 16;
+	w[3] = to->daddr & 0xffff;
+	w[4] = to->daddr >> 16;
+	if (ports) {
+		w[5] = to->sport;
+		w[6] = to->dport;
+	}
+}
+
 /* ip_rewrite_addrs writes the IPv4 addresses of to, with the header
  * checksum, in one store: checksum, source and destination are the
  * contiguous bytes 10 to 19 of the header. With ports set it writes the
@@ -327,22 +346,10 @@ static __always_inline int ip_rewrite_addrs(struct __sk_buff *skb, __u32 ip, con
 	/* check, saddr, daddr (and sport, dport) as they are on the wire */
 	__u16 w[7] __attribute__((aligned(8)));
 	const __u32 len = ports ? 14 : 10;
-	__u32 old;
 
 	if (pkt_load(skb, ip + 10, w, len) < 0)
 		return -1;
-	old = (__u32)w[1] | (__u32)w[2] << 16;
-	w[0] = csum_update32(w[0], old, to->saddr);
-	old = (__u32)w[3] | (__u32)w[4] << 16;
-	w[0] = csum_update32(w[0], old, to->daddr);
-	w[1] = to->saddr & 0xffff;
-	w[2] = to->saddr >> 16;
-	w[3] = to->daddr & 0xffff;
-	w[4] = to->daddr >> 16;
-	if (ports) {
-		w[5] = to->sport;
-		w[6] = to->dport;
-	}
+	ip4_words_set(w, to, ports);
 	return bpf_skb_store_bytes(skb, ip + 10, w, len, 0);
 }
 
@@ -412,7 +419,6 @@ static __always_inline int tcpudp_rewrite4(struct __sk_buff *skb, __u32 ip, cons
 	olds = (__u32)w[1] | (__u32)w[2] << 16;
 	oldd = (__u32)w[3] | (__u32)w[4] << 16;
 	oldp = (__u32)w[5] | (__u32)w[6] << 16;
-	w[0] = csum_update32(csum_update32(w[0], olds, to->saddr), oldd, to->daddr);
 	ck = w[cks];
 	if (!(udp && ck == 0)) {
 		ck ^= inv;
@@ -422,12 +428,7 @@ static __always_inline int tcpudp_rewrite4(struct __sk_buff *skb, __u32 ip, cons
 			ck = 0xffff;
 	}
 	w[cks] = ck;
-	w[1] = to->saddr & 0xffff;
-	w[2] = to->saddr >> 16;
-	w[3] = to->daddr & 0xffff;
-	w[4] = to->daddr >> 16;
-	w[5] = to->sport;
-	w[6] = to->dport;
+	ip4_words_set(w, to, 1);
 	return bpf_skb_store_bytes(skb, ip + 10, w, len, BPF_F_RECOMPUTE_CSUM);
 }
 
