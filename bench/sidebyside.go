@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -201,15 +202,6 @@ func summarizeSide(runs []SideRun, modes []string) []SideSummary {
 		}
 		byRound[k][r.Round] = r.Value
 	}
-	values := func(m map[int]float64, rounds []int) []float64 {
-		var vs []float64
-		for _, r := range rounds {
-			if v, ok := m[r]; ok {
-				vs = append(vs, v)
-			}
-		}
-		return vs
-	}
 	var out []SideSummary
 	for _, mode := range modes {
 		for _, metric := range sideMetrics {
@@ -217,12 +209,8 @@ func summarizeSide(runs []SideRun, modes []string) []SideSummary {
 			if len(mine) == 0 {
 				continue
 			}
-			var rounds []int
-			for r := range mine {
-				rounds = append(rounds, r)
-			}
-			slices.Sort(rounds)
-			s := SideSummary{Mode: mode, Metric: metric, Value: summarize(values(mine, rounds))}
+			rounds := slices.Sorted(maps.Keys(mine))
+			s := SideSummary{Mode: mode, Metric: metric, Value: summarize(slices.Collect(maps.Values(mine)))}
 			ref := byRound[key{refNone, metric}]
 			if mode != refNone && len(ref) > 0 {
 				s.VsNone = ratioInterval(mine, ref, rounds)

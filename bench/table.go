@@ -217,13 +217,26 @@ func byN(r *Results, metric string, f func(Summary) string) [][]string {
 
 // cell formats a median with its spread.
 func cell(s Summary, ok bool, metric string, rounds int) string {
-	if !ok || s.Stat.N == 0 {
+	if !ok {
 		return "–"
 	}
+	st := s.Stat
+	if rounds < 2 {
+		st.Min, st.Max = st.Median, st.Median // one round: no spread to show
+	}
 	m, _ := metricByKey(metric)
-	v := fmtValue(s.Stat.Median, m.Digits)
-	if rounds > 1 && s.Stat.N > 1 && s.Stat.Min != s.Stat.Max {
-		v += " [" + fmtValue(s.Stat.Min, m.Digits) + "–" + fmtValue(s.Stat.Max, m.Digits) + "]"
+	return statCell(st, m.Digits)
+}
+
+// statCell prints s with the given decimals: the median, and [min–max]
+// when the values differ.
+func statCell(s Stat, digits int) string {
+	if s.N == 0 {
+		return "–"
+	}
+	v := fmtValue(s.Median, digits)
+	if s.N > 1 && s.Min != s.Max {
+		v += " [" + fmtValue(s.Min, digits) + "–" + fmtValue(s.Max, digits) + "]"
 	}
 	return v
 }
@@ -311,16 +324,6 @@ func renderSideBySide(b *strings.Builder, sb *SideBySide, d time.Duration) {
 		"Values: median [min–max]; ×none: median over none's median [90%% interval, rounds resampled].\n\n",
 		sb.Rounds, d, d, sb.Variants[variantCPUBound])
 	digits := map[string]int{sideConnRate: 0, variantDefault: 2, variantCPUBound: 2}
-	stat := func(s Stat, digits int) string {
-		if s.N == 0 {
-			return "–"
-		}
-		v := fmtValue(s.Median, digits)
-		if s.N > 1 && s.Min != s.Max {
-			v += " [" + fmtValue(s.Min, digits) + "–" + fmtValue(s.Max, digits) + "]"
-		}
-		return v
-	}
 	var rows [][]string
 	index := map[string]int{}
 	for _, s := range sb.Summary {
@@ -334,7 +337,7 @@ func renderSideBySide(b *strings.Builder, sb *SideBySide, d time.Duration) {
 			index[s.Mode] = i
 			rows = append(rows, []string{s.Mode, "–", "–", "–", "–", "–", "–"})
 		}
-		rows[i][col] = stat(s.Value, digits[s.Metric])
+		rows[i][col] = statCell(s.Value, digits[s.Metric])
 		rows[i][col+1] = ratioRange(s.VsNone)
 	}
 	writeTable(b, []string{"mode", "conn/s", "×none", "default Gbit/s", "×none", "cpu-bound Gbit/s", "×none"}, rows)
