@@ -96,6 +96,8 @@ func reuseAddr(_, _ string, c syscall.RawConn) error {
 type TCPServer struct {
 	Name string
 	Addr netip.AddrPort
+	// NS is the namespace the server listens in.
+	NS *NS
 
 	ln    net.Listener
 	mu    sync.Mutex
@@ -119,7 +121,7 @@ func ListenTCP(tb TB, ns *NS, name, addr string) *TCPServer {
 
 // StartTCPServer is ListenTCP without a TB; the caller must Close it.
 func StartTCPServer(ns *NS, name, addr string) (*TCPServer, error) {
-	s := &TCPServer{Name: name, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	s := &TCPServer{Name: name, NS: ns, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	err := ns.Do(func() error {
 		var lc net.ListenConfig
 		ln, err := lc.Listen(context.Background(), "tcp", addr)

@@ -22,6 +22,8 @@ type UDPDatagram struct {
 type UDPServer struct {
 	Name string
 	Addr netip.AddrPort
+	// NS is the namespace the server listens in.
+	NS *NS
 
 	conn *net.UDPConn
 	mu   sync.Mutex
@@ -44,7 +46,7 @@ func ListenUDP(tb TB, ns *NS, name, addr string) *UDPServer {
 
 // StartUDPServer is ListenUDP without a TB; the caller must Close it.
 func StartUDPServer(ns *NS, name, addr string) (*UDPServer, error) {
-	s := &UDPServer{Name: name, wake: make(chan struct{})}
+	s := &UDPServer{Name: name, NS: ns, wake: make(chan struct{})}
 	err := ns.Do(func() error {
 		var lc net.ListenConfig
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
