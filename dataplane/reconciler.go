@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ type Reconciler struct {
 	log      *slog.Logger
 	needFull bool
 	stats    Stats
+	parts    map[string]func() any // AddStatus
 	// Observe, when set, is told of every change: its kind, how long it
 	// took from request to kernel, and whether it failed.
 	Observe func(kind string, took time.Duration, err error)
@@ -105,11 +107,23 @@ func (c *Reconciler) forwarding() error {
 	return c.dev.EnsureForwarding(ipv6)
 }
 
-// Do applies one change. The returned delta must not be modified.
+// Do applies one change made through the API. The returned delta must not
+// be modified.
 func (c *Reconciler) Do(ctx context.Context, op model.Op) (*model.Delta, error) {
+	return c.DoAs(ctx, "", op)
+}
+
+// DoAs applies one change on behalf of source: "" for the API, or a runtime
+// source such as model.SourceDocker. Objects owned by one source are
+// changed only by it (see checkOwner).
+func (c *Reconciler) DoAs(ctx context.Context, source string, op model.Op) (*model.Delta, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start := time.Now()
+	op, err := checkOwner(c.want, source, op)
+	if err != nil {
+		return nil, err
+	}
 	d, err := c.want.Do(op)
 	if err != nil || d.Empty() {
 		return d, err
@@ -264,16 +278,33 @@ func (c *Reconciler) counts() map[string]int {
 	}
 }
 
-// Status returns the backend's status with the reconciler's counters.
+// Status returns the backend's status with the reconciler's counters and
+// what every part added with AddStatus reports.
 func (c *Reconciler) Status() map[string]any {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return map[string]any{
+	st := map[string]any{
 		"backend":        c.be.Name(),
 		"backend_status": c.be.Status(),
 		"counts":         c.counts(),
 		"reconciler":     c.stats,
 	}
+	parts := maps.Clone(c.parts)
+	c.mu.Unlock()
+	// Outside the lock: a part may read the desired state itself.
+	for name, f := range parts {
+		st[name] = f()
+	}
+	return st
+}
+
+// AddStatus adds f's answer to Status under name (e.g. the Docker source's).
+func (c *Reconciler) AddStatus(name string, f func() any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.parts == nil {
+		c.parts = map[string]func() any{}
+	}
+	c.parts[name] = f
 }
 
 // Backend returns the backend in use.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/portcullis/portcullis/dataplane"
 	"github.com/portcullis/portcullis/dataplane/api"
+	"github.com/portcullis/portcullis/dataplane/docker"
 	"github.com/portcullis/portcullis/dataplane/netdev"
 	"github.com/portcullis/portcullis/dataplane/store"
 )
@@ -38,6 +39,12 @@ type Config struct {
 	JournalSync time.Duration
 	// MetricsAddr, when set, is a TCP address to serve Prometheus metrics on.
 	MetricsAddr string
+	// Docker, when set, is a Docker engine's address (unix:///var/run/docker.sock)
+	// to follow: its networks, containers, published ports and links.
+	Docker string
+	// DockerDefaults are icc and masquerade for docker0 (dockerd's --icc and
+	// --ip-masq, which it cannot honour with its iptables off).
+	DockerDefaults docker.Defaults
 }
 
 // Run serves until ctx ends. On the way out it leaves the kernel state as it
@@ -52,6 +59,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Error("close state journal", "err", err)
 		}
 	}()
+	if cfg.Docker != "" {
+		// Before anything is touched: with dockerd's own rules in place the
+		// two would fight over every packet.
+		if err := docker.CheckIPTables(); err != nil {
+			return fmt.Errorf("--docker %s: %w", cfg.Docker, err)
+		}
+	}
 	be, info, err := chooseBackend(cfg, log)
 	if err != nil {
 		return err
@@ -73,6 +87,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// built at once); hand that back now rather than when the scavenger
 	// gets to it.
 	debug.FreeOSMemory()
+	if cfg.Docker != "" {
+		src, err := docker.New(docker.Config{Host: cfg.Docker, Defaults: cfg.DockerDefaults}, rec, log)
+		if err != nil {
+			return fmt.Errorf("--docker %s: %w", cfg.Docker, err)
+		}
+		rec.AddStatus("docker", func() any { return src.Status() })
+		go src.Run(ctx)
+	}
 	if cfg.MetricsAddr != "" {
 		if err := serveMetrics(ctx, cfg.MetricsAddr, rec, log); err != nil {
 			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)

@@ -15,6 +15,24 @@ type Op struct {
 	Link     *Link        `json:"link,omitempty"`
 }
 
+// Target is the identity of the object op changes: a network's name, an
+// endpoint's or a mapping's ID, a link's parent/alias.
+func (op Op) Target() string {
+	switch {
+	case op.Delete:
+		return op.Key
+	case op.Network != nil:
+		return op.Network.Name
+	case op.Endpoint != nil:
+		return op.Endpoint.ID
+	case op.Port != nil:
+		return op.Port.ID
+	case op.Link != nil:
+		return op.Link.Key()
+	}
+	return ""
+}
+
 // Do applies op and returns what changed.
 func (r *Resolved) Do(op Op) (*Delta, error) {
 	switch {

@@ -23,6 +23,13 @@ type Network struct {
 	Masquerade *bool  `json:"masquerade,omitempty"`
 	SNATIP     string `json:"snat_ip,omitempty"` // fixed source address instead of masquerade
 	MTU        int    `json:"mtu,omitempty"`
+	// Source names the runtime that owns the object (SourceDocker), empty
+	// for objects made through the API. Owned objects change only through
+	// their source; the API refuses to change them.
+	Source string `json:"source,omitempty"`
+	// ICCOverride, on a network owned by a source, says that icc was set
+	// through the API and wins over what the source says.
+	ICCOverride bool `json:"icc_override,omitempty"`
 }
 
 // PortProto is one exposed port of an endpoint.
@@ -48,6 +55,7 @@ type Endpoint struct {
 	Env        []string    `json:"env,omitempty"` // KEY=value, for links
 	// HostVeth is read-only: the host end of the endpoint's veth.
 	HostVeth string `json:"host_veth,omitempty"`
+	Source   string `json:"source,omitempty"` // see Network.Source
 }
 
 // PortMapping publishes host ports on an endpoint (docker -p).
@@ -60,6 +68,7 @@ type PortMapping struct {
 	HostPortRange string `json:"host_port_range,omitempty"` // "8000-8999"
 	Port          int    `json:"port,omitempty"`
 	PortRange     string `json:"port_range,omitempty"`
+	Source        string `json:"source,omitempty"` // see Network.Source
 }
 
 // Link is a legacy Docker link: Parent may reach Child's exposed ports under Alias.
@@ -67,10 +76,15 @@ type Link struct {
 	Parent string `json:"parent"`
 	Alias  string `json:"alias"`
 	Child  string `json:"child"`
+	Source string `json:"source,omitempty"` // see Network.Source
 	// Env and Hosts are filled in by the controller in responses.
 	Env   []string `json:"env,omitempty"`
 	Hosts string   `json:"hosts,omitempty"`
 }
+
+// SourceDocker marks objects that the Docker source made from dockerd's
+// containers and networks.
+const SourceDocker = "docker"
 
 // Key returns the link's identity, "parent/alias".
 func (l Link) Key() string { return l.Parent + "/" + l.Alias }

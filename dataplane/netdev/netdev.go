@@ -269,6 +269,11 @@ func (m *Manager) DeleteEndpoint(e *model.REndpoint) error {
 		}
 		return nil
 	}
+	if e.Spec.Source != "" {
+		// A runtime's veth (Docker's) stays where the runtime put it: the
+		// endpoint goes because the runtime removed it, or is removing it.
+		return nil
+	}
 	if err := m.h.LinkSetNoMaster(l); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("detach %s: %w", e.HostIfname, err)
 	}
