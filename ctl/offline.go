@@ -47,11 +47,20 @@ func (c *cli) needAgent(name string, err error) error {
 }
 
 // readState reads the desired state from the state directory, as the
-// agent would load it at start.
+// agent would load it at start, and says on stderr what a torn journal
+// line it leaves out held. An agent that holds the directory but does not
+// answer is named: reading under it could see a compaction half done.
 func (c *cli) readState() (*model.Resolved, error) {
-	want, err := store.ReadResolved(c.stateDir)
+	want, torn, err := store.ReadResolved(c.stateDir)
+	if errors.Is(err, store.ErrInUse) {
+		return nil, fmt.Errorf("read the state in %s (-state-dir): %w; it does not answer on %s: it is still starting (loading the state, first sync) or listens on another socket (-socket, PORTCULLIS_SOCKET)",
+			c.stateDir, err, c.socket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the state in %s (-state-dir): %w", c.stateDir, err)
+	}
+	for _, t := range torn {
+		fmt.Fprintf(c.env.Stderr, "pcctl: left out %s: an append cut short by a crash, never acknowledged; the agent cuts it off when it starts\n", t)
 	}
 	return want, nil
 }

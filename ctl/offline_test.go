@@ -3,7 +3,9 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,9 +68,12 @@ func TestOfflineStateLists(t *testing.T) {
 	up := map[string]string{"PORTCULLIS_SOCKET": sock}
 	stale := filepath.Join(dir, "stale.sock")
 	staleSocket(t, stale)
+	// The agent runs on and holds its directory: the files as it leaves
+	// them are read from a copy.
+	left := leftBehind(t, filepath.Join(dir, "state"))
 	downs := map[string]map[string]string{
-		"missing socket": {"PORTCULLIS_SOCKET": filepath.Join(dir, "none.sock"), "PORTCULLIS_STATE_DIR": filepath.Join(dir, "state")},
-		"refused socket": {"PORTCULLIS_SOCKET": stale, "PORTCULLIS_STATE_DIR": filepath.Join(dir, "state")},
+		"missing socket": {"PORTCULLIS_SOCKET": filepath.Join(dir, "none.sock"), "PORTCULLIS_STATE_DIR": left},
+		"refused socket": {"PORTCULLIS_SOCKET": stale, "PORTCULLIS_STATE_DIR": left},
 	}
 	for _, kind := range []string{"networks", "endpoints", "ports", "links"} {
 		for _, format := range []string{"json", "table"} {
@@ -148,5 +153,80 @@ func TestVerbsNeedAgent(t *testing.T) {
 	_, _, err := run(map[string]string{"PORTCULLIS_SOCKET": filepath.Join(dir, "none.sock")}, "flows", "-proto", "gre")
 	if err == nil || !strings.Contains(err.Error(), `proto "gre": use tcp, udp, sctp, icmp or icmpv6`) {
 		t.Errorf("flows -proto gre with the agent down: %v", err)
+	}
+}
+
+// leftBehind copies the files of the state directory dir, as an agent
+// killed now leaves them (its lock released), and returns the copy.
+func leftBehind(t *testing.T, dir string) string {
+	t.Helper()
+	out := t.TempDir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// An agent that holds the state directory but does not answer on the
+// socket pcctl was given (still starting, or another socket) is named;
+// its files are not read under it. Once it is gone they are.
+func TestOfflineAgentHoldsStateDir(t *testing.T) {
+	dir := t.TempDir()
+	sock := dptest.StartAgent(t, dir, &dptest.Recorder{})
+	if err := putSetup(sock); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	env := map[string]string{"PORTCULLIS_SOCKET": filepath.Join(dir, "none.sock"), "PORTCULLIS_STATE_DIR": state}
+	out, _, err := run(env, "networks")
+	want := fmt.Sprintf("portcullisd (pid %d) holds %s", os.Getpid(), state)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "does not answer on "+env["PORTCULLIS_SOCKET"]) {
+		t.Errorf("networks from a directory the agent holds: %v (printed %q), want %q", err, out, want)
+	}
+	if out != "" {
+		t.Errorf("printed %q", out)
+	}
+	// Positive control: the same files, no longer held, list the network.
+	env["PORTCULLIS_STATE_DIR"] = leftBehind(t, state)
+	out, _, err = run(env, "networks")
+	if err != nil || !strings.Contains(out, "172.17.0.0/16") {
+		t.Errorf("networks from the files it leaves: %v\n%s", err, out)
+	}
+}
+
+// A torn last journal line is left out of what pcctl reads, and said so.
+func TestOfflineTornJournal(t *testing.T) {
+	dir := t.TempDir()
+	sock := dptest.StartAgent(t, dir, &dptest.Recorder{})
+	if err := putSetup(sock); err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := run(map[string]string{"PORTCULLIS_SOCKET": sock}, "networks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := leftBehind(t, filepath.Join(dir, "state"))
+	f, err := os.OpenFile(filepath.Join(left, "journal.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"seq":99,"kind":"netw`)
+	f.Close()
+	got, stderr, err := run(map[string]string{"PORTCULLIS_SOCKET": filepath.Join(dir, "none.sock"), "PORTCULLIS_STATE_DIR": left}, "networks")
+	if err != nil || got != want {
+		t.Errorf("networks with a torn journal: %v\n%s\nwant\n%s", err, got, want)
+	}
+	if !strings.Contains(stderr, "journal.jsonl line") || !strings.Contains(stderr, `"{\"seq\":99,\"kind\":\"netw"`) {
+		t.Errorf("stderr does not name the torn line: %q", stderr)
 	}
 }

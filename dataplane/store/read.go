@@ -10,18 +10,29 @@ import (
 // Read returns the snapshot in dir and the journalled operations it does
 // not include yet, like Load, for a reader that is not the agent (pcctl
 // with the agent down). It never creates, truncates or writes anything: a
-// torn last journal line (a crash mid-write, or an append in progress) is
-// skipped, not cut off. A directory with no state files holds the empty
-// state; a missing directory is an error wrapping fs.ErrNotExist.
+// torn last journal line (a crash mid-write) is skipped, not cut off, and
+// returned. A directory with no state files holds the empty state; a
+// missing directory is an error wrapping fs.ErrNotExist; damaged files
+// fail as Load fails, with ErrDamaged.
 //
-// The agent may append or compact meanwhile: Read sees the files as they
-// are at that moment, which load to a state the agent had.
-func Read(dir string) (*model.State, []model.Op, error) {
+// It holds a shared lock of dir while it reads, so that an agent starting
+// meanwhile waits for it; if an agent holds dir, whose compaction could
+// retire a journal between two of Read's file reads, it fails at once
+// with ErrInUse instead.
+func Read(dir string) (*model.State, []model.Op, []Torn, error) {
 	if _, err := os.Stat(dir); err != nil {
-		return nil, nil, fmt.Errorf("state directory: %w", err)
+		return nil, nil, nil, fmt.Errorf("state directory: %w", err)
 	}
-	st, ops, _, _, err := read(dir, false)
-	return st, ops, err
+	release, err := lockReader(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer release()
+	c, err := read(dir, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c.state, c.ops, c.torn, nil
 }
 
 // Resolve replays ops onto snap as the agent does at start (see
@@ -41,11 +52,13 @@ func Resolve(snap *model.State, ops []model.Op) (*model.Resolved, error) {
 }
 
 // ReadResolved is Read followed by Resolve: the desired state the agent
-// would start with, read without writing anything.
-func ReadResolved(dir string) (*model.Resolved, error) {
-	snap, ops, err := Read(dir)
+// would start with, read without writing anything, and the torn line it
+// would cut off.
+func ReadResolved(dir string) (*model.Resolved, []Torn, error) {
+	snap, ops, torn, err := Read(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return Resolve(snap, ops)
+	want, err := Resolve(snap, ops)
+	return want, torn, err
 }

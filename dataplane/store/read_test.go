@@ -50,9 +50,12 @@ func TestReadIsReadOnly(t *testing.T) {
 	tearJournal(t, dir)
 
 	before := dirState(t, dir)
-	got, err := ReadResolved(dir)
+	got, torn, err := ReadResolved(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(torn) != 1 || torn[0].Path != filepath.Join(dir, journalName) {
+		t.Errorf("torn lines: %v, want the journal's last", torn)
 	}
 	if !reflect.DeepEqual(got.State(), r.State()) {
 		t.Errorf("read %+v, want %+v", got.State(), r.State())
@@ -83,7 +86,7 @@ func TestReadIsReadOnly(t *testing.T) {
 	s.Append(ops[2])
 	s.Close()
 	before = dirState(t, mid)
-	if got, err := ReadResolved(mid); err != nil || !reflect.DeepEqual(got.State(), r.State()) {
+	if got, _, err := ReadResolved(mid); err != nil || !reflect.DeepEqual(got.State(), r.State()) {
 		t.Errorf("read mid-compaction: %v, %v", got, err)
 	}
 	if after := dirState(t, mid); !reflect.DeepEqual(after, before) {
@@ -91,14 +94,14 @@ func TestReadIsReadOnly(t *testing.T) {
 	}
 
 	missing := filepath.Join(dir, "nothing-here")
-	if _, _, err := Read(missing); !errors.Is(err, fs.ErrNotExist) {
+	if _, _, _, err := Read(missing); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Read of a missing directory: %v", err)
 	}
 	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
 		t.Error("Read created the missing directory")
 	}
 	empty := t.TempDir()
-	st, ops2, err := Read(empty)
+	st, ops2, _, err := Read(empty)
 	if err != nil || len(st.Networks) != 0 || len(ops2) != 0 {
 		t.Errorf("Read of an empty directory: %v %v %v", st, ops2, err)
 	}

@@ -1,7 +1,17 @@
 // Package store keeps the agent's desired state on disk: a snapshot written
 // atomically (temporary file, fsync, rename) plus a journal of the changes
 // made since, one JSON line each, so one change costs one append whatever
-// the size of the state. A torn last line (crash mid-write) is ignored.
+// the size of the state.
+//
+// Loading tells a crash mid-append from damage: a torn last line (no
+// newline: the append never completed) is cut off and logged; a bad line
+// with more after it, a gap in the sequence numbers, or files ending before
+// the change the agent last stopped cleanly at (stopped.json) fail the load
+// with ErrDamaged, naming the file and line and how to recover.
+//
+// The agent holds an exclusive flock on the directory's lock file while
+// the Store is open, so a second agent fails at once; Read takes a shared
+// one.
 //
 // Every journal line carries a sequence number and the snapshot records the
 // last one it includes, so replay skips what a snapshot already holds: a
@@ -22,11 +32,11 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -60,8 +70,11 @@ type snapshot struct {
 // the sync timer and the background compaction are synchronised internally.
 type Store struct {
 	dir   string
+	lock  *os.File // holds the exclusive flock of lockName
+	log   *slog.Logger
 	lines int    // entries in the current journal file
 	seq   uint64 // sequence number of the last appended entry
+	size  int64  // of the current journal file, where a failed append is cut back to
 
 	mu      sync.Mutex // guards journal, dirty and timer against the sync timer
 	journal *os.File
@@ -69,6 +82,7 @@ type Store struct {
 	timer   *time.Timer // armed while dirty, with a positive interval
 
 	interval   time.Duration
+	loaded     bool // Load succeeded: seq is the last change
 	closed     bool
 	compacting chan struct{} // closed when the background snapshot writer ends
 	compactErr error         // what it ended with
@@ -81,20 +95,30 @@ type Option func(*Store)
 // Append itself; a positive d syncs in the background within d.
 func SyncInterval(d time.Duration) Option { return func(s *Store) { s.interval = d } }
 
-// Open creates dir if needed and opens the journal for appending. Without
+// Logger sets where Load reports what it cut off; slog.Default() without.
+func Logger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// Open creates dir if needed, takes its lock (failing with ErrInUse if
+// another agent holds it) and opens the journal for appending. Without
 // options every append is synced before it returns.
 func Open(dir string, opts ...Option) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
-	}
-	s := &Store{dir: dir}
+	s := &Store{dir: dir, log: slog.Default()}
 	for _, o := range opts {
 		o(s)
 	}
 	if s.interval < 0 {
 		return nil, fmt.Errorf("journal sync interval %v: must not be negative", s.interval)
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	lock, err := lockWriter(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
 	if err := s.openJournal(); err != nil {
+		unlockWriter(lock)
 		return nil, err
 	}
 	return s, nil
@@ -105,6 +129,12 @@ func (s *Store) openJournal() error {
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open journal: %w", err)
+	}
+	s.size = fi.Size()
 	s.mu.Lock()
 	s.journal = f
 	s.mu.Unlock()
@@ -138,77 +168,33 @@ func (s *Store) markDirty() {
 }
 
 // Load returns the snapshot and the journalled operations it does not
-// include yet, in order. It cuts a torn last line off the journal.
+// include yet, in order. It cuts a torn last line off the journal and logs
+// it; it fails with ErrDamaged, changing nothing, if acknowledged changes
+// are missing.
 func (s *Store) Load() (*model.State, []model.Op, error) {
 	// A snapshot still being written is waited for; if it failed, the old
 	// journal it would have retired is still there and is read instead.
 	_ = s.waitCompaction()
-	st, ops, seq, lines, err := read(s.dir, true)
-	s.seq, s.lines = seq, lines
-	return st, ops, err
-}
-
-// read loads the state files of dir. With cut it truncates a torn last
-// journal line so the next append starts on a line of its own; without, it
-// writes nothing. It returns the last sequence number seen and the number
-// of lines in the current journal.
-func read(dir string, cut bool) (*model.State, []model.Op, uint64, int, error) {
-	snap := snapshot{State: model.NewState()}
-	b, err := os.ReadFile(filepath.Join(dir, snapshotName))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, nil, 0, 0, fmt.Errorf("read snapshot: %w", err)
-	default:
-		if err := json.Unmarshal(b, &snap); err != nil {
-			return nil, nil, 0, 0, fmt.Errorf("parse snapshot %s: %w", filepath.Join(dir, snapshotName), err)
-		}
+	c, err := read(s.dir, true)
+	if err != nil {
+		return nil, nil, err
 	}
-	seq := snap.Seq
-	var ops []model.Op
-	lines := 0
-	for _, name := range []string{oldJournalName, journalName} {
-		ents, err := readJournal(filepath.Join(dir, name), cut && name == journalName)
-		if err != nil {
-			return nil, nil, 0, 0, err
-		}
-		for _, e := range ents {
-			if e.Seq != 0 && e.Seq <= snap.Seq {
-				continue // the snapshot has it
-			}
-			ops = append(ops, e.Op)
-			seq = max(seq, e.Seq)
-		}
-		lines = len(ents)
+	for _, t := range c.torn {
+		s.log.Warn("state journal: cut off its last line, an append that a crash cut short (never acknowledged)",
+			"file", t.Path, "line", t.Line, "offset", t.Offset, "bytes", len(t.Text), "text", string(t.Text))
 	}
-	return snap.State, ops, seq, lines, nil
-}
-
-func readJournal(path string, cut bool) ([]entry, error) {
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read journal: %w", err)
+	// From here on the journal grows past what stopped.json says, which
+	// only holds while the agent is stopped.
+	if err := os.Remove(filepath.Join(s.dir, stoppedName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("remove %s: %w", stoppedName, err)
 	}
-	var ents []entry
-	for off, n := 0, 1; off < len(b); n++ {
-		end := bytes.IndexByte(b[off:], '\n')
-		if end < 0 {
-			// A torn last line: the change it held never completed.
-			if cut {
-				if err := os.Truncate(path, int64(off)); err != nil {
-					return nil, fmt.Errorf("cut torn journal tail: %w", err)
-				}
-			}
-			break
-		}
-		var e entry
-		if err := json.Unmarshal(b[off:off+end], &e); err != nil {
-			return nil, fmt.Errorf("journal %s line %d: %w", path, n, err)
-		}
-		ents = append(ents, e)
-		off += end + 1
+	fi, err := os.Stat(filepath.Join(s.dir, journalName))
+	if err != nil {
+		return nil, nil, fmt.Errorf("journal: %w", err)
 	}
-	return ents, nil
+	s.seq, s.lines, s.size = c.seq, c.lines, fi.Size()
+	s.loaded = true
+	return c.state, c.ops, nil
 }
 
 // Append journals one operation. Compact is the caller's to call when
@@ -223,11 +209,16 @@ func (s *Store) Append(op model.Op) error {
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
 		s.markDirty()
+	} else if terr := f.Truncate(s.size); terr != nil {
+		// A partial line left in place would glue the next append onto
+		// it, making a line that fails the next load.
+		err = errors.Join(err, fmt.Errorf("cut the partial line back off: %w", terr))
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("append to journal: %w", err)
 	}
+	s.size += int64(len(b) + 1)
 	if s.interval == 0 {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync journal: %w", err)
@@ -332,7 +323,7 @@ func (s *Store) compactNow(st *model.State, seq uint64) error {
 	if err := s.journal.Truncate(0); err != nil {
 		return fmt.Errorf("truncate journal: %w", err)
 	}
-	s.lines = 0
+	s.lines, s.size = 0, 0
 	return nil
 }
 
@@ -354,11 +345,34 @@ func syncDir(dir string) error {
 }
 
 // Close waits for a snapshot being written, syncs the journal and closes
-// it.
+// it, records the last change in stopped.json if all of it is durable, and
+// releases the directory's lock.
 func (s *Store) Close() error {
 	if s.closed {
 		return nil
 	}
+	err := s.closeJournal()
+	if err == nil && s.loaded {
+		var b []byte
+		b, err = json.Marshal(stopped{Seq: s.seq})
+		if err == nil {
+			err = WriteFileAtomic(filepath.Join(s.dir, stoppedName), b)
+		}
+	}
+	s.unlock()
+	return err
+}
+
+func (s *Store) unlock() {
+	if s.lock != nil {
+		unlockWriter(s.lock)
+		s.lock = nil
+	}
+}
+
+// closeJournal waits for a snapshot being written, syncs the journal and
+// closes it.
+func (s *Store) closeJournal() error {
 	err := s.waitCompaction()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -372,10 +386,14 @@ func (s *Store) Close() error {
 	return errors.Join(err, s.journal.Close())
 }
 
-// Remove deletes the state directory's files (for uninstall).
+// Remove deletes the state directory's files (for uninstall), the lock
+// last: until then no other agent can start on them.
 func (s *Store) Remove() error {
-	s.Close()
-	for _, n := range []string{snapshotName, journalName, oldJournalName} {
+	if !s.closed {
+		s.closeJournal()
+	}
+	defer s.unlock()
+	for _, n := range []string{snapshotName, journalName, oldJournalName, stoppedName, lockName} {
 		if err := os.Remove(filepath.Join(s.dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}

@@ -221,9 +221,9 @@ func TestSyncInterval(t *testing.T) {
 	}
 	// Written before Append returns: another reader (a restarted agent)
 	// sees it at once, synced or not.
-	_, ops, _, _, err := read(dir, false)
-	if err != nil || len(ops) != 1 {
-		t.Fatalf("journal right after Append: %v ops, %v", len(ops), err)
+	c, err := read(dir, false)
+	if err != nil || len(c.ops) != 1 {
+		t.Fatalf("journal right after Append: %+v, %v", c, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
