@@ -56,15 +56,15 @@ func testICCOffAndLinks(t *testing.T) {
 	checkICCOff(t, setupICCOff(e))
 }
 
-// iccOff has c1 (alias db, exposes 5432/tcp) and c2 (web) on an icc=false
-// network, with servers on 5432, 5433 and 80 in both.
+// iccOff has db (exposes 5432/tcp) and web on an icc=false network, with
+// TCP and UDP servers on 5432 in db and on 80 in web, TCP on 5433 in db,
+// and TCP and UDP servers outside for the controls.
 type iccOff struct {
-	e        *env
-	db, web  *ctr
-	dbTCP    *nstest.TCPServer
-	dbUDP    *nstest.UDPServer
-	webUDP   *nstest.UDPServer
-	external *nstest.TCPServer
+	e             *env
+	db, web       *ctr
+	dbTCP, db5433 *nstest.TCPServer
+	webTCP        *nstest.TCPServer
+	dbUDP, webUDP *nstest.UDPServer
 }
 
 func setupICCOff(e *env) iccOff {
@@ -77,61 +77,77 @@ func setupICCOff(e *env) iccOff {
 	})
 	s.web = e.container("web", "pc0", 3)
 	s.dbTCP, s.dbUDP = servers(e.t, s.db.NS, "db", 5432)
-	nstest.ListenTCP(e.t, s.db.NS, "db", "[::]:5433")
-	_, s.webUDP = servers(e.t, s.web.NS, "web", 80)
-	s.external = nstest.ListenTCP(e.t, e.ext(), "ext", "[::]:7000")
+	s.db5433 = nstest.ListenTCP(e.t, s.db.NS, "db", "[::]:5433")
+	s.webTCP, s.webUDP = servers(e.t, s.web.NS, "web", 80)
+	servers(e.t, e.ext(), "ext", 7000)
 	return s
+}
+
+// reachOutside is the positive control of the ICC checks: c still reaches
+// the outside over TCP, UDP and ICMP, and its gateway over IPv6.
+func reachOutside(t *testing.T, c *ctr) {
+	t.Helper()
+	reachTCP(t, c.NS, "192.0.2.2:7000", "ext")
+	reachUDP(t, c.NS, "192.0.2.2:7000", "ext")
+	reachPing(t, c.NS, "192.0.2.2")
+	reachPing(t, c.NS, "2001:db8:17::1")
 }
 
 func checkICCOff(t *testing.T, s iccOff) {
 	db, web := s.db, s.web
-	// Control: both containers are plugged and reach the outside.
-	reachTCP(t, web.NS, "192.0.2.2:7000", "ext")
-	reachTCP(t, db.NS, "192.0.2.2:7000", "ext")
-
 	t.Run("isolated", func(t *testing.T) {
 		for _, p := range []struct {
 			a, b *ctr
 			port int
-			srv  *nstest.UDPServer
-		}{{web, db, 5432, s.dbUDP}, {db, web, 80, s.webUDP}} {
-			blockedTCP(t, p.a.NS, p.b.at(p.port))
-			blockedUDP(t, p.a.NS, p.b.at(p.port), p.srv)
-			blockedPing(t, p.a.NS, p.b.IP.String())
-			blockedTCP(t, p.a.NS, p.b.at6(p.port))
-			blockedUDP(t, p.a.NS, p.b.at6(p.port), p.srv)
-			blockedPing(t, p.a.NS, p.b.IP6.String())
+			tcp  *nstest.TCPServer
+			udp  *nstest.UDPServer
+		}{{web, db, 5432, s.dbTCP, s.dbUDP}, {db, web, 80, s.webTCP, s.webUDP}} {
+			reachOutside(t, p.a)
+			blockedTCP(t, p.a.NS, p.b.at(p.port), p.tcp)
+			blockedUDP(t, p.a.NS, p.b.at(p.port), p.udp)
+			blockedPing(t, p.a.NS, p.b.IP.String(), p.b.NS)
+			blockedTCP(t, p.a.NS, p.b.at6(p.port), p.tcp)
+			blockedUDP(t, p.a.NS, p.b.at6(p.port), p.udp)
+			blockedPing(t, p.a.NS, p.b.IP6.String(), p.b.NS)
 			ll, err := p.b.NS.LinkLocal("eth0")
 			if err != nil {
 				t.Error(err)
 				continue
 			}
 			dst := ll.WithZone("eth0")
-			blockedTCP(t, p.a.NS, fmt.Sprintf("[%s]:%d", dst, p.port))
-			blockedUDP(t, p.a.NS, fmt.Sprintf("[%s]:%d", dst, p.port), p.srv)
-			blockedPing(t, p.a.NS, dst.String())
+			blockedTCP(t, p.a.NS, fmt.Sprintf("[%s]:%d", dst, p.port), p.tcp)
+			blockedUDP(t, p.a.NS, fmt.Sprintf("[%s]:%d", dst, p.port), p.udp)
+			blockedPing(t, p.a.NS, dst.String(), p.b.NS)
 		}
 	})
 
 	t.Run("link", func(t *testing.T) {
 		s.e.link(t, "web", "db", "db")
 		reachTCP(t, web.NS, db.at(5432), "db")
-		blockedTCP(t, web.NS, db.at(5433))
+		blockedTCP(t, web.NS, db.at(5433), s.db5433)
 		blockedUDP(t, web.NS, db.at(5432), s.dbUDP)
 		// The child may only answer: no new connection to the parent,
 		// not even from its exposed port (Docker's rule matches on the
 		// source port alone; ours must be stateful). The server on 5432
 		// stops first so the client may bind that port.
-		blockedTCP(t, db.NS, web.at(80))
+		reachOutside(t, db)
+		blockedTCP(t, db.NS, web.at(80), s.webTCP)
 		s.dbTCP.Close()
-		blockedTCP(t, db.NS, web.at(80), fromPort(5432))
+		blockedTCP(t, db.NS, web.at(80), s.webTCP, fromPort(5432))
 	})
 
 	t.Run("unlink", func(t *testing.T) {
+		// db's exposed port gets a listener again (the link case closed
+		// it): without one, db's own stack would refuse, whatever the
+		// policy. The link still in force lets web reach it: the control.
+		s.dbTCP.Close()
+		srv := nstest.ListenTCP(t, db.NS, "db", "[::]:5432")
+		reachTCP(t, web.NS, db.at(5432), "db")
 		if err := s.e.api.DeleteLink(s.e.ctx, "web", "db"); err != nil {
 			t.Fatalf("DELETE link web/db: %v", err)
 		}
-		blockedTCP(t, web.NS, db.at(5432))
+		reachOutside(t, web)
+		blockedTCP(t, web.NS, db.at(5432), srv)
 	})
 }
 
@@ -273,21 +289,28 @@ func testNetworkIsolation(t *testing.T) {
 	e.network(pc1(false))
 	c1 := e.container("c1", "pc0", 2)
 	c3 := e.container("c3", "pc1", 2)
-	_, u1 := servers(t, c1.NS, "c1", 80)
-	_, u3 := servers(t, c3.NS, "c3", 80)
+	t1, u1 := servers(t, c1.NS, "c1", 80)
+	t3, u3 := servers(t, c3.NS, "c3", 80)
 	e.publish(tcpPort("c1", "c1", 8080, 80))
 	e.publish(tcpPort("c3", "c3", 8081, 80))
+	e.publish(udpPort("c1-udp", "c1", 8080, 80))
+	e.publish(udpPort("c3-udp", "c3", 8081, 80))
 
 	for _, p := range []struct {
-		a, b *ctr
-		srv  *nstest.UDPServer
-	}{{c1, c3, u3}, {c3, c1, u1}} {
-		blockedTCP(t, p.a.NS, p.b.at(80))
-		blockedUDP(t, p.a.NS, p.b.at(80), p.srv)
-		blockedPing(t, p.a.NS, p.b.IP.String())
+		a, b     *ctr
+		hostPort int
+		tcp      *nstest.TCPServer
+		udp      *nstest.UDPServer
+	}{{c1, c3, 8081, t3, u3}, {c3, c1, 8080, t1, u1}} {
+		// Control: a reaches b through b's published ports, and the
+		// outside by ICMP.
+		reachTCP(t, p.a.NS, hostAt(nstest.NodeAddr, p.hostPort), p.b.ID)
+		reachUDP(t, p.a.NS, hostAt(nstest.NodeAddr, p.hostPort), p.b.ID)
+		reachPing(t, p.a.NS, "192.0.2.2")
+		blockedTCP(t, p.a.NS, p.b.at(80), p.tcp)
+		blockedUDP(t, p.a.NS, p.b.at(80), p.udp)
+		blockedPing(t, p.a.NS, p.b.IP.String(), p.b.NS)
 	}
-	reachTCP(t, c3.NS, "192.0.2.1:8080", "c1")
-	reachTCP(t, c1.NS, "192.0.2.1:8081", "c3")
 }
 
 // B19: a link's answer carries the environment variables and the hosts

@@ -65,15 +65,26 @@ func testHostIP(t *testing.T) {
 	e := newEnv(t, nodeAddr2)
 	e.network(pc0(false))
 	c1 := e.container("c1", "pc0", 2)
-	_, udp := servers(t, c1.NS, "c1", 80)
+	tcp, udp := servers(t, c1.NS, "c1", 80)
 	for _, proto := range []string{"tcp", "udp"} {
 		e.publish(model.PortMapping{ID: proto, Endpoint: "c1", Proto: proto, HostIP: nodeAddr2.String(), HostPort: 8080, Port: 80})
 	}
+	other := hostAt(nstest.NodeAddr, 8080)
+	nodeServers(t, e, other)
 
 	reachTCP(t, e.ext(), hostAt(nodeAddr2, 8080), "c1")
 	reachUDP(t, e.ext(), hostAt(nodeAddr2, 8080), "c1")
-	blockedTCP(t, e.ext(), hostAt(nstest.NodeAddr, 8080))
-	blockedUDP(t, e.ext(), hostAt(nstest.NodeAddr, 8080), udp)
+	nodeAnswersTCP(t, e.ext(), other, tcp)
+	nodeAnswersUDP(t, e.ext(), other, udp)
+}
+
+// nodeServers starts the node's own TCP and UDP servers, named "node", on
+// addr: a node address and port no mapping covers, where they, not a
+// container, must answer.
+func nodeServers(t *testing.T, e *env, addr string) {
+	t.Helper()
+	nstest.ListenTCP(t, e.node(), "node", addr)
+	nstest.ListenUDP(t, e.node(), "node", addr)
 }
 
 // B8: a port range is one mapping; every port in it works, shifted ranges
@@ -82,9 +93,11 @@ func testPortRange(t *testing.T) {
 	e := newEnv(t)
 	e.network(pc0(false))
 	c1 := e.container("c1", "pc0", 2)
-	for _, p := range []string{"[::]:8000", "[::]:8057", "[::]:8099", "[::]:8100"} {
+	for _, p := range []string{"[::]:8000", "[::]:8057", "[::]:8099"} {
 		nstest.ListenTCP(t, c1.NS, "c1", p)
 	}
+	after := nstest.ListenTCP(t, c1.NS, "c1", "[::]:8100")
+	nodeServers(t, e, hostAt(nstest.NodeAddr, 8100))
 	nstest.ListenUDP(t, c1.NS, "c1", "[::]:7005")
 	e.publish(model.PortMapping{ID: "tcp-range", Endpoint: "c1", Proto: "tcp", HostPortRange: "8000-8099", PortRange: "8000-8099"})
 	e.publish(model.PortMapping{ID: "udp-range", Endpoint: "c1", Proto: "udp", HostPortRange: "9000-9009", PortRange: "7000-7009"})
@@ -92,7 +105,7 @@ func testPortRange(t *testing.T) {
 	for _, port := range []int{8000, 8057, 8099} {
 		reachTCP(t, e.ext(), hostAt(nstest.NodeAddr, port), "c1")
 	}
-	blockedTCP(t, e.ext(), hostAt(nstest.NodeAddr, 8100))
+	nodeAnswersTCP(t, e.ext(), hostAt(nstest.NodeAddr, 8100), after)
 	reachUDP(t, e.ext(), hostAt(nstest.NodeAddr, 9005), "c1")
 }
 
@@ -158,12 +171,14 @@ func testLoopbackOnly(t *testing.T) {
 	e := newEnv(t)
 	e.network(pc0(false))
 	c1 := e.container("c1", "pc0", 2)
-	servers(t, c1.NS, "c1", 80)
+	srv, _ := servers(t, c1.NS, "c1", 80)
 	e.publish(model.PortMapping{ID: "lo", Endpoint: "c1", Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8088, Port: 80})
 	e.publish(tcpPort("any", "c1", 8080, 80))
+	nodeServers(t, e, "192.0.2.1:8088")
 
 	reachTCP(t, e.node(), "127.0.0.1:8088", "c1")
-	blockedTCP(t, e.ext(), "192.0.2.1:8088")
+	reachTCP(t, e.ext(), "192.0.2.1:8080", "c1") // control
+	nodeAnswersTCP(t, e.ext(), "192.0.2.1:8088", srv)
 
 	up, err := e.node().Interface(nstest.UplinkName)
 	if err != nil {
@@ -205,22 +220,36 @@ func testNothingUnpublished(t *testing.T) {
 	e := newEnv(t)
 	e.network(pc0(true))
 	c1 := e.container("c1", "pc0", 2)
-	_, udp := servers(t, c1.NS, "c1", 80)
-	nstest.ListenTCP(t, c1.NS, "c1", "[::]:81")
+	tcp80, udp := servers(t, c1.NS, "c1", 80)
+	tcp81 := nstest.ListenTCP(t, c1.NS, "c1", "[::]:81")
 	e.publish(tcpPort("tcp", "c1", 8080, 80))
+	e.publish(udpPort("udp", "c1", 8080, 80))
 	e.topo.ExtRoute("172.17.0.0/16", nstest.NodeAddr)
 	e.topo.ExtRoute("2001:db8:17::/64", nstest.NodeAddr6)
+	for _, node := range []netip.Addr{nstest.NodeAddr, nstest.NodeAddr6} {
+		nodeServers(t, e, hostAt(node, 81))
+	}
 
-	reachTCP(t, e.ext(), "192.0.2.1:8080", "c1") // control
-	blockedTCP(t, e.ext(), "192.0.2.1:81")
-	blockedTCP(t, e.ext(), "[2001:db8:1::1]:81")
-	for _, dst := range []string{c1.at(80), c1.at(81), c1.at6(80), c1.at6(81)} {
-		blockedTCP(t, e.ext(), dst)
+	// Controls: the published ports answer over both families, and the
+	// node answers pings.
+	reachTCP(t, e.ext(), "192.0.2.1:8080", "c1")
+	reachTCP(t, e.ext(), "[2001:db8:1::1]:8080", "c1")
+	reachUDP(t, e.ext(), "192.0.2.1:8080", "c1")
+	reachPing(t, e.ext(), "192.0.2.1")
+	reachPing(t, e.ext(), "2001:db8:1::1")
+
+	nodeAnswersTCP(t, e.ext(), "192.0.2.1:81", tcp81)
+	nodeAnswersTCP(t, e.ext(), "[2001:db8:1::1]:81", tcp81)
+	for _, d := range []struct {
+		dst string
+		srv *nstest.TCPServer
+	}{{c1.at(80), tcp80}, {c1.at(81), tcp81}, {c1.at6(80), tcp80}, {c1.at6(81), tcp81}} {
+		blockedTCP(t, e.ext(), d.dst, d.srv)
 	}
 	blockedUDP(t, e.ext(), c1.at(80), udp)
 	blockedUDP(t, e.ext(), c1.at6(80), udp)
-	blockedPing(t, e.ext(), c1.IP.String())
-	blockedPing(t, e.ext(), c1.IP6.String())
+	blockedPing(t, e.ext(), c1.IP.String(), c1.NS)
+	blockedPing(t, e.ext(), c1.IP6.String(), c1.NS)
 }
 
 // B13: removing a mapping stops new flows at once, and its stale
@@ -231,7 +260,7 @@ func testRemoveMapping(t *testing.T) {
 	e.network(pc0(false))
 	c1 := e.container("c1", "pc0", 2)
 	old := nstest.ListenUDP(t, c1.NS, "c1", "[::]:90")
-	nstest.ListenTCP(t, c1.NS, "c1", "[::]:90")
+	srv := nstest.ListenTCP(t, c1.NS, "c1", "[::]:90")
 	e.publish(udpPort("udp", "c1", 9090, 90))
 	e.publish(tcpPort("tcp", "c1", 9090, 90))
 
@@ -246,16 +275,29 @@ func testRemoveMapping(t *testing.T) {
 			t.Fatalf("DELETE port %s: %v", id, err)
 		}
 	}
-	// New flows stop, and so does the client's own flow: its NAT state
-	// went with the mapping.
-	blockedUDP(t, e.ext(), "192.0.2.1:9090", nil)
+	// New flows stop: the node's own servers get them now, c1 nothing.
+	// They stop before the client below sends again, so that its
+	// datagrams find no node socket (the stale state the agent must clear
+	// is then the one Docker's users hit).
+	node := nstest.ListenUDP(t, e.node(), "node", "192.0.2.1:9090")
+	nodeTCP := nstest.ListenTCP(t, e.node(), "node", "192.0.2.1:9090")
+	nodeAnswersUDP(t, e.ext(), "192.0.2.1:9090", old)
+	nodeAnswersTCP(t, e.ext(), "192.0.2.1:9090", srv)
+	node.Close()
+	nodeTCP.Close()
+
+	// The client's own flow stops too: its NAT state went with the
+	// mapping. c1's server, which would answer, must get none of its
+	// datagrams (the node, with no socket there, may refuse them).
 	client.Timeout = probeTimeout
+	gap := unique("gap")
+	quiet := watchUDP(t, old, gap)
 	for i := range 3 {
-		if r := client.Exchange("gap"); r.OK() {
+		if r := client.Exchange(gap); r.OK() {
 			t.Errorf("udp from the same client %d after DELETE: still answered by %s", i, r.Server)
 		}
 	}
-	blockedTCP(t, e.ext(), "192.0.2.1:9090")
+	quiet("udp from the same client after DELETE")
 
 	// The service restarts (a new socket) and the mapping comes back.
 	old.Close()

@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -253,35 +249,6 @@ func udpClient(t *testing.T, from *nstest.NS, dst string, opts ...nstest.DialOpt
 	return c
 }
 
-// blockedTCP expects that no TCP connection from ns to dst is set up.
-func blockedTCP(t *testing.T, from *nstest.NS, dst string, opts ...nstest.DialOptions) {
-	t.Helper()
-	r := nstest.DialTCP(from, dst, dialOpts(probeTimeout, opts))
-	switch {
-	case r.OK():
-		t.Errorf("tcp %s -> %s: want blocked, %v", from, dst, r)
-	case !isBlocked(r.Err):
-		t.Errorf("tcp %s -> %s: could not check (the client failed by itself): %v", from, dst, r.Err)
-	}
-}
-
-// isBlocked tells a path that drops or refuses (what a blocked check wants)
-// from a client that could not even try (a bind error, a bad address): the
-// latter must not pass as "blocked".
-func isBlocked(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	for _, e := range []error{os.ErrDeadlineExceeded, syscall.ECONNREFUSED, syscall.ECONNRESET,
-		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EACCES, syscall.EPERM, io.EOF} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
 // reachUDP expects a UDP exchange from ns to dst answered by server.
 func reachUDP(t *testing.T, from *nstest.NS, dst, server string, opts ...nstest.DialOptions) nstest.UDPResult {
 	t.Helper()
@@ -295,47 +262,11 @@ func reachUDP(t *testing.T, from *nstest.NS, dst, server string, opts ...nstest.
 	return r
 }
 
-// blockedUDP expects that a datagram from ns to dst never reaches srv (the
-// server that would receive it) and that no answer comes back.
-func blockedUDP(t *testing.T, from *nstest.NS, dst string, srv *nstest.UDPServer, opts ...nstest.DialOptions) {
-	t.Helper()
-	o := dialOpts(probeTimeout, opts)
-	r := nstest.ExchangeUDP(from, dst, o)
-	if r.OK() {
-		t.Errorf("udp %s -> %s: want blocked, %v", from, dst, r)
-		return
-	}
-	if !isBlocked(r.Err) {
-		t.Errorf("udp %s -> %s: could not check (the client failed by itself): %v", from, dst, r.Err)
-		return
-	}
-	if srv == nil {
-		return
-	}
-	for _, d := range srv.Received() {
-		if d.From.Port() == r.Local.Port() && strings.HasPrefix(d.Payload, "ping#") {
-			t.Errorf("udp %s -> %s: want blocked, but %s received it from %s", from, dst, srv.Name, d.From)
-		}
-	}
-}
-
 // reachPing expects an ICMP echo reply from dst.
 func reachPing(t *testing.T, from *nstest.NS, dst string) {
 	t.Helper()
 	if err := nstest.Ping(from, dst, reachTimeout); err != nil {
 		t.Errorf("ping %s -> %s: %v", from, dst, err)
-	}
-}
-
-// blockedPing expects no ICMP echo reply from dst.
-func blockedPing(t *testing.T, from *nstest.NS, dst string) {
-	t.Helper()
-	err := nstest.Ping(from, dst, probeTimeout)
-	switch {
-	case err == nil:
-		t.Errorf("ping %s -> %s: want blocked, got a reply", from, dst)
-	case !isBlocked(err):
-		t.Errorf("ping %s -> %s: could not check: %v", from, dst, err)
 	}
 }
 
