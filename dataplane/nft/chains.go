@@ -30,7 +30,7 @@ var (
 
 func inetChains(mark uint32) []*chainDef {
 	r := func(t ...term) rule { return mkRule(famInet, t...) }
-	return []*chainDef{
+	return append([]*chainDef{
 		rawPrerouting(),
 		baseChain("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting,
 			"prerouting", prioDstNAT, "dstnat", r(jump(chainPublished))),
@@ -45,7 +45,8 @@ func inetChains(mark uint32) []*chainDef {
 		// crosses from the container's namespace into the node's).
 		baseChain("filter-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting,
 			"prerouting", prioFilter, "filter",
-			r(inSet(setBridges, fIifname), hasMark(ctMark, mark), orMark(metaMark, mark))),
+			append(staleTargetJumps(mark),
+				r(inSet(setBridges, fIifname), hasMark(ctMark, mark), orMark(metaMark, mark)))...),
 		// B10: connections the node itself opens to a published port.
 		natOutput(r(jump(chainPublished))),
 		regularChain(chainPublished, publishedRules(mark, 0)...),
@@ -53,7 +54,7 @@ func inetChains(mark uint32) []*chainDef {
 			"postrouting", prioSrcNAT, "srcnat", postroutingRules()...),
 		baseChain("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward,
 			"forward", prioFilter, "filter", forwardRules()...),
-	}
+	}, staleChains(mark)...)
 }
 
 // rawPrerouting (B11): with route_localnet=1 the kernel would accept
@@ -126,6 +127,23 @@ func localPostroutingRules() []rule {
 	}
 }
 
+// dnatLookups are the dnat maps in the order publishedRules tries them,
+// each with the packet fields of its key and its address family.
+var dnatLookups = []struct {
+	d   dep
+	m   *setDef
+	key []field
+}{
+	{depIP4, mapDNAT4, []field{fIPDaddr, fL4proto, fThDport}},
+	{depIP4, mapDNAT4Range, []field{fIPDaddr, fL4proto, fThDport}},
+	{depIP6, mapDNAT6, []field{fIP6Daddr, fL4proto, fThDport}},
+	{depIP6, mapDNAT6Range, []field{fIP6Daddr, fL4proto, fThDport}},
+	{depIP4, mapDNAT4Any, []field{fL4proto, fThDport}},
+	{depIP4, mapDNAT4AnyRange, []field{fL4proto, fThDport}},
+	{depIP6, mapDNAT6Any, []field{fL4proto, fThDport}},
+	{depIP6, mapDNAT6AnyRange, []field{fL4proto, fThDport}},
+}
+
 // publishedRules DNAT published ports: exact host addresses first, then
 // ranges, then wildcard mappings, which apply to every local address (and so
 // also to 127.0.0.1 from the node, B10, and to a node address from a
@@ -141,20 +159,7 @@ func localPostroutingRules() []rule {
 // family alone; every rule starts with the terms pre.
 func publishedRules(mark uint32, only dep, pre ...term) []rule {
 	var rules []rule
-	for _, p := range []struct {
-		d   dep
-		m   *setDef
-		key []field
-	}{
-		{depIP4, mapDNAT4, []field{fIPDaddr, fL4proto, fThDport}},
-		{depIP4, mapDNAT4Range, []field{fIPDaddr, fL4proto, fThDport}},
-		{depIP6, mapDNAT6, []field{fIP6Daddr, fL4proto, fThDport}},
-		{depIP6, mapDNAT6Range, []field{fIP6Daddr, fL4proto, fThDport}},
-		{depIP4, mapDNAT4Any, []field{fL4proto, fThDport}},
-		{depIP4, mapDNAT4AnyRange, []field{fL4proto, fThDport}},
-		{depIP6, mapDNAT6Any, []field{fL4proto, fThDport}},
-		{depIP6, mapDNAT6AnyRange, []field{fL4proto, fThDport}},
-	} {
+	for _, p := range dnatLookups {
 		if only != 0 && p.d != only {
 			continue
 		}

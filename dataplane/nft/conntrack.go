@@ -74,9 +74,13 @@ func sameNAT(a, b *model.RPort) bool {
 // hands the matches to the cleaner and returns at once: a conntrack dump
 // walks the kernel's whole hash table (about 9 ms when empty, more with
 // entries of every namespace), which must not sit on the API path of one
-// more mapping. New flows follow the new ruleset at once either way; the
-// cleaner removes the stale entries milliseconds later. A failure there is
-// logged and counted, not returned: the ruleset is already right.
+// more mapping. New flows follow the new ruleset at once either way, and
+// the flows of a removed or changed mapping are already stopped by the
+// stale-flow guard (stale.go) of the same transaction: the cleaner only
+// tidies, as soon as the dump gets there (which a busy table delays), and
+// lets a client that kept its port reach a mapping that came back with
+// another target. A failure there is logged and counted, not returned: the
+// ruleset is already right.
 func (b *Backend) clearConntrack(d *model.Delta) {
 	var ms []ctMatch
 	for _, c := range d.Ports {

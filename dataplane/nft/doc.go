@@ -20,6 +20,9 @@
 //	nat-postrouting   nat    postrouting priority srcnat (100) loopback and hairpin masquerade,
 //	                                                           then snat maps and masquerade sets
 //	filter-forward    filter forward    priority filter (0)    keep outsiders out of bridges (B12, B18)
+//	mangle-prerouting, mangle-output (-150), filter-output (0), and the head of
+//	filter-prerouting: the stale-flow guard (B13, stale.go), through chains
+//	stale-host, stale-target and stale-target-reply and sets dnat*-targets
 //
 // table bridge portcullis (frames switched by our bridges; needs no
 // br_netfilter, B16):
@@ -116,8 +119,11 @@
 // The backend sets net.ipv4.conf.all.route_localnet=1 in its namespace
 // (needed for B10, see sysctl.go). The previous value is kept in set
 // saved-route_localnet, so Uninstall restores it even after an agent
-// restart. Conntrack entries of a removed or added mapping are deleted after
-// the transaction that changed it (B13); a full sync never touches conntrack,
+// restart. Flows of a removed or changed mapping stop in the transaction
+// that removes it: the stale-flow guard drops packets of translated
+// connections whose mapping is gone (B13, stale.go, counter drop-stale).
+// Their conntrack entries, and those of an added mapping, are deleted after
+// that transaction, off the API path; a full sync never touches conntrack,
 // so restarts keep established flows (B21).
 //
 // # Transactions

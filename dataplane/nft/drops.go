@@ -13,7 +13,7 @@ import (
 type dropCount struct{ packets, bytes uint64 }
 
 // Drops implements dataplane.DropCounter: every drop rule counts into the
-// named counter of its reason (drop-loopback, drop-inbound, drop-spoof,
+// named counter of its reason (drop-loopback, drop-inbound, drop-stale, drop-spoof,
 // drop-icc), read here with one dump per table. Drops are not attributed to
 // endpoints: that would take a counter object per endpoint. Before the first
 // sync, when the tables do not exist, there is nothing to report.

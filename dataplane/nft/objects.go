@@ -85,7 +85,7 @@ func portElems(p *model.RPort) []elem {
 	if p.Is6() {
 		es = append(es, familyPortElems(p, dnat6, vAddr(p.EP.IP6))...)
 	}
-	return es
+	return append(es, targetElems(p)...)
 }
 
 func familyPortElems(p *model.RPort, m dnatMaps, to value) []elem {

@@ -30,6 +30,10 @@ const goldenSmallState = `table inet portcullis {
 		packets 0 bytes 0
 	}
 
+	counter drop-stale {
+		packets 0 bytes 0
+	}
+
 	set bridges {
 		type ifname
 		elements = { "pc0",
@@ -137,6 +141,33 @@ const goldenSmallState = `table inet portcullis {
 		elements = { 0x00000000 }
 	}
 
+	set dnat4-targets {
+		type inet_proto . inet_service . ipv4_addr . inet_service
+		elements = { tcp . 8080 . 172.18.0.2 . 80,
+			     udp . 5353 . 172.18.0.3 . 53,
+			     sctp . 9000 . 172.19.0.2 . 7000,
+			     sctp . 9001 . 172.19.0.2 . 7001,
+			     sctp . 9002 . 172.19.0.2 . 7002 }
+	}
+
+	set dnat4-targets-range {
+		type inet_proto . inet_service . ipv4_addr . inet_service
+		flags interval
+		elements = { tcp . 8000-8009 . 172.18.0.2 . 8000-8009 }
+	}
+
+	set dnat6-targets {
+		type inet_proto . inet_service . ipv6_addr . inet_service
+		elements = { tcp . 443 . fd00:18::2 . 443,
+			     tcp . 8080 . fd00:18::2 . 80 }
+	}
+
+	set dnat6-targets-range {
+		type inet_proto . inet_service . ipv6_addr . inet_service
+		flags interval
+		elements = { tcp . 8000-8009 . fd00:18::2 . 8000-8009 }
+	}
+
 	chain raw-prerouting {
 		type filter hook prerouting priority raw; policy accept;
 		iifname != "lo" ip daddr 127.0.0.0/8 counter name "drop-loopback" drop
@@ -149,6 +180,8 @@ const goldenSmallState = `table inet portcullis {
 
 	chain filter-prerouting {
 		type filter hook prerouting priority filter; policy accept;
+		ct state established,new ct status dnat ct mark & 0x01000000 == 0x01000000 ct direction original jump stale-target
+		ct state established,new ct status dnat ct mark & 0x01000000 == 0x01000000 ct direction reply jump stale-target-reply
 		iifname @bridges ct mark & 0x01000000 == 0x01000000 meta mark set meta mark | 0x01000000
 	}
 
@@ -197,6 +230,49 @@ const goldenSmallState = `table inet portcullis {
 		iifname @bridges oifname != @bridges accept
 		iifname . oifname @bridge-pairs accept
 		oifname @bridges counter name "drop-inbound" drop
+	}
+
+	chain mangle-prerouting {
+		type filter hook prerouting priority mangle; policy accept;
+		ct state established,new ct status dnat ct mark & 0x01000000 == 0x01000000 ct direction original jump stale-host
+	}
+
+	chain mangle-output {
+		type filter hook output priority mangle; policy accept;
+		ct state established,new ct status dnat ct mark & 0x01000000 == 0x01000000 ct direction original jump stale-host
+	}
+
+	chain filter-output {
+		type filter hook output priority filter; policy accept;
+		ct state established,new ct status dnat ct mark & 0x01000000 == 0x01000000 ct direction original jump stale-target
+	}
+
+	chain stale-host {
+		ip daddr . meta l4proto . th dport @dnat4 return
+		ip daddr . meta l4proto . th dport @dnat4-range return
+		ip6 daddr . meta l4proto . th dport @dnat6 return
+		ip6 daddr . meta l4proto . th dport @dnat6-range return
+		meta nfproto ipv4 fib daddr type local meta l4proto . th dport @dnat4-any return
+		meta nfproto ipv4 fib daddr type local meta l4proto . th dport @dnat4-any-range return
+		meta nfproto ipv6 fib daddr type local meta l4proto . th dport @dnat6-any return
+		meta nfproto ipv6 fib daddr type local meta l4proto . th dport @dnat6-any-range return
+		counter name "drop-stale" drop
+	}
+
+	chain stale-target {
+		meta l4proto . ct original proto-dst . ip daddr . th dport @dnat4-targets return
+		meta l4proto . ct original proto-dst . ip daddr . th dport @dnat4-targets-range return
+		meta l4proto . ct original proto-dst . ip6 daddr . th dport @dnat6-targets return
+		meta l4proto . ct original proto-dst . ip6 daddr . th dport @dnat6-targets-range return
+		counter name "drop-stale" drop
+	}
+
+	chain stale-target-reply {
+		meta l4proto . ct original proto-dst . ip saddr . th sport @dnat4-targets return
+		meta l4proto . ct original proto-dst . ip saddr . th sport @dnat4-targets-range return
+		meta l4proto . ct original proto-dst . ip6 saddr . th sport @dnat6-targets return
+		meta l4proto . ct original proto-dst . ip6 saddr . th sport @dnat6-targets-range return
+		counter name "drop-stale" drop
 	}
 }
 table bridge portcullis {

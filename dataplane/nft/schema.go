@@ -106,6 +106,7 @@ var inetSets = []*setDef{
 	mapDNAT6, mapDNAT6Range, mapDNAT6Any, mapDNAT6AnyRange,
 	mapSNAT4EP, mapSNAT6EP, mapSNAT4Net, mapSNAT6Net, setMasq4, setMasq6,
 	setSavedLocalnet,
+	setTargets4, setTargets4Range, setTargets6, setTargets6Range,
 }
 
 // The sets of table inet portcullis-local (ModeLocal): the bridges, for
@@ -182,7 +183,7 @@ var (
 	dropSpoof    = &counterDef{reason: "spoof"}    // B17: wrong MAC or address from an endpoint
 	dropICC      = &counterDef{reason: "icc"}      // B15: between endpoints of an icc=false network
 
-	inetCounters   = []*counterDef{dropLoopback, dropInbound}
+	inetCounters   = []*counterDef{dropLoopback, dropInbound, dropStale}
 	bridgeCounters = []*counterDef{dropSpoof, dropICC}
 	localCounters  = []*counterDef{dropLoopback}
 )
