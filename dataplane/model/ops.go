@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 )
 
@@ -36,7 +37,7 @@ func Load(s *State) (*Resolved, error) {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Links)) {
-		if _, err := r.PutLink(s.Links[k]); err != nil {
+		if _, err := r.putLink(s.Links[k], false); err != nil {
 			return nil, fmt.Errorf("link %q: %w", k, err)
 		}
 	}
@@ -93,9 +94,10 @@ func (r *Resolved) PutNetwork(n Network) (*Delta, error) {
 	}
 	old := r.Networks[n.Name]
 	eps := r.idx.epsByNet[n.Name]
-	if old != nil && len(eps) > 0 && (old.Bridge != rn.Bridge || old.Subnet != rn.Subnet ||
-		old.Subnet6 != rn.Subnet6 || old.Gateway != rn.Gateway || old.Gateway6 != rn.Gateway6) {
-		return nil, conflict("subnet", "network %q is in use by %d endpoints: delete them first, or change only icc, masquerade, snat_ip and mtu", n.Name, len(eps))
+	if old != nil && len(eps) > 0 {
+		if err := addressingChange(old, rn, len(eps)); err != nil {
+			return nil, err
+		}
 	}
 	d := &Delta{Networks: []NetworkChange{{Old: old, New: rn}}}
 	r.setNetwork(n.Name, rn)
@@ -105,6 +107,42 @@ func (r *Resolved) PutNetwork(n Network) (*Delta, error) {
 		r.rebindEndpoint(d, &e)
 	}
 	return d, nil
+}
+
+// addressingChange refuses a change of what the endpoints of a network in
+// use depend on (bridge, subnets, gateways), naming the first field that
+// changed with its old and new value.
+func addressingChange(old, rn *RNetwork, inUse int) error {
+	for _, f := range []struct {
+		field    string
+		old, new string
+	}{
+		{"bridge", old.Bridge, rn.Bridge},
+		{"subnet", old.Subnet.String(), rn.Subnet.String()},
+		{"subnet6", prefixOrNone(old.Subnet6), prefixOrNone(rn.Subnet6)},
+		{"gateway", old.Gateway.String(), rn.Gateway.String()},
+		{"gateway6", addrOrNone(old.Gateway6), addrOrNone(rn.Gateway6)},
+	} {
+		if f.old != f.new {
+			return conflict(f.field, "network %q is in use by %d endpoints: %s cannot change from %s to %s; delete the endpoints first, or change only icc, masquerade, snat_ip and mtu",
+				rn.Name, inUse, f.field, f.old, f.new)
+		}
+	}
+	return nil
+}
+
+func prefixOrNone(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "none"
+	}
+	return p.String()
+}
+
+func addrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
 }
 
 // DeleteNetwork removes a network that no endpoint uses.
@@ -249,8 +287,13 @@ func (r *Resolved) DeletePort(id string) (*Delta, error) {
 	return &Delta{Ports: []PortChange{{Old: old}}}, nil
 }
 
-// PutLink creates or replaces a link from parent to child under alias.
-func (r *Resolved) PutLink(l Link) (*Delta, error) {
+// PutLink creates or replaces a link from parent to child under alias. A
+// link that would close a cycle is refused (see linkCycle).
+func (r *Resolved) PutLink(l Link) (*Delta, error) { return r.putLink(l, true) }
+
+// putLink is PutLink; Load passes refuseCycle false, so a state saved
+// before cycles were refused still loads.
+func (r *Resolved) putLink(l Link, refuseCycle bool) (*Delta, error) {
 	l.Env, l.Hosts = nil, ""
 	parent, child := r.Endpoints[l.Parent], r.Endpoints[l.Child]
 	switch {
@@ -265,6 +308,11 @@ func (r *Resolved) PutLink(l Link) (*Delta, error) {
 	}
 	if err := checkName("alias", l.Alias); err != nil {
 		return nil, err
+	}
+	if refuseCycle {
+		if err := r.checkLinkCycle(l); err != nil {
+			return nil, err
+		}
 	}
 	rl := &RLink{Spec: l, Parent: parent, Child: child, Alias: l.Alias}
 	d := &Delta{Links: []LinkChange{{Old: r.Links[l.Key()], New: rl}}}
