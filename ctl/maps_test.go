@@ -1,14 +1,18 @@
 package ctl
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/portcullis/portcullis/internal/nstest"
 )
 
 func TestMapsFromPins(t *testing.T) {
@@ -63,5 +67,59 @@ func TestMapsFromPins(t *testing.T) {
 	want := fmt.Sprintf("=> %02x00000000000000 (sum over CPUs)", 2*n) // little-endian uint64
 	if !strings.Contains(out, want) {
 		t.Errorf("per-CPU sum missing (%s):\n%s", want, out)
+	}
+}
+
+// The eBPF agent pins a ring buffer (pc_events) among its maps: maps lists
+// it without walking it, and -dump of it says to use trace.
+func TestMapsOfEBPFAgent(t *testing.T) {
+	topo := nstest.NewTopology(t, nstest.Options{})
+	ag := topo.StartAgent(nstest.AgentOptions{Backend: "ebpf"})
+	env := map[string]string{"PORTCULLIS_SOCKET": ag.Socket, "PORTCULLIS_BPFFS": ag.BPFFS}
+	out, _, err := run(env, "maps", "-o", "json")
+	if err != nil {
+		t.Fatalf("maps with the eBPF agent running: %v", err)
+	}
+	var list []struct {
+		Name       string `json:"name"`
+		Type       string `json:"type"`
+		Entries    *int   `json:"entries"`
+		MaxEntries uint32 `json:"max_entries"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("maps json: %v\n%s", err, out)
+	}
+	byName := map[string]int{}
+	for i, m := range list {
+		byName[m.Name] = i
+	}
+	ev, ok := byName["pc_events"]
+	if !ok || list[ev].Type != "RingBuf" || list[ev].Entries != nil || list[ev].MaxEntries == 0 {
+		t.Errorf("pc_events in maps: %+v (found %v)\n%s", list[min(ev, len(list)-1)], ok, out)
+	}
+	// The hash maps beside it are counted.
+	ct, ok := byName["pc_ct"]
+	if !ok || list[ct].Entries == nil || list[ct].MaxEntries == 0 {
+		t.Errorf("pc_ct in maps: found %v\n%s", ok, out)
+	}
+	table, _, err := run(env, "maps")
+	if err != nil || !regexp.MustCompile(`\npc_events\s+RingBuf\s+-\s+\d+(\.\d)? [kMG]?B\s`).MatchString(table) {
+		t.Errorf("maps table: %v\n%s", err, table)
+	}
+	out, _, err = run(env, "maps", "-dump", "pc_events")
+	if err == nil || out != "" || !strings.Contains(err.Error(), "ring buffer") || !strings.Contains(err.Error(), "pcctl trace") {
+		t.Errorf("maps -dump pc_events: %v\n%s", err, out)
+	}
+	// A map that holds entries dumps them: the agent's counters are an array.
+	out, _, err = run(env, "maps", "-dump", "pc_stats")
+	if err != nil || !strings.Contains(out, "=> ") {
+		t.Errorf("maps -dump pc_stats: %v\n%s", err, out)
+	}
+	if _, _, err := run(env, "maps", "-dump", "pc_nope"); err == nil || !strings.Contains(err.Error(), "pc_events") {
+		t.Errorf("maps -dump pc_nope: %v", err)
+	}
+	// Completion offers the pinned maps to -dump.
+	if got, _, _ := run(env, completeCmd, "maps", "-dump", "pc_ev"); strings.TrimSpace(got) != "pc_events" {
+		t.Errorf("complete maps -dump pc_ev: %q", got)
 	}
 }

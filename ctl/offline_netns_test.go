@@ -262,7 +262,7 @@ func TestOfflineEBPF(t *testing.T) {
 	if k := flowKeys(t, got); len(k) != 1 || !strings.Contains(k[0], "192.0.2.1:8080") {
 		t.Errorf("flows -port 8080 -proto tcp: %v", k)
 	}
-	if got, _, _ := w.pcctl("-o", "json", "flows", "-addr", "192.0.2.99"); strings.TrimSpace(got) != "null" {
+	if got, _, _ := w.pcctl("-o", "json", "flows", "-addr", "192.0.2.99"); strings.TrimSpace(got) != "[]" {
 		t.Errorf("flows -addr 192.0.2.99: %s", got)
 	}
 

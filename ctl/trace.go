@@ -29,56 +29,75 @@ import (
 // Endpoint ids come from the agent when it answers; without it, -endpoint
 // takes the endpoint's host veth (name or ifindex) and lines show interface
 // names.
-func trace(ctx context.Context, c *cli, args []string) error {
-	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	fs.SetOutput(c.env.Stderr)
+func trace(fs *flag.FlagSet, c *cli) runFunc {
 	bpffs := fs.String("bpffs", c.bpffs, "the agent's bpffs directory (default: pcctl -bpffs)")
 	kinds := fs.String("type", "drop,nat", "events: drop (every drop), nat (every new translated flow), or both")
 	reason := fs.String("reason", "", "only drops for these reasons, comma-separated; a name also selects its finer ones (spoof: spoof-ip, spoof-mac, ...)")
 	addr := fs.String("addr", "", "only events with this address on either side, translated or not")
 	port := fs.Int("port", 0, "only events with this port on either side")
-	proto := fs.String("proto", "", "only events of this protocol: tcp, udp, sctp, icmp, icmpv6")
+	proto := fs.String("proto", "", "only events of this protocol: "+strings.Join(protos, ", "))
 	endpoint := fs.String("endpoint", "", "only events on this endpoint's veth or with its addresses (an id, or without the agent its host veth)")
 	count := fs.Int("count", 0, "stop after this many events (0: until interrupted)")
 	timeout := fs.Duration("timeout", 0, "stop after this long (0: until interrupted)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		if err := noArgs(args); err != nil {
+			return err
+		}
+		f, err := newTraceFilter(*kinds, *reason, *addr)
+		if err != nil {
+			return err
+		}
+		f.port, f.proto = uint16(*port), *proto
+		return c.follow(ctx, f, traceOpts{bpffs: *bpffs, kinds: *kinds, endpoint: *endpoint, count: *count, timeout: *timeout})
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+}
+
+// newTraceFilter reads -type, -reason and -addr.
+func newTraceFilter(kinds, reason, addr string) (traceFilter, error) {
 	var f traceFilter
 	var err error
-	if f.kinds, err = parseTraceKinds(*kinds); err != nil {
-		return err
+	if f.kinds, err = parseTraceKinds(kinds); err != nil {
+		return f, err
 	}
-	if *reason != "" {
+	if reason != "" {
 		if !f.kinds.Drops {
-			return errors.New("-reason selects drops, but -type leaves them out")
+			return f, errors.New("-reason selects drops, but -type leaves them out")
 		}
-		f.reasons = strings.Split(*reason, ",")
+		f.reasons = strings.Split(reason, ",")
 	}
-	if *addr != "" {
-		a, err := netip.ParseAddr(*addr)
+	if addr != "" {
+		a, err := netip.ParseAddr(addr)
 		if err != nil {
-			return fmt.Errorf("-addr: %w", err)
+			return f, fmt.Errorf("-addr: %w", err)
 		}
 		f.addrs = []netip.Addr{a.Unmap()}
 	}
-	f.port, f.proto = uint16(*port), *proto
+	return f, nil
+}
+
+// traceOpts are trace's flags beyond the filter.
+type traceOpts struct {
+	bpffs, kinds, endpoint string
+	count                  int
+	timeout                time.Duration
+}
+
+// follow prints the events that pass f until opts.count of them did, or the
+// timeout, or an interrupt.
+func (c *cli) follow(ctx context.Context, f traceFilter, opts traceOpts) error {
 	// Interrupted, trace returns like at its end: the deferred Close
 	// switches the events off (else they would stop only when the lease
 	// runs out, a few seconds later).
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *timeout > 0 {
+	if opts.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, opts.timeout)
 		defer cancel()
 	}
 
 	names := c.endpointNames(ctx)
-	tr, err := ebpf.OpenTracer(*bpffs, f.kinds)
+	tr, err := ebpf.OpenTracer(opts.bpffs, f.kinds)
 	if err != nil {
 		if modes, _ := nft.InstalledModes(); slices.Contains(modes, nft.ModeFull) {
 			return fmt.Errorf("the nftables backend is in use here, and trace reads the eBPF datapath's event ring: "+
@@ -88,13 +107,13 @@ func trace(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer tr.Close()
-	if *endpoint != "" {
-		if err := f.selectEndpoint(*endpoint, names, tr); err != nil {
+	if opts.endpoint != "" {
+		if err := f.selectEndpoint(opts.endpoint, names, tr); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(c.env.Stderr, "tracing %s from %s; interrupt to stop\n", *kinds, *bpffs)
-	for n := 0; *count == 0 || n < *count; {
+	fmt.Fprintf(c.env.Stderr, "tracing %s from %s; interrupt to stop\n", opts.kinds, opts.bpffs)
+	for n := 0; opts.count == 0 || n < opts.count; {
 		ev, err := tr.Next(ctx)
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			return nil // -timeout, or interrupted: the normal ends

@@ -15,18 +15,18 @@ import (
 // uninstall removes everything the agent ever created, like
 // `portcullisd uninstall`. It refuses while an agent answers on the socket:
 // the agent would put its state back.
-func uninstall(ctx context.Context, c *cli, args []string) error {
-	fs := flag.NewFlagSet("uninstall", flag.ContinueOnError)
-	fs.SetOutput(c.env.Stderr)
-	cfg := agent.Config{Socket: c.socket}
-	fs.StringVar(&cfg.StateDir, "state-dir", c.stateDir, "the agent's state directory (default: pcctl -state-dir)")
-	fs.StringVar(&cfg.BPFFS, "bpffs", c.bpffs, "the agent's bpffs directory (default: pcctl -bpffs)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func uninstall(fs *flag.FlagSet, c *cli) runFunc {
+	stateDir := fs.String("state-dir", c.stateDir, "the agent's state directory (default: pcctl -state-dir)")
+	bpffs := fs.String("bpffs", c.bpffs, "the agent's bpffs directory (default: pcctl -bpffs)")
+	return func(ctx context.Context, args []string) error {
+		if err := noArgs(args); err != nil {
+			return err
+		}
+		return c.uninstall(ctx, agent.Config{Socket: c.socket, StateDir: *stateDir, BPFFS: *bpffs})
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+}
+
+func (c *cli) uninstall(ctx context.Context, cfg agent.Config) error {
 	if conn, err := net.DialTimeout("unix", cfg.Socket, time.Second); err == nil {
 		conn.Close()
 		return fmt.Errorf("portcullisd is running on %s: stop it first (systemctl stop portcullisd), then uninstall", cfg.Socket)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -29,12 +28,14 @@ type Server struct {
 	rec *dataplane.Reconciler
 	// Info is merged into /v1/status: backend choice and reason, features.
 	Info map[string]any
-	log  *slog.Logger
+	// BodyTimeout is how long a client has to send a request body.
+	BodyTimeout time.Duration
+	log         *slog.Logger
 }
 
 // NewServer returns a server for rec.
 func NewServer(rec *dataplane.Reconciler, info map[string]any, log *slog.Logger) *Server {
-	return &Server{rec: rec, Info: info, log: log}
+	return &Server{rec: rec, Info: info, BodyTimeout: DefaultBodyTimeout, log: log}
 }
 
 // Listen opens the unix socket at path with mode 0600, replacing a stale one.
@@ -76,7 +77,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, &model.Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("no route %s %s: see /v1/status, /v1/networks, /v1/endpoints, /v1/ports, /v1/links", r.Method, r.URL.Path)})
 	})
-	return s.logged(mux)
+	return s.limitBody(s.logged(mux))
 }
 
 func (s *Server) logged(h http.Handler) http.Handler {
@@ -100,16 +101,12 @@ func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter
 func (s *Server) resource(mux *http.ServeMux, plural, kind, key string, keyOf func(*http.Request) string) {
 	base := "/v1/" + plural
 	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) {
-		s.rec.Read(func(want *model.Resolved) { writeJSON(w, http.StatusOK, List(want, kind)) })
+		s.answer(w, func(want *model.Resolved) any { return List(want, kind) })
 	})
 	mux.HandleFunc("GET "+base+"/"+key, func(w http.ResponseWriter, r *http.Request) {
-		var v any
-		s.rec.Read(func(want *model.Resolved) { v = get(want, kind, keyOf(r)) })
-		if v == nil {
+		if !s.answer(w, func(want *model.Resolved) any { return get(want, kind, keyOf(r)) }) {
 			writeErr(w, model.NotFound(kind, keyOf(r)))
-			return
 		}
-		writeJSON(w, http.StatusOK, v)
 	})
 	mux.HandleFunc("PUT "+base+"/"+key, func(w http.ResponseWriter, r *http.Request) {
 		op, err := decodePut(r, kind, keyOf(r))
@@ -134,9 +131,26 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, op model.Op, kin
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	var v any
-	s.rec.Read(func(want *model.Resolved) { v = get(want, kind, key) })
-	writeJSON(w, http.StatusOK, v)
+	s.answer(w, func(want *model.Resolved) any { return get(want, kind, key) })
+}
+
+// answer encodes what view returns from the desired state under the
+// reconciler's lock and writes it after releasing the lock: a client that
+// reads its answer slowly, or never, then holds only its own connection,
+// not every change. It reports false, writing nothing, when view returns
+// nil.
+func (s *Server) answer(w http.ResponseWriter, view func(*model.Resolved) any) bool {
+	status, b := 0, []byte(nil)
+	s.rec.Read(func(want *model.Resolved) {
+		if v := view(want); v != nil {
+			status, b = encodeJSON(http.StatusOK, v)
+		}
+	})
+	if b == nil {
+		return false
+	}
+	writeBody(w, status, b)
+	return true
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -146,7 +160,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
-	s.rec.Read(func(want *model.Resolved) { writeJSON(w, http.StatusOK, want.Settings) })
+	s.answer(w, func(want *model.Resolved) any { return want.Settings })
 }
 
 func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
@@ -297,15 +311,6 @@ func matchKey(field string, got *string, want string) error {
 	return nil
 }
 
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &model.Error{Status: http.StatusBadRequest, Field: "body", Msg: "request body: " + err.Error()}
-	}
-	return nil
-}
-
 // List is what GET /v1/<kind>s answers: the view of every object of kind
 // (network, endpoint, port or link), in the order of their keys. pcctl
 // shows the same rows from the state directory when the agent is down.
@@ -354,11 +359,25 @@ func get(want *model.Resolved, kind, key string) any {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	status, b := encodeJSON(status, v)
+	writeBody(w, status, b)
+}
+
+// encodeJSON returns the status and body that answer with v: v indented,
+// or, should v not encode, a 500 that says why.
+func encodeJSON(status int, v any) (int, []byte) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(&model.Error{Msg: "encode the answer: " + err.Error()})
+	}
+	return status, append(b, '\n')
+}
+
+func writeBody(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	w.Write(b)
 }
 
 func writeErr(w http.ResponseWriter, err error) {

@@ -63,6 +63,13 @@ func (NoDevices) EnsureForwarding(bool) error                { return nil }
 // dir/state, and stops at cleanup. It returns the socket path.
 func StartAgent(t testing.TB, dir string, be dataplane.Backend) string {
 	t.Helper()
+	return StartAgentWith(t, dir, be, nil)
+}
+
+// StartAgentWith is StartAgent with configure (when not nil) run on the API
+// server before it serves, for tests that shorten its limits.
+func StartAgentWith(t testing.TB, dir string, be dataplane.Backend, configure func(*api.Server)) string {
+	t.Helper()
 	st, err := store.Open(filepath.Join(dir, "state"))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +87,11 @@ func StartAgent(t testing.TB, dir string, be dataplane.Backend) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: api.NewServer(rec, map[string]any{"backend_reason": "test"}, log).Handler()}
+	as := api.NewServer(rec, map[string]any{"backend_reason": "test"}, log)
+	if configure != nil {
+		configure(as)
+	}
+	srv := &http.Server{Handler: as.Handler()}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close(); st.Close() })
 	return sock
