@@ -123,6 +123,7 @@ func checkICCOff(t *testing.T, s iccOff) {
 
 	t.Run("link", func(t *testing.T) {
 		s.e.link(t, "web", "db", "db")
+		reachOutside(t, web)
 		reachTCP(t, web.NS, db.at(5432), "db")
 		blockedTCP(t, web.NS, db.at(5433), s.db5433)
 		blockedUDP(t, web.NS, db.at(5432), s.dbUDP)
