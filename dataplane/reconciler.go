@@ -22,6 +22,7 @@ type Devices interface {
 	// EnsureForwarding turns on IPv4 forwarding, and IPv6 forwarding when
 	// ipv6 is set, in the agent's network namespace (as Docker does).
 	EnsureForwarding(ipv6 bool) error
+	NodeChecks
 }
 
 // Reconciler owns the desired state and makes the kernel match it: devices
@@ -127,6 +128,10 @@ func (c *Reconciler) DoAs(ctx context.Context, source string, op model.Op) (*mod
 	d, err := c.want.Do(op)
 	if err != nil || d.Empty() {
 		return d, err
+	}
+	if err := c.checkNode(d); err != nil {
+		c.want.Undo(d)
+		return nil, err
 	}
 	err = c.apply(ctx, d, op)
 	if c.Observe != nil {

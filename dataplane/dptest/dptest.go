@@ -59,6 +59,11 @@ func (NoDevices) EnsureEndpoint(*model.REndpoint) error      { return nil }
 func (NoDevices) DeleteEndpoint(*model.REndpoint) error      { return nil }
 func (NoDevices) EnsureForwarding(bool) error                { return nil }
 
+// The node checks accept everything: there is no node to ask.
+func (NoDevices) CheckNetns(*model.REndpoint) error { return nil }
+func (NoDevices) CheckHostIP(*model.RPort) error    { return nil }
+func (NoDevices) CheckUplinks(model.Settings) error { return nil }
+
 // StartAgent serves the real API for be on a socket in dir, with state in
 // dir/state, and stops at cleanup. It returns the socket path.
 func StartAgent(t testing.TB, dir string, be dataplane.Backend) string {
