@@ -79,6 +79,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("load state from %s: %w", cfg.StateDir, err)
 	}
+	// Metrics and /healthz answer from here on: a probe sees a long first
+	// sync as 503 "starting", not as nothing listening.
+	h := &health{}
+	addObserver(rec, h.observe)
+	if cfg.MetricsAddr != "" {
+		if err := serveMetrics(ctx, cfg.MetricsAddr, rec, h, log); err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+	}
 	if err := rec.Start(ctx); err != nil {
 		return fmt.Errorf("apply state at start: %w", err)
 	}
@@ -95,25 +104,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		rec.AddStatus("docker", func() any { return src.Status() })
 		go src.Run(ctx)
 	}
-	if cfg.MetricsAddr != "" {
-		if err := serveMetrics(ctx, cfg.MetricsAddr, rec, log); err != nil {
-			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
-		}
-	}
 	l, err := api.Listen(cfg.Socket)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(cfg.Socket)
-	srv := &http.Server{Handler: api.NewServer(rec, info, log).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	apiSrv := api.NewServer(rec, info, log)
+	apiSrv.Health = h
+	srv := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("serving", "socket", cfg.Socket, "backend", be.Name(), "why", info["backend_reason"])
+	// The first full sync is done and the socket accepts: the runtimes
+	// the unit orders after us may start.
+	h.setReady()
+	tellSystemd(log, "READY=1\nSTATUS=serving on "+cfg.Socket+", backend "+be.Name())
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	tellSystemd(log, "STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {

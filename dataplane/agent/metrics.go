@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,7 @@ type collector struct {
 	rec                              *dataplane.Reconciler
 	changes, errors, fullSyncs       *prometheus.Desc
 	objects, drops, flows, fill, max *prometheus.Desc
+	buildInfo                        *prometheus.Desc
 	latency                          *prometheus.HistogramVec
 }
 
@@ -32,6 +35,7 @@ func newCollector(rec *dataplane.Reconciler) *collector {
 		fullSyncs: d("full_syncs_total", "Full resyncs of the backend."),
 		objects:   d("objects", "Objects in the desired state.", "kind"),
 		drops:     d("drops_total", "Packets dropped by the dataplane.", "reason", "endpoint"),
+		buildInfo: d("build_info", "Always 1: the agent's version, the Go it was built with, and the backend in use.", "version", "goversion", "backend"),
 		flows:     d("flows", "Connection-tracking entries."),
 		fill:      d("table_entries", "Entries in a backend table (map or set).", "table"),
 		max:       d("table_max_entries", "Capacity of a backend table.", "table"),
@@ -41,18 +45,18 @@ func newCollector(rec *dataplane.Reconciler) *collector {
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
 		}, []string{"kind", "result"}),
 	}
-	rec.Observe = func(kind string, took time.Duration, err error) {
+	addObserver(rec, func(kind string, took time.Duration, err error) {
 		result := "ok"
 		if err != nil {
 			result = "error"
 		}
 		c.latency.WithLabelValues(kind, result).Observe(took.Seconds())
-	}
+	})
 	return c
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.changes, c.errors, c.fullSyncs, c.objects, c.drops, c.flows, c.fill, c.max} {
+	for _, d := range []*prometheus.Desc{c.changes, c.errors, c.fullSyncs, c.objects, c.drops, c.flows, c.fill, c.max, c.buildInfo} {
 		ch <- d
 	}
 	c.latency.Describe(ch)
@@ -67,9 +71,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
 	}
 	c.latency.Collect(ch)
+	be := c.rec.Backend()
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, version(), runtime.Version(), be.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	be := c.rec.Backend()
 	if dc, ok := be.(dataplane.DropCounter); ok {
 		if drops, err := dc.Drops(ctx); err == nil {
 			for _, d := range drops {
@@ -92,8 +97,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// serveMetrics serves /metrics on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr string, rec *dataplane.Reconciler, log *slog.Logger) error {
+// serveMetrics serves /metrics, and healthz on /healthz, on addr until ctx
+// ends.
+func serveMetrics(ctx context.Context, addr string, rec *dataplane.Reconciler, healthz http.Handler, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(rec), prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	l, err := net.Listen("tcp", addr)
@@ -102,6 +108,7 @@ func serveMetrics(ctx context.Context, addr string, rec *dataplane.Reconciler, l
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", healthz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -114,4 +121,26 @@ func serveMetrics(ctx context.Context, addr string, rec *dataplane.Reconciler, l
 	}()
 	log.Info("serving metrics", "addr", l.Addr().String())
 	return nil
+}
+
+// version is the agent's module version, or for a build from a work tree
+// its commit ("devel+0123abcd4567", "-dirty" with uncommitted changes).
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = "+" + s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	return "devel" + rev + dirty
 }

@@ -30,7 +30,9 @@ type Server struct {
 	Info map[string]any
 	// BodyTimeout is how long a client has to send a request body.
 	BodyTimeout time.Duration
-	log         *slog.Logger
+	// Health, when set, answers GET /healthz.
+	Health http.Handler
+	log    *slog.Logger
 }
 
 // NewServer returns a server for rec.
@@ -68,6 +70,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/flows", s.flows)
 	mux.HandleFunc("DELETE /v1/flows", s.flushFlows)
 	mux.HandleFunc("GET /v1/drops", s.drops)
+	if s.Health != nil {
+		mux.Handle("GET /healthz", s.Health)
+	}
 	s.resource(mux, "networks", "network", "{name}", func(r *http.Request) string { return r.PathValue("name") })
 	s.resource(mux, "endpoints", "endpoint", "{id}", func(r *http.Request) string { return r.PathValue("id") })
 	s.resource(mux, "ports", "port", "{id}", func(r *http.Request) string { return r.PathValue("id") })
