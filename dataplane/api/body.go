@@ -23,11 +23,12 @@ const MaxBodyBytes = 1 << 20
 const DefaultBodyTimeout = 10 * time.Second
 
 // limitBody caps every request body at MaxBodyBytes and gives the client
-// BodyTimeout to send it. The deadline is set here, per request, and taken
-// off once the body is read, rather than through http.Server.ReadTimeout:
-// that one stays on the connection while the handler runs, and the
-// server's read in the background that follows the body would then time out
-// and cancel the request's context in the middle of a long change.
+// BodyTimeout from the headers to send it. The deadline is set here, per
+// request, rather than as http.Server.ReadTimeout, so that every server
+// built on Handler (portcullisd's, the tests') has it. It is taken off once
+// the body is read: net/http does so too when it starts its read in the
+// background, but a long change must not depend on that, as its context
+// would be cancelled by a read timing out behind it.
 func (s *Server) limitBody(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {

@@ -132,3 +132,14 @@ func TestStalledBodyTimesOut(t *testing.T) {
 		t.Errorf("whole body after stalled ones: %v", err)
 	}
 }
+
+// The body's deadline ends with the body: a change that takes longer than
+// the body timeout still completes, its context not cancelled by it.
+func TestBodyTimeoutSparesLongChanges(t *testing.T) {
+	be := &dptest.Recorder{Delay: time.Second}
+	sock := dptest.StartAgentWith(t, t.TempDir(), be, func(s *api.Server) { s.BodyTimeout = 100 * time.Millisecond })
+	c := api.NewClient(sock)
+	if _, err := c.PutNetwork(context.Background(), model.Network{Name: "n1", Bridge: "pcn1", Subnet: "172.18.0.0/16"}); err != nil {
+		t.Fatalf("change taking longer than the body timeout: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/portcullis/portcullis/dataplane"
 	"github.com/portcullis/portcullis/dataplane/api"
@@ -25,15 +26,25 @@ type Recorder struct {
 	Applied *model.State
 	Fail    error
 	Full    int
+	// Delay, when set, makes every Apply take that long, failing with the
+	// context's error should it end first, as a kernel backend would.
+	Delay time.Duration
 }
 
 // Name implements dataplane.Backend.
 func (b *Recorder) Name() string { return "recorder" }
 
 // Apply implements dataplane.Backend.
-func (b *Recorder) Apply(_ context.Context, want *model.Resolved, _ *model.Delta, full bool) error {
+func (b *Recorder) Apply(ctx context.Context, want *model.Resolved, _ *model.Delta, full bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.Delay > 0 {
+		select {
+		case <-time.After(b.Delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if b.Fail != nil {
 		return b.Fail
 	}
