@@ -97,6 +97,8 @@ func (c *cli) walk(words []string) typed {
 	ended := false // after "--"
 	for _, w := range words {
 		switch {
+		case t.pending != "" && w == "=":
+			// bash breaks -o=json into -o, = and json: the value follows.
 		case t.pending != "":
 			t.fs.Set(t.pending, w)
 			t.pending = ""

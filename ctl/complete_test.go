@@ -42,6 +42,8 @@ func TestCompletion(t *testing.T) {
 		{sock, []string{"ma"}, []string{"maps"}},
 		{sock, []string{"-o", ""}, formats},
 		{sock, []string{"ports", "-o", "j"}, []string{"json"}},
+		{sock, []string{"ports", "-o", "=", "j"}, []string{"json"}},
+		{sock, []string{"-o", "=", "json", "unpublish", ""}, []string{"db5432", "web80"}},
 		{sock, []string{"-o", "json", "publish", "x", ""}, []string{"db", "web"}},
 		{sock, []string{"unpublish", ""}, []string{"db5432", "web80"}},
 		{sock, []string{"networks", ""}, []string{"default"}},
