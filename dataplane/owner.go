@@ -98,7 +98,7 @@ func iccOverride(cur *model.RNetwork, in model.Network) (model.Op, error) {
 	diff("subnet6", in.Subnet6 != "", in.Subnet6 == n.Subnet6)
 	diff("gateway", in.Gateway != "", in.Gateway == n.Gateway)
 	diff("gateway6", in.Gateway6 != "", in.Gateway6 == n.Gateway6)
-	diff("masquerade", in.Masquerade != nil, n.Masquerade != nil && *in.Masquerade == *n.Masquerade)
+	diff("masquerade", in.Masquerade != nil, in.Masquerade != nil && n.Masquerade != nil && *in.Masquerade == *n.Masquerade)
 	diff("snat_ip", in.SNATIP != "", in.SNATIP == n.SNATIP)
 	diff("mtu", in.MTU != 0, in.MTU == n.MTU)
 	if len(changed) > 0 {

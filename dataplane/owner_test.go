@@ -10,8 +10,8 @@ import (
 
 func TestCheckOwner(t *testing.T) {
 	r := model.NewResolved()
-	icc := true
-	dockerNet := model.Network{Name: "bridge", Bridge: "docker0", Subnet: "172.17.0.0/16", ICC: &icc, Source: model.SourceDocker}
+	icc, masq := true, true
+	dockerNet := model.Network{Name: "bridge", Bridge: "docker0", Subnet: "172.17.0.0/16", ICC: &icc, Masquerade: &masq, Source: model.SourceDocker}
 	for _, op := range []model.Op{
 		{Kind: "network", Network: &dockerNet},
 		{Kind: "network", Network: &model.Network{Name: "mine", Bridge: "pc0", Subnet: "10.1.0.0/24"}},

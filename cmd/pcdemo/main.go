@@ -20,6 +20,7 @@ func main() {
 func run() int {
 	backend := flag.String("backend", "auto", "backend for the agent: auto, ebpf or nftables")
 	agent := flag.String("agent", "", "portcullisd binary (default: the one next to pcdemo)")
+	withDocker := flag.Bool("docker", false, "replay the walkthrough with a real Docker engine (dockerd with its iptables off, portcullisd --docker) instead of the API")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "pcdemo: run as root: it creates network namespaces")
@@ -33,7 +34,11 @@ func run() int {
 		}
 	}
 	tb := nstest.NewStandalone()
-	failed := demo.Run(context.Background(), tb, demo.Options{Binary: bin, Backend: *backend, Out: os.Stdout})
+	replay := demo.Run
+	if *withDocker {
+		replay = demo.RunDocker
+	}
+	failed := replay(context.Background(), tb, demo.Options{Binary: bin, Backend: *backend, Out: os.Stdout})
 	tb.Close()
 	fmt.Println("sandbox removed")
 	if failed > 0 || tb.Failed() {

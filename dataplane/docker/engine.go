@@ -63,6 +63,7 @@ func (s *Source) inspect(ctx context.Context, cli *client.Client, id string) err
 			// The container may be going away as we look: its endpoints
 			// are reported as problems, and the next event settles it.
 			s.log.Warn("container interfaces not found", "container", containerName(info), "err", err)
+			c.VethErr = err.Error()
 		}
 	}
 	s.ctrs[id] = c

@@ -40,6 +40,8 @@ type Defaults struct {
 type Container struct {
 	Info  container.InspectResponse
 	Veths map[string]string // network name -> host veth
+	// VethErr says why Veths could not be found, when it could not.
+	VethErr string
 }
 
 // Desired is the part of the node's state that Docker's objects make.
@@ -189,6 +191,9 @@ func (d *Desired) endpoint(c *Container, netName string) (model.Endpoint, error)
 		return model.Endpoint{}, fmt.Errorf("no IPv4 address yet")
 	}
 	veth := c.Veths[netName]
+	if veth == "" && c.VethErr != "" {
+		return model.Endpoint{}, fmt.Errorf("host end of its veth not found: %s", c.VethErr)
+	}
 	if veth == "" {
 		return model.Endpoint{}, fmt.Errorf("host end of its veth not found")
 	}

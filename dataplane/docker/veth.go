@@ -14,9 +14,12 @@ import (
 // names its peer's index (IFLA_LINK), which lives in the node's namespace,
 // where dockerd and this agent run.
 func hostVeths(node *netlink.Handle, sandboxKey string, pid int, macs map[string]net.HardwareAddr) (map[string]string, error) {
-	ns, err := netns.GetFromPath(sandboxKey)
-	if err != nil && pid > 0 {
-		ns, err = netns.GetFromPid(pid)
+	// The process's own namespace first: the sandbox file is a bind mount
+	// that an agent in another mount namespace (ip netns exec, systemd's
+	// private mounts) may see as an empty file.
+	ns, err := netns.GetFromPid(pid)
+	if err != nil || pid <= 0 {
+		ns, err = netns.GetFromPath(sandboxKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace %s (pid %d): %w", sandboxKey, pid, err)

@@ -240,6 +240,23 @@ func killWait(cmd *exec.Cmd, exitc chan error) error {
 	}
 }
 
+// Kill ends the agent with SIGKILL, as a crash would: nothing of its own
+// shutdown runs. The kernel state stays; Start brings it back.
+func (a *Agent) Kill() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return nil
+	}
+	a.cmd.Process.Kill()
+	<-a.exitc
+	if a.res != nil {
+		a.res.forget()
+	}
+	a.cmd, a.res, a.exitc = nil, nil, nil
+	return nil
+}
+
 // Restart stops and starts the agent with the same flags and directories.
 func (a *Agent) Restart() error {
 	if err := a.Stop(); err != nil {
