@@ -278,6 +278,93 @@ static __always_inline int addr6_is_unspec(const __u8 *a)
 	return (x[0] | x[1] | x[2] | x[3]) == 0;
 }
 
+/* ep_owns6 tells whether a is the endpoint's: its IPv6 address, or its
+ * link-local address. The model does not hold the link-local one; the
+ * kernel derives it from the MAC (modified EUI-64, RFC 4291 appendix A,
+ * the default addr_gen_mode), so that one is the endpoint's. Without a MAC
+ * in the model no link-local can be told apart, and any is taken, as the
+ * source check does.
+ */
+static __always_inline int ep_owns6(const struct endpoint *ep, const __u8 *a)
+{
+	const __u32 *x = (const __u32 *)a;
+	const __u8 *m = ep->mac;
+
+	if ((ep->flags & EP_F_HAS_IP6) && addr6_equal(a, ep->ip6))
+		return 1;
+	if (x[0] != bpf_htonl(0xfe800000) || x[1] != 0)
+		return 0;
+	if (!(ep->flags & EP_F_HAS_MAC))
+		return 1;
+	return ((a[8] ^ m[0] ^ 2) | (a[9] ^ m[1]) | (a[10] ^ m[2]) | (a[11] ^ 0xff) | (a[12] ^ 0xfe) |
+		(a[13] ^ m[3]) | (a[14] ^ m[4]) | (a[15] ^ m[5])) == 0;
+}
+
+/* ND_MAX_OPTS bounds the options looked at in a solicitation or
+ * advertisement; a real one carries one or two (link-layer address, nonce).
+ */
+#define ND_MAX_OPTS 4
+
+/* nd_opts_mac checks every link-layer address option from off to end: a
+ * neighbour's cache takes the MAC from there, not from the Ethernet header.
+ * Returns 0 or a drop reason.
+ */
+static __always_inline int nd_opts_mac(struct __sk_buff *skb, const struct pkt *p, const struct endpoint *ep,
+				       __u32 off, __u32 end)
+{
+	struct nd_opt_ll o __attribute__((aligned(8)));
+	__u32 i;
+
+	for (i = 0; i < ND_MAX_OPTS; i++) {
+		if (off >= end)
+			return 0;
+		if (off + sizeof(o) > end || pkt_load(skb, off, &o, sizeof(o)) < 0 || o.len == 0)
+			return PC_DROP_MALFORMED;
+		if ((o.type == ND_OPT_SOURCE_LL || o.type == ND_OPT_TARGET_LL) && (ep->flags & EP_F_HAS_MAC) &&
+		    !mac_eq(o.mac, ep->mac))
+			return PC_DROP_SPOOF_ND;
+		off += o.len * 8;
+	}
+	/* More options than a neighbour message has: one of them unchecked. */
+	return off >= end ? 0 : PC_DROP_SPOOF_ND;
+}
+
+/* ep_nd (B17) checks router and neighbour discovery from an endpoint, the
+ * IPv6 twin of ep_arp. A container is never a router: router
+ * advertisements, redirects and renumbering are dropped. A solicitation
+ * must come from the endpoint's address, or from :: (duplicate address
+ * detection, RFC 4862) about the endpoint's own; its target is whoever is
+ * asked about. An advertisement must be for the endpoint's address. Other
+ * types (MLD, router solicitations) pass. Returns 0 or a drop reason.
+ */
+static __always_inline int ep_nd(struct __sk_buff *skb, const struct pkt *p, const struct endpoint *ep)
+{
+	struct nd_msg m __attribute__((aligned(8)));
+
+	switch (p->icmp_type) {
+	case ICMPV6_ROUTER_ADVERT:
+	case ICMPV6_REDIRECT:
+	case ICMPV6_ROUTER_RENUMBERING:
+		return PC_DROP_SPOOF_ROUTER;
+	case ICMPV6_NEIGH_SOLICIT:
+	case ICMPV6_NEIGH_ADVERT:
+		break;
+	default:
+		return 0;
+	}
+	if (p->l4_len < sizeof(m) || pkt_load(skb, p->l4_off, &m, sizeof(m)) < 0)
+		return PC_DROP_MALFORMED;
+	if (p->icmp_type == ICMPV6_NEIGH_SOLICIT && addr6_is_unspec(p->saddr6)) {
+		if (!ep_owns6(ep, m.target))
+			return PC_DROP_SPOOF_ND;
+	} else if (!ep_owns6(ep, p->saddr6)) {
+		return PC_DROP_SPOOF_ND;
+	}
+	if (p->icmp_type == ICMPV6_NEIGH_ADVERT && !ep_owns6(ep, m.target))
+		return PC_DROP_SPOOF_ND;
+	return nd_opts_mac(skb, p, ep, p->l4_off + sizeof(m), p->l4_off + p->l4_len);
+}
+
 static __always_inline int policy6(__u32 self, const struct endpoint *ep, const struct network *net,
 				   const struct pkt *p)
 {
@@ -341,9 +428,13 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	if (!((ep->flags & EP_F_HAS_IP6) && addr6_equal(p->saddr6, ep->ip6)) && !addr6_is_ll(p->saddr6) &&
 	    !addr6_is_unspec(p->saddr6))
 		return drop(p, PC_DROP_SPOOF_IP);
-	/* MLD and neighbour/router discovery are how IPv6 works on a link. */
-	if (p->nexthdr == IPPROTO_ICMPV6 && p->icmp_type >= ICMPV6_MLD_FIRST && p->icmp_type <= ICMPV6_ND_LAST)
-		return TC_ACT_OK;
+	/* MLD and neighbour/router discovery are how IPv6 works on a link,
+	 * once they claim nothing that is not the endpoint's.
+	 */
+	if (p->nexthdr == IPPROTO_ICMPV6 && p->icmp_type >= ICMPV6_MLD_FIRST && p->icmp_type <= ICMPV6_ND_LAST) {
+		rc = ep_nd(skb, p, ep);
+		return rc ? drop(p, rc) : TC_ACT_OK;
+	}
 	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);
 	if (!net)
 		return drop(p, PC_DROP_NO_ENDPOINT);

@@ -103,6 +103,34 @@ struct l4hdr8 {
 #define ICMPV6_ECHO_REPLY 129
 #define ICMPV6_MLD_FIRST 130 /* 130..143: MLD, router/neighbour discovery */
 #define ICMPV6_ND_LAST 143
+#define ICMPV6_ROUTER_ADVERT 134    /* RFC 4861 */
+#define ICMPV6_NEIGH_SOLICIT 135
+#define ICMPV6_NEIGH_ADVERT 136
+#define ICMPV6_REDIRECT 137
+#define ICMPV6_ROUTER_RENUMBERING 138 /* RFC 2894 */
+
+/* Neighbour solicitation and advertisement (RFC 4861 4.3, 4.4): options
+ * follow the target address.
+ */
+struct nd_msg {
+	__u8 type;
+	__u8 code;
+	__sum16 csum;
+	__u8 reserved[4];
+	__u8 target[16];
+};
+
+#define ND_OPT_SOURCE_LL 1 /* source link-layer address */
+#define ND_OPT_TARGET_LL 2 /* target link-layer address */
+
+/* An ND option: type, length in units of 8 bytes, and for the link-layer
+ * address options the MAC.
+ */
+struct nd_opt_ll {
+	__u8 type;
+	__u8 len;
+	__u8 mac[ETH_ALEN];
+};
 
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02

@@ -139,6 +139,8 @@ enum pc_drop_reason {
 	PC_DROP_NO_SNAT_ADDR = 15,  /* masquerade with no address on the uplink */
 	PC_DROP_REWRITE = 16,    /* a store or checksum helper failed */
 	PC_DROP_NAT_CONFLICT = 17,  /* reply tuple already owned by another flow */
+	PC_DROP_SPOOF_ND = 18,   /* neighbour solicitation/advertisement for another's address or MAC */
+	PC_DROP_SPOOF_ROUTER = 19, /* router advertisement, redirect or renumbering from a container */
 	PC_DROP_MAX,
 };
 

@@ -81,6 +81,8 @@ var DropReasons = map[uint32]string{
 	15: "no-snat-address",
 	16: "rewrite-failed",
 	17: "nat-conflict",
+	18: "spoof-nd",
+	19: "spoof-router",
 }
 
 // dropReasonName names reason, numbered when the datapath is newer than

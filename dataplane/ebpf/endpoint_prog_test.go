@@ -91,7 +91,7 @@ func TestEndpointICC(t *testing.T) {
 			dst: netip.MustParseAddr("ff02::1"), next: 17, sport: 1, dport: 22}.frame(), "icc")
 		// Neighbour discovery and the node itself are always fine.
 		f.passUnchanged(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: net.HardwareAddr{0x33, 0x33, 0xff, 0, 0, 3}, src: ipA6,
-			dst: netip.MustParseAddr("ff02::1:ff00:3"), next: 58, icmpType: 135}.frame())
+			dst: netip.MustParseAddr("ff02::1:ff00:3"), next: 58, icmpType: 135, payload: ipB6.AsSlice()}.frame())
 		f.passUnchanged(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macGW, src: netip.MustParseAddr("fe80::1"),
 			dst: netip.MustParseAddr("fe80::42"), next: 17, sport: 1, dport: 22}.frame())
 		f.passUnchanged(progEndpointIngress, tcp(ipGW, macGW, 40000, 53))

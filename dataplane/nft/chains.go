@@ -240,23 +240,20 @@ func bridgeChains(mark uint32) []*chainDef {
 // :: for duplicate address detection. Other ethertypes are dropped.
 func antiSpoofRules() []rule {
 	r := func(t ...term) rule { return mkRule(famBridge, t...) }
-	return []rule{
+	rules := []rule{
 		r(notInSet(setPorts, fIifname), accept),
 		r(notInSet(setPortMAC, fIifname, fEtherSaddr), dropCounted(dropSpoof)),
+	}
+	rules = append(rules, ndRules()...)
+	return append(rules,
 		r(inSet(setPortIP4, fIifname, fIPSaddr), accept),
 		r(inSet(setPortMAC, fIifname, fARPSha), inSet(setPortIP4, fIifname, fARPSpa), accept),
 		r(inSet(setPortIP6, fIifname, fIP6Saddr), accept),
 		r(inPrefix(fIP6Saddr, linkLocal), accept),
 		r(isAddr(fIP6Saddr, netip.IPv6Unspecified()), accept),
 		r(dropCounted(dropSpoof)),
-	}
+	)
 }
-
-// ICMPv6 neighbour discovery types (RFC 4861).
-const (
-	icmp6NeighSolicit = 135
-	icmp6NeighAdvert  = 136
-)
 
 // iccRules (B15, B16): frames bridged between the ports of an icc=false
 // network. The kernel here has no nf_conntrack_bridge (a ct expression in a

@@ -52,6 +52,9 @@ func endpointElems(e *model.REndpoint) []elem {
 	if e.IP6.IsValid() {
 		es = append(es, el(setPortIP6, port, vAddr(e.IP6)))
 	}
+	if ll, ok := endpointLinkLocal(e.MAC); ok {
+		es = append(es, el(setPortIP6, port, vAddr(ll)))
+	}
 	if !e.Net.ICC {
 		es = append(es, el(setIsolated, port))
 	}

@@ -307,7 +307,10 @@ table bridge portcullis {
 
 	set port-ip6 {
 		type ifname . ipv6_addr
-		elements = { "pcv-web" . fd00:18::2 }
+		elements = { "pcv-app" . fe80::42:acff:fe13:2,
+			     "pcv-db" . fe80::42:acff:fe12:3,
+			     "pcv-web" . fd00:18::2,
+			     "pcv-web" . fe80::42:acff:fe12:2 }
 	}
 
 	set isolated {
@@ -338,6 +341,16 @@ table bridge portcullis {
 		type filter hook prerouting priority filter; policy accept;
 		iifname != @ports accept
 		iifname . ether saddr != @port-mac counter name "drop-spoof" drop
+		icmpv6 type nd-router-advert counter name "drop-spoof" drop
+		icmpv6 type nd-redirect counter name "drop-spoof" drop
+		icmpv6 type router-renumbering counter name "drop-spoof" drop
+		icmpv6 type nd-neighbor-solicit ip6 saddr :: iifname . @th,64,128 != @port-ip6 counter name "drop-spoof" drop
+		icmpv6 type nd-neighbor-solicit ip6 saddr fe80::/10 iifname . ip6 saddr != @port-ip6 counter name "drop-spoof" drop
+		icmpv6 type nd-neighbor-solicit @th,192,8 0x1 iifname . @th,208,48 != @port-mac counter name "drop-spoof" drop
+		icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @port-ip6 counter name "drop-spoof" drop
+		icmpv6 type nd-neighbor-advert ip6 saddr :: counter name "drop-spoof" drop
+		icmpv6 type nd-neighbor-advert ip6 saddr fe80::/10 iifname . ip6 saddr != @port-ip6 counter name "drop-spoof" drop
+		icmpv6 type nd-neighbor-advert @th,192,8 0x2 iifname . @th,208,48 != @port-mac counter name "drop-spoof" drop
 		iifname . ip saddr @port-ip4 accept
 		iifname . arp saddr ether @port-mac iifname . arp saddr ip @port-ip4 accept
 		iifname . ip6 saddr @port-ip6 accept

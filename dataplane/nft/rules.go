@@ -71,6 +71,12 @@ var (
 	fARPSha     = payloadField("arp saddr ether", expr.PayloadBaseNetworkHeader, 8, 6, depARP)
 	fARPSpa     = payloadField("arp saddr ip", expr.PayloadBaseNetworkHeader, 14, 4, depARP)
 	fICMP6Type  = payloadField("icmpv6 type", expr.PayloadBaseTransportHeader, 0, 1, depIP6Ether)
+	// Neighbour solicitation and advertisement (RFC 4861 4.3, 4.4): the
+	// target address, and the first option's type and link-layer address.
+	// nft has no names for them, so it lists them as raw payload.
+	fNDTarget  = payloadField("@th,64,128", expr.PayloadBaseTransportHeader, 8, 16, depIP6Ether)
+	fNDOptType = payloadField("@th,192,8", expr.PayloadBaseTransportHeader, 24, 1, depIP6Ether)
+	fNDOptMAC  = payloadField("@th,208,48", expr.PayloadBaseTransportHeader, 26, 6, depIP6Ether)
 )
 
 // reg returns the register nft uses for data at byte offset off of a
@@ -305,6 +311,15 @@ func icmp6Type(t byte, name string) term {
 		b.require(fICMP6Type.need)
 		b.add(fICMP6Type.load(1), cmpEq([]byte{t}))
 		b.say(fICMP6Type.name, name)
+	}
+}
+
+// isByte matches a one-byte field: `@th,192,8 0x1`.
+func isByte(f field, v byte) term {
+	return func(b *builder) {
+		b.require(f.need)
+		b.add(f.load(1), cmpEq([]byte{v}))
+		b.say(f.name, fmt.Sprintf("%#x", v))
 	}
 }
 
