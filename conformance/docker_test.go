@@ -555,12 +555,19 @@ func dockerAgentRestartAndKill(t *testing.T) {
 		t.Fatalf("connection before: %v", r.Err)
 	}
 	defer conn.Close()
+	// Removed while the agent is down: the agent must still start, and
+	// drop them (their port is free for the next container).
+	dk.d.MustDocker(t, "network", "create", "--subnet", "172.31.14.0/24", "argone")
+	t.Cleanup(func() { dk.d.Docker("network", "rm", "argone") })
+	run(t, "ar-gone", "--network", "argone", "-p", "8103:80")
 	for _, how := range []string{"restart", "kill -9"} {
 		var err error
 		if how == "restart" {
 			err = dk.agent.Stop()
 		} else {
 			err = dk.agent.Kill()
+			dk.d.MustDocker(t, "rm", "-f", "ar-gone")
+			dk.d.MustDocker(t, "network", "rm", "argone")
 		}
 		if err != nil {
 			t.Errorf("%s: %v", how, err)
@@ -585,6 +592,13 @@ func dockerAgentRestartAndKill(t *testing.T) {
 		}
 	}
 	reachTCP(t, dk.topo.Ext, "192.0.2.1:8102", "ar1")
+	waitEndpoints(t, "ar-gone", 0)
+	if n, err := dk.api.Network(dk.ctx, "argone"); err == nil {
+		t.Errorf("network argone, removed while the agent was down, is still there: %+v", n)
+	}
+	again := run(t, "ar-again", "-p", "8103:80")
+	servers(t, again, "ar-again", 80)
+	reachTCP(t, dk.topo.Ext, "192.0.2.1:8103", "ar-again")
 }
 
 // D14: 50 containers started and removed in a loop leave nothing behind in

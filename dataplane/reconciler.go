@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/portcullis/portcullis/dataplane/model"
+	"github.com/portcullis/portcullis/dataplane/netdev"
 	"github.com/portcullis/portcullis/dataplane/store"
 )
 
@@ -74,18 +76,64 @@ func (c *Reconciler) Start(ctx context.Context) error {
 	if err := c.forwarding(); err != nil {
 		return err
 	}
-	for _, n := range c.want.Networks {
-		if _, err := c.dev.EnsureBridge(n); err != nil {
+	var vanished []model.Op
+	for _, name := range slices.Sorted(maps.Keys(c.want.Networks)) {
+		n := c.want.Networks[name]
+		_, err := c.dev.EnsureBridge(n)
+		switch {
+		case err != nil && n.Spec.Source != "" && errors.Is(err, netdev.ErrNotFound):
+			vanished = append(vanished, c.networkGone(n)...)
+		case err != nil:
 			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
 	}
-	for _, e := range c.want.Endpoints {
-		if err := c.dev.EnsureEndpoint(e); err != nil {
+	for _, id := range slices.Sorted(maps.Keys(c.want.Endpoints)) {
+		e := c.want.Endpoints[id]
+		if e.Spec.Source != "" && slices.ContainsFunc(vanished, func(op model.Op) bool { return op.Key == id }) {
+			continue
+		}
+		err := c.dev.EnsureEndpoint(e)
+		switch {
+		case err != nil && e.Spec.Source != "" && errors.Is(err, netdev.ErrNotFound):
+			vanished = append(vanished, model.Op{Kind: "endpoint", Delete: true, Key: id})
+		case err != nil:
 			c.log.Warn("endpoint not plugged at start", "endpoint", e.ID, "err", err)
 			c.stats.StartErrors = append(c.stats.StartErrors, fmt.Sprintf("endpoint %s: %v", e.ID, err))
 		}
 	}
+	if err := c.dropVanished(vanished); err != nil {
+		return err
+	}
 	return c.fullSync(ctx)
+}
+
+// networkGone returns the deletes of a runtime's network whose bridge is
+// gone, its endpoints first.
+func (c *Reconciler) networkGone(n *model.RNetwork) []model.Op {
+	var ops []model.Op
+	for _, id := range slices.Sorted(maps.Keys(c.want.Endpoints)) {
+		if c.want.Endpoints[id].Net == n {
+			ops = append(ops, model.Op{Kind: "endpoint", Delete: true, Key: id})
+		}
+	}
+	return append(ops, model.Op{Kind: "network", Delete: true, Key: n.Name})
+}
+
+// dropVanished removes, before the first sync, what a runtime source owns
+// whose interfaces went while the agent was down (a container or network
+// removed meanwhile): programming it would fail, and the source would
+// remove it anyway once it has listed the runtime again.
+func (c *Reconciler) dropVanished(ops []model.Op) error {
+	for _, op := range ops {
+		if _, err := c.want.Do(op); err != nil {
+			return fmt.Errorf("drop %s %s, gone while the agent was down: %w", op.Kind, op.Key, err)
+		}
+		if err := c.st.Append(op); err != nil {
+			return err
+		}
+		c.log.Info("removed at start: its runtime's interface is gone", "kind", op.Kind, "name", op.Key)
+	}
+	return nil
 }
 
 func (c *Reconciler) fullSync(ctx context.Context) error {

@@ -50,6 +50,13 @@ func (m *Manager) linkByName(name string) (netlink.Link, error) {
 	return l, err
 }
 
+// missing is a refusal (400) that is also ErrNotFound: the interface an
+// endpoint names is not there.
+type missing struct{ err *model.Error }
+
+func (m missing) Error() string   { return m.err.Error() }
+func (m missing) Unwrap() []error { return []error{m.err, ErrNotFound} }
+
 // Owned reports whether the interface was created by the agent.
 func Owned(l netlink.Link) bool { return l.Attrs().Alias == OwnerAlias }
 
@@ -59,6 +66,10 @@ func (m *Manager) EnsureBridge(n *model.RNetwork) (bool, error) {
 	created := false
 	l, err := m.linkByName(n.Bridge)
 	switch {
+	case errors.Is(err, ErrNotFound) && n.Spec.Source != "":
+		// A runtime's bridge (Docker's) is the runtime's to make: gone
+		// means the runtime removed the network.
+		return false, fmt.Errorf("bridge %s of %s network %s: %w", n.Bridge, n.Spec.Source, n.Name, ErrNotFound)
 	case errors.Is(err, ErrNotFound):
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: n.MTU}}
 		if err := m.h.LinkAdd(br); err != nil {
@@ -131,7 +142,7 @@ func (m *Manager) EnsureEndpoint(e *model.REndpoint) error {
 	l, err := m.linkByName(e.HostIfname)
 	switch {
 	case errors.Is(err, ErrNotFound) && e.Netns == "":
-		return model.Invalid("host_ifname", "host_ifname %q does not exist on the node: create the veth first, or give netns instead", e.HostIfname)
+		return missing{model.Invalid("host_ifname", "host_ifname %q does not exist on the node: create the veth first, or give netns instead", e.HostIfname)}
 	case errors.Is(err, ErrNotFound):
 		if l, err = m.createVeth(e); err != nil {
 			return err
