@@ -93,14 +93,67 @@ static __always_inline void ct_touch(struct ct_entry *e, const struct pkt *p, __
 	e->expires = now + ct_timeout_ns(p->t.proto, st);
 }
 
-/* ct_lookup returns the half keyed by k if it applies at hook. */
+static __always_inline struct port_target *port_lookup(__u8 proto, __be32 addr, __be16 port)
+{
+	struct port_key k = { .prefixlen = 64 + 16, .proto = proto, .addr = addr, .port = port };
+
+	return bpf_map_lookup_elem(&pc_ports, &k);
+}
+
+/* port_maps_to says whether the published port proto haddr:hport (or the
+ * wildcard one on hport, as dnat_target picks it) still translates to
+ * taddr:tport. Ports in network byte order.
+ */
+static __always_inline int port_maps_to(__u8 proto, __be32 haddr, __be16 hport, __be32 taddr, __be16 tport)
+{
+	struct port_target *pt = port_lookup(proto, haddr, hport);
+	__u16 h = bpf_ntohs(hport);
+
+	if (!pt)
+		pt = port_lookup(proto, 0, hport);
+	return pt && h >= pt->host_lo && h <= pt->host_hi && pt->addr == taddr &&
+	       bpf_ntohs(tport) == (__u16)(pt->port_lo + (h - pt->host_lo));
+}
+
+/* ct_dnat_live says whether the published port that created the DNAT pair
+ * of half e (keyed k) still translates as it did (B13). The forward half
+ * holds the host address and port in its key and the target in nat; the
+ * reverse half the other way round.
+ *
+ * Why the datapath checks, rather than the agent deleting the pairs before
+ * it answers: pc_ct has no index by mapping, so each removal would walk the
+ * whole table (up to 524288 entries, tens of milliseconds) on the API path,
+ * and removing 100,000 mappings one call at a time would take hours. The
+ * check costs one LPM lookup (two for a wildcard mapping) per packet of a
+ * published-port flow only, in a trie the new-flow path reads anyway; other
+ * flows pay one flag test. The agent's walk stays, off the API path, to
+ * free the pairs no packet comes for.
+ */
+static __always_inline int ct_dnat_live(const struct ct_key *k, const struct ct_entry *e)
+{
+	if (e->flags & CT_F_REVERSE)
+		return port_maps_to(k->proto, e->nat.saddr, e->nat.sport, k->saddr, k->sport);
+	return port_maps_to(k->proto, k->daddr, k->dport, e->nat.daddr, e->nat.dport);
+}
+
+/* ct_lookup returns the half keyed by k if it applies at hook. The pair of
+ * a published port that was removed or changed since is deleted instead,
+ * and the packet goes on as the first of a new flow: to the stack, or to the
+ * mapping's new target.
+ */
 static __always_inline struct ct_entry *ct_lookup(const struct ct_key *k, __u8 hook)
 {
 	struct ct_entry *e = bpf_map_lookup_elem(&pc_ct, k);
+	struct ct_key pk;
 
 	if (!e || !(e->hooks & hook))
 		return 0;
-	return e;
+	if (!(e->flags & CT_F_DNAT) || ct_dnat_live(k, e))
+		return e;
+	ct_swap(&pk, &e->nat);
+	bpf_map_delete_elem(&pc_ct, &pk);
+	bpf_map_delete_elem(&pc_ct, k);
+	return 0;
 }
 
 /* ct_reclaim frees the pair that holds key k when both its halves expired
@@ -598,13 +651,6 @@ static __always_inline int is_local4(struct __sk_buff *skb, __be32 addr, __u32 i
 	 * with forwarding off answers FWD_DISABLED: not local, fail closed.
 	 */
 	return bpf_fib_lookup(skb, &f, sizeof(f), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
-}
-
-static __always_inline struct port_target *port_lookup(__u8 proto, __be32 addr, __be16 port)
-{
-	struct port_key k = { .prefixlen = 64 + 16, .proto = proto, .addr = addr, .port = port };
-
-	return bpf_map_lookup_elem(&pc_ports, &k);
 }
 
 /* dnat_target finds the published port the packet is for, if any, and fills

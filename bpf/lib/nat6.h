@@ -35,14 +35,50 @@ static __always_inline int addr6_equal(const __u8 *a, const __u8 *b)
 	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
 }
 
-/* nat6_lookup returns the half keyed by k if it applies at hook. */
+static __always_inline struct port6_target *port6_lookup(__u8 proto, const __u8 *addr, __be16 port)
+{
+	struct port6_key k = { .prefixlen = 160 + 16, .proto = proto, .port = port };
+
+	if (addr)
+		__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&pc_ports6, &k);
+}
+
+/* port6_maps_to is port_maps_to (lib/nat.h) for IPv6. */
+static __always_inline int port6_maps_to(__u8 proto, const __u8 *haddr, __be16 hport, const __u8 *taddr,
+					 __be16 tport)
+{
+	struct port6_target *pt = port6_lookup(proto, haddr, hport);
+	__u16 h = bpf_ntohs(hport);
+
+	if (!pt)
+		pt = port6_lookup(proto, 0, hport);
+	return pt && h >= pt->host_lo && h <= pt->host_hi && addr6_equal(pt->addr, taddr) &&
+	       bpf_ntohs(tport) == (__u16)(pt->port_lo + (h - pt->host_lo));
+}
+
+/* nat6_lookup returns the half keyed by k if it applies at hook; the pair of
+ * a published port removed or changed since is deleted instead (B13, see
+ * ct_lookup in lib/nat.h for why the datapath checks).
+ */
 static __always_inline struct nat6_entry *nat6_lookup(const struct ct6_key *k, __u8 hook)
 {
 	struct nat6_entry *e = bpf_map_lookup_elem(&pc_nat6, k);
+	struct ct6_key pk;
+	int live;
 
 	if (!e || !(e->hooks & hook))
 		return 0;
-	return e;
+	if (e->flags & CT_F_REVERSE)
+		live = port6_maps_to(k->proto, e->nat.saddr, e->nat.sport, k->saddr, k->sport);
+	else
+		live = port6_maps_to(k->proto, k->daddr, k->dport, e->nat.daddr, e->nat.dport);
+	if (live)
+		return e;
+	ct6_swap(&pk, &e->nat);
+	bpf_map_delete_elem(&pc_nat6, &pk);
+	bpf_map_delete_elem(&pc_nat6, k);
+	return 0;
 }
 
 /* nat6_touch: ct_touch for pc_nat6. */
@@ -203,15 +239,6 @@ static __always_inline int is_local6(struct __sk_buff *skb, const __u8 *addr, __
 	__builtin_memcpy(f.ipv6_dst, addr, 16);
 	f.ifindex = ifindex;
 	return bpf_fib_lookup(skb, &f, sizeof(f), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
-}
-
-static __always_inline struct port6_target *port6_lookup(__u8 proto, const __u8 *addr, __be16 port)
-{
-	struct port6_key k = { .prefixlen = 160 + 16, .proto = proto, .port = port };
-
-	if (addr)
-		__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(&pc_ports6, &k);
 }
 
 static __always_inline int addr6_is_loopback(const __u8 *a)

@@ -288,6 +288,11 @@ func mirror(m *ebpf.Map, k endpointCtKey) error {
 	}
 	back := e
 	back.Nat = k
+	// A published-port half is checked against its mapping on every
+	// packet (ct_lookup), which the mirror, keyed by the container's
+	// address, would fail: it is no such half. So dnat-established pays
+	// that check on every other run, the real half's.
+	back.Flags &^= ctDNAT
 	return m.Update(e.Nat, back, ebpf.UpdateNoExist)
 }
 
