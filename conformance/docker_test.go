@@ -35,6 +35,7 @@ var dockerRows = []row{
 	{"D12_DockerdRestart", dockerDockerdRestart},
 	{"D13_AgentRestartAndKill", dockerAgentRestartAndKill},
 	{"D14_Churn", dockerChurn},
+	{"D15_IPv6", dockerIPv6},
 }
 
 // dk is the profile's world: a topology whose node runs dockerd and the
@@ -647,4 +648,33 @@ func dockerChurn(t *testing.T) {
 	// port now answers, where a stale translation would send it on.
 	nstest.ListenTCP(t, dk.topo.Node, "node", "[::]:9001")
 	reachTCP(t, dk.topo.Ext, "192.0.2.1:9001", "node")
+}
+
+// D15 (B1, B6, B15 over IPv6): a --ipv6 network: masquerade out, published
+// ports in at the node's IPv6 address with the client's address kept, and
+// icc=false holding for IPv6 too.
+func dockerIPv6(t *testing.T) {
+	dk.d.MustDocker(t, "network", "create", "--ipv6", "--subnet", "172.31.15.0/24", "--subnet", "2001:db8:31::/64",
+		"-o", "com.docker.network.bridge.enable_icc=false", "v6net")
+	t.Cleanup(func() { dk.d.Docker("network", "rm", "v6net") })
+	a := run(t, "v6a", "--network", "v6net", "-p", "8104:80")
+	b := run(t, "v6b", "--network", "v6net")
+	if eps := endpointsOf(t, "v6a"); len(eps) != 1 || eps[0].IP6 == "" {
+		t.Fatalf("v6a's endpoint has no IPv6 address: %+v", eps)
+	}
+	aIP6 := dk.d.MustDocker(t, "inspect", "-f", "{{(index .NetworkSettings.Networks \"v6net\").GlobalIPv6Address}}", "v6a")
+	a80, _ := servers(t, a, "v6a", 80)
+	servers(t, dk.topo.Ext, "ext", 7006)
+
+	r := reachTCP(t, dk.topo.Ext, hostAt(nstest.NodeAddr6, 8104), "v6a")
+	seenAs(t, "published port over IPv6", r.Seen, nstest.ExtAddr6)
+	// icc=false over IPv6, with the outside as b's control.
+	blockedTCP(t, b, hostAt(netip.MustParseAddr(aIP6), 80), a80)
+	if *backend == "ebpf" {
+		t.Skip("IPv6 masquerade: the eBPF uplink tracks IPv6 egress but does not translate it yet")
+	}
+	r = reachTCP(t, b, hostAt(nstest.ExtAddr6, 7006), "ext")
+	seenAs(t, "tcp out of an IPv6 network", r.Seen, nstest.NodeAddr6)
+	u := reachUDP(t, b, hostAt(nstest.ExtAddr6, 7006), "ext")
+	seenAs(t, "udp out of an IPv6 network", u.Seen, nstest.NodeAddr6)
 }
