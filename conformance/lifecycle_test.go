@@ -2,10 +2,14 @@ package conformance
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis/portcullis/dataplane/model"
 	"github.com/portcullis/portcullis/internal/nstest"
@@ -201,5 +205,81 @@ func testUninstall(t *testing.T) {
 	// Uninstall is idempotent.
 	if _, err := e.agent.Uninstall(); err != nil {
 		t.Errorf("second portcullisd uninstall: %v", err)
+	}
+}
+
+// B13 with a busy conntrack table: the flows of a removed mapping stop
+// when the API answers, not when a dump of the node's conntrack table
+// (tens of thousands of unrelated entries here) reaches their entries.
+func testRemoveMappingBusyConntrack(t *testing.T) {
+	e := newEnv(t)
+	e.network(pc0(false))
+	c1 := e.container("c1", "pc0", 2)
+	srv := nstest.ListenUDP(t, c1.NS, "c1", "[::]:90")
+	e.publish(udpPort("udp", "c1", 9090, 90))
+	fillConntrack(t, e, 30000)
+
+	client := udpClient(t, e.ext(), "192.0.2.1:9090", fromPort(5556))
+	if r := client.Exchange("before"); !r.OK() || r.Server != "c1" {
+		t.Fatalf("udp through the mapping before removal: %v", r)
+	}
+	if err := e.api.DeletePort(e.ctx, "udp"); err != nil {
+		t.Fatalf("DELETE port udp: %v", err)
+	}
+	client.Timeout = probeTimeout
+	before := len(srv.Received())
+	for i := range 3 {
+		if r := client.Exchange("gap"); r.OK() {
+			t.Errorf("udp from the same client %d right after DELETE: still answered by %s", i, r.Server)
+		}
+	}
+	for _, d := range srv.Received()[before:] {
+		t.Errorf("udp from the same client right after DELETE: c1 received %q from %s", d.Payload, d.From)
+	}
+
+	// Control: the same client gets through again once the mapping is back
+	// (after the clean-up of its untranslated entry, off the API path: its
+	// first tries may be refused by the node).
+	e.publish(udpPort("udp", "c1", 9090, 90))
+	client.Timeout = reachTimeout
+	var last nstest.UDPResult
+	for deadline := time.Now().Add(2 * reachTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if last = client.Exchange("after"); last.OK() {
+			break
+		}
+	}
+	if !last.OK() || last.Server != "c1" {
+		t.Errorf("udp from the same client after the mapping came back: %v", last)
+	}
+}
+
+// fillConntrack gives the node's conntrack table n unrelated entries: UDP
+// from the external host to n closed ports of the node (each datagram is
+// a flow; the node's port-unreachable answers do not end it).
+func fillConntrack(t *testing.T, e *env, n int) {
+	t.Helper()
+	err := e.ext().Do(func() error {
+		c, err := net.ListenUDP("udp4", nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for port := 20000; port < 20000+n; port++ {
+			dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(port)))
+			if _, err := c.WriteToUDP([]byte("fill"), dst); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("fill the node's conntrack table: %v", err)
+	}
+	got, err := e.node().Sysctl("net.netfilter.nf_conntrack_count")
+	if err != nil {
+		t.Fatalf("read the node's conntrack count: %v", err)
+	}
+	if c, _ := strconv.Atoi(got); c < n*9/10 {
+		t.Fatalf("the node's conntrack table holds %s entries after sending %d flows, want about as many", got, n)
 	}
 }

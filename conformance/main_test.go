@@ -57,6 +57,7 @@ var rows = []row{
 	{"B11_LoopbackOnly", testLoopbackOnly},
 	{"B12_NothingUnpublished", testNothingUnpublished},
 	{"B13_RemoveMapping", testRemoveMapping},
+	{"B13_RemoveMappingBusyConntrack", testRemoveMappingBusyConntrack},
 	{"B14_ICCOn", testICCOn},
 	{"B15_ICCOffAndLinks", testICCOffAndLinks},
 	{"B16_NoBrNetfilter", testNoBrNetfilter},
