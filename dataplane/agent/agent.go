@@ -50,6 +50,13 @@ type Config struct {
 // Run serves until ctx ends. On the way out it leaves the kernel state as it
 // is, so a restart or an upgrade drops no flow.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.Docker != "" {
+		// Before anything is touched: with dockerd's own rules in place the
+		// two would fight over every packet.
+		if err := docker.CheckIPTables(); err != nil {
+			return fmt.Errorf("--docker %s: %w", cfg.Docker, err)
+		}
+	}
 	st, err := store.Open(cfg.StateDir, store.SyncInterval(cfg.JournalSync))
 	if err != nil {
 		return err
@@ -59,13 +66,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Error("close state journal", "err", err)
 		}
 	}()
-	if cfg.Docker != "" {
-		// Before anything is touched: with dockerd's own rules in place the
-		// two would fight over every packet.
-		if err := docker.CheckIPTables(); err != nil {
-			return fmt.Errorf("--docker %s: %w", cfg.Docker, err)
-		}
-	}
 	be, info, err := chooseBackend(cfg, log)
 	if err != nil {
 		return err

@@ -46,9 +46,9 @@ func isDockerChain(name string) bool {
 }
 
 // legacyChains asks iptables-legacy, when this namespace has legacy tables
-// at all (/proc/net/ip_tables_names) and the tool is installed.
+// at all (ip_tables_names of the calling thread's namespace) and the tool is installed.
 func legacyChains() []string {
-	names, err := os.ReadFile("/proc/net/ip_tables_names")
+	names, err := os.ReadFile("/proc/thread-self/net/ip_tables_names")
 	if err != nil || len(strings.TrimSpace(string(names))) == 0 {
 		return nil
 	}
