@@ -173,7 +173,7 @@ func (c *Reconciler) DoAs(ctx context.Context, source string, op model.Op) (*mod
 	if err != nil {
 		return nil, err
 	}
-	d, err := c.want.Do(op)
+	d, err := c.want.Change(op)
 	if err != nil || d.Empty() {
 		return d, err
 	}

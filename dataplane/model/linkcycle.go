@@ -12,6 +12,7 @@ import (
 // that already exist, so they never form one (an early Docker that let
 // them, through links given at start, ran out of memory: moby issue
 // 10346). Refusing cycles keeps every link one Docker could have made.
+// Change asks this of new links only (see there).
 func (r *Resolved) checkLinkCycle(l Link) error {
 	path := r.linkPath(l.Child, l.Parent, l.Key())
 	if path == nil {

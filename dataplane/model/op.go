@@ -33,6 +33,18 @@ func (op Op) Target() string {
 	return ""
 }
 
+// Change applies op as a new change: Do, after the checks that only new
+// changes must pass (a link may not close a cycle of links). What was saved
+// before such a check existed still loads, through Load and Do.
+func (r *Resolved) Change(op Op) (*Delta, error) {
+	if op.Kind == "link" && !op.Delete && op.Link != nil {
+		if err := r.checkLinkCycle(*op.Link); err != nil {
+			return nil, err
+		}
+	}
+	return r.Do(op)
+}
+
 // Do applies op and returns what changed.
 func (r *Resolved) Do(op Op) (*Delta, error) {
 	switch {

@@ -37,7 +37,7 @@ func Load(s *State) (*Resolved, error) {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Links)) {
-		if _, err := r.putLink(s.Links[k], false); err != nil {
+		if _, err := r.PutLink(s.Links[k]); err != nil {
 			return nil, fmt.Errorf("link %q: %w", k, err)
 		}
 	}
@@ -287,13 +287,8 @@ func (r *Resolved) DeletePort(id string) (*Delta, error) {
 	return &Delta{Ports: []PortChange{{Old: old}}}, nil
 }
 
-// PutLink creates or replaces a link from parent to child under alias. A
-// link that would close a cycle is refused (see linkCycle).
-func (r *Resolved) PutLink(l Link) (*Delta, error) { return r.putLink(l, true) }
-
-// putLink is PutLink; Load passes refuseCycle false, so a state saved
-// before cycles were refused still loads.
-func (r *Resolved) putLink(l Link, refuseCycle bool) (*Delta, error) {
+// PutLink creates or replaces a link from parent to child under alias.
+func (r *Resolved) PutLink(l Link) (*Delta, error) {
 	l.Env, l.Hosts = nil, ""
 	parent, child := r.Endpoints[l.Parent], r.Endpoints[l.Child]
 	switch {
@@ -308,11 +303,6 @@ func (r *Resolved) putLink(l Link, refuseCycle bool) (*Delta, error) {
 	}
 	if err := checkName("alias", l.Alias); err != nil {
 		return nil, err
-	}
-	if refuseCycle {
-		if err := r.checkLinkCycle(l); err != nil {
-			return nil, err
-		}
 	}
 	rl := &RLink{Spec: l, Parent: parent, Child: child, Alias: l.Alias}
 	d := &Delta{Links: []LinkChange{{Old: r.Links[l.Key()], New: rl}}}
