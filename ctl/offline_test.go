@@ -161,18 +161,8 @@ func TestVerbsNeedAgent(t *testing.T) {
 func leftBehind(t *testing.T, dir string) string {
 	t.Helper()
 	out := t.TempDir()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
+	if err := os.CopyFS(out, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(out, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis/portcullis/dataplane/model"
 )
@@ -25,9 +26,10 @@ func networkOps(n int) []model.Op {
 	return ops
 }
 
-// stopped100 is a directory an agent stopped cleanly in after acknowledging
-// 100 changes, with the journal lines it wrote.
-func stopped100(t *testing.T) (dir string, lines [][]byte) {
+// agent100 is a directory an agent acknowledged 100 changes in, with the
+// journal lines it wrote: stopped cleanly, or killed (its files copied
+// while it runs, as a kill leaves them).
+func agent100(t *testing.T, killed bool) (dir string, lines [][]byte) {
 	t.Helper()
 	dir = t.TempDir()
 	s, err := Open(dir)
@@ -38,6 +40,9 @@ func stopped100(t *testing.T) (dir string, lines [][]byte) {
 		t.Fatal(err)
 	}
 	record(t, s, model.NewResolved(), networkOps(100)...)
+	if killed {
+		dir = copyDir(t, dir)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +52,15 @@ func stopped100(t *testing.T) (dir string, lines [][]byte) {
 	}
 	lines = bytes.SplitAfter(b, []byte("\n"))
 	return dir, lines[:len(lines)-1] // the empty string after the last newline
+}
+
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	out := t.TempDir()
+	if err := os.CopyFS(out, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func writeJournal(t *testing.T, dir string, lines ...[]byte) {
@@ -87,24 +101,23 @@ func load(t *testing.T, dir string) (int, string, error) {
 // newline: the agent starts with every change before it, cuts it off and
 // logs what it held, and appends go on after it.
 func TestTornLastLineIsCut(t *testing.T) {
-	dir, lines := stopped100(t)
-	torn := lines[99][:len(lines[99])/2]
-	writeJournal(t, dir, append(lines[:99:99], torn)...)
-	// A crash, not a clean stop: the agent records nothing at the end.
-	os.Remove(filepath.Join(dir, stoppedName))
+	dir, lines := agent100(t, true)
+	next, _ := json.Marshal(entry{Seq: 101, Op: networkOps(101)[100]})
+	torn := next[:len(next)/2]
+	writeJournal(t, dir, append(lines[:100:100], torn)...)
 
 	n, log, err := load(t, dir)
-	if err != nil || n != 99 {
-		t.Fatalf("loaded %d networks, %v; want the 99 before the torn line", n, err)
+	if err != nil || n != 100 {
+		t.Fatalf("loaded %d networks, %v; want the 100 before the torn line", n, err)
 	}
-	for _, want := range []string{filepath.Join(dir, journalName), "line=100", fmt.Sprintf("bytes=%d", len(torn)), strings.ReplaceAll(string(torn[:20]), `"`, `\"`)} {
+	for _, want := range []string{filepath.Join(dir, journalName), "line=101", fmt.Sprintf("bytes=%d", len(torn)), strings.ReplaceAll(string(torn[:20]), `"`, `\"`)} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, journalName))
-	if !bytes.Equal(b, bytes.Join(lines[:99], nil)) {
-		t.Errorf("journal after the cut is not its 99 whole lines:\n%s", b[max(0, len(b)-200):])
+	if !bytes.Equal(b, bytes.Join(lines, nil)) {
+		t.Errorf("journal after the cut is not its 100 whole lines:\n%s", b[max(0, len(b)-200):])
 	}
 	s, _ := Open(dir)
 	s.Load()
@@ -112,7 +125,7 @@ func TestTornLastLineIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if n, log, err := load(t, dir); err != nil || n != 100 || log != "" {
+	if n, log, err := load(t, dir); err != nil || n != 101 || log != "" {
 		t.Errorf("after an append past the cut: %d networks, %v, log %q", n, err, log)
 	}
 }
@@ -121,10 +134,9 @@ func TestTornLastLineIsCut(t *testing.T) {
 // agent refuses to start, names the file and line and how to recover, and
 // changes nothing; following the advice starts it with what came before.
 func TestDamageBeforeTheEndRefusesToStart(t *testing.T) {
-	dir, lines := stopped100(t)
+	dir, lines := agent100(t, false)
 	garbled := append(bytes.Repeat([]byte{0}, len(lines[39])-1), '\n')
 	writeJournal(t, dir, append(append(lines[:39:39], garbled), lines[40:]...)...)
-	os.Remove(filepath.Join(dir, stoppedName))
 	before := filesState(t, dir)
 
 	_, _, err := load(t, dir)
@@ -132,7 +144,7 @@ func TestDamageBeforeTheEndRefusesToStart(t *testing.T) {
 	if !errors.Is(err, ErrDamaged) {
 		t.Fatalf("load of a journal with a bad line 40: %v, want ErrDamaged", err)
 	}
-	for _, want := range []string{"journal " + path + " line 40:", "keep its first 39 lines (head -n 39)"} {
+	for _, want := range []string{"journal " + path + " line 40:", "keep its first 39 lines (head -n 39)", syncedName + ", which still counts them"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -145,6 +157,7 @@ func TestDamageBeforeTheEndRefusesToStart(t *testing.T) {
 	}
 
 	writeJournal(t, dir, lines[:39]...) // head -n 39
+	os.Remove(filepath.Join(dir, syncedName))
 	if n, _, err := load(t, dir); err != nil || n != 39 {
 		t.Errorf("after keeping the first 39 lines: %d networks, %v", n, err)
 	}
@@ -156,6 +169,7 @@ func TestDamageBeforeTheEndRefusesToStart(t *testing.T) {
 func TestMissingChangesRefuseToStart(t *testing.T) {
 	for _, c := range []struct {
 		name    string
+		killed  bool // else stopped cleanly
 		cut     func(t *testing.T, dir string, lines [][]byte)
 		want    []string
 		recover func(t *testing.T, dir string)
@@ -165,11 +179,11 @@ func TestMissingChangesRefuseToStart(t *testing.T) {
 		cut: func(t *testing.T, dir string, lines [][]byte) {
 			writeJournal(t, dir, append(lines[:30:30], lines[83:]...)...)
 		},
-		want: []string{"line 31 holds change 84 after change 30", "line 30): changes 31-83 are missing", "cut it before line 31", stoppedName + ", which still counts them"},
+		want: []string{"line 31 holds change 84 after change 30", "line 30): changes 31-83 are missing", "cut it before line 31", syncedName + ", which still counts them"},
 		recover: func(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, journalName))
 			writeJournal(t, dir, bytes.SplitAfter(b, []byte("\n"))[:30]...)
-			os.Remove(filepath.Join(dir, stoppedName))
+			os.Remove(filepath.Join(dir, syncedName))
 		},
 		after: 30,
 	}, {
@@ -177,16 +191,26 @@ func TestMissingChangesRefuseToStart(t *testing.T) {
 		cut: func(t *testing.T, dir string, lines [][]byte) {
 			writeJournal(t, dir, lines[:47]...)
 		},
-		want:    []string{"stopped cleanly after change 100, but the state files end at change 47", "line 47): 53 acknowledged changes are missing", stoppedName + " to start without them"},
-		recover: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, stoppedName)) },
+		want:    []string{"had synced change 100 to disk, but the state files end at change 47", "line 47): 53 acknowledged changes are missing", syncedName + " to start without them"},
+		recover: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, syncedName)) },
 		after:   47,
 	}, {
-		name: "cut mid-line after a clean stop",
+		name:   "cut at a line boundary after a kill",
+		killed: true,
+		cut: func(t *testing.T, dir string, lines [][]byte) {
+			writeJournal(t, dir, lines[:47]...)
+		},
+		want:    []string{"had synced change 100 to disk, but the state files end at change 47", "53 acknowledged changes are missing"},
+		recover: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, syncedName)) },
+		after:   47,
+	}, {
+		name:   "cut mid-line after a kill",
+		killed: true,
 		cut: func(t *testing.T, dir string, lines [][]byte) {
 			writeJournal(t, dir, append(lines[:47:47], lines[47][:10])...)
 		},
 		want:    []string{"end at change 47", "53 acknowledged changes are missing", "line 48 (offset", "has no newline"},
-		recover: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, stoppedName)) },
+		recover: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, syncedName)) },
 		after:   47,
 	}, {
 		name: "journal without its snapshot",
@@ -195,15 +219,15 @@ func TestMissingChangesRefuseToStart(t *testing.T) {
 			snap, _ := json.Marshal(snapshot{Seq: 50, State: model.NewState()})
 			os.WriteFile(filepath.Join(dir, snapshotName), snap, 0o600)
 		},
-		want: []string{"line 1 holds change 61, but snapshot", "ends at change 50: changes 51-60 are missing", "move the journals aside", stoppedName + ", which still counts them"},
+		want: []string{"line 1 holds change 61, but snapshot", "ends at change 50: changes 51-60 are missing", "move the journals aside", syncedName + ", which still counts them"},
 		recover: func(t *testing.T, dir string) {
 			os.Rename(filepath.Join(dir, journalName), filepath.Join(dir, "journal.damaged"))
-			os.Remove(filepath.Join(dir, stoppedName))
+			os.Remove(filepath.Join(dir, syncedName))
 		},
 		after: 0, // the snapshot the test wrote is empty
 	}} {
 		t.Run(c.name, func(t *testing.T) {
-			dir, lines := stopped100(t)
+			dir, lines := agent100(t, c.killed)
 			c.cut(t, dir, lines)
 			before := filesState(t, dir)
 			_, _, err := load(t, dir)
@@ -245,5 +269,36 @@ func TestUnnumberedJournalLoads(t *testing.T) {
 	s.Close()
 	if n, _, err := load(t, dir); err != nil || n != 4 {
 		t.Fatalf("unnumbered then numbered: %d networks, %v", n, err)
+	}
+}
+
+// With a sync interval the record follows the timer's syncs: a journal
+// cut below the last synced change is refused after a kill too.
+func TestSyncedRecordFollowsTheTimer(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, SyncInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	record(t, s, model.NewResolved(), networkOps(5)...)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(dir, syncedName))
+		var rec synced
+		if json.Unmarshal(b, &rec) == nil && rec.Seq == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("synced record after the timer: %q", b)
+		}
+	}
+	killed := copyDir(t, dir)
+	b, _ := os.ReadFile(filepath.Join(killed, journalName))
+	writeJournal(t, killed, bytes.SplitAfter(b, []byte("\n"))[:3]...)
+	if _, _, err := load(t, killed); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "had synced change 5 to disk, but the state files end at change 3") {
+		t.Errorf("journal cut below the synced change: %v", err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // ErrDamaged is what loading fails with when the state files lost or
 // garbled changes that were acknowledged: a bad journal line with more
 // after it, a gap in the sequence numbers, or files that end before the
-// change the agent last stopped at. Starting would silently drop them.
+// last change the agent synced to disk. Starting would silently drop them.
 var ErrDamaged = errors.New("state files damaged")
 
 // Torn is a journal's last line without its newline: an append that a
@@ -35,14 +35,6 @@ func (t Torn) String() string {
 	}
 	return fmt.Sprintf("%s line %d (offset %d, %d bytes: %q) has no newline", t.Path, t.Line, t.Offset, len(t.Text), text)
 }
-
-// stopped is the file Close writes: the last change the agent made
-// before it stopped cleanly. A journal that ends before it was cut.
-type stopped struct {
-	Seq uint64 `json:"seq"`
-}
-
-const stoppedName = "stopped.json"
 
 // contents is what the state files of a directory load to.
 type contents struct {
@@ -93,7 +85,7 @@ func read(dir string, cut bool) (*contents, error) {
 		c.ops = append(c.ops, l.Op)
 		c.seq = max(c.seq, l.Seq)
 	}
-	if err := checkStopped(dir, c.seq, all, c.torn); err != nil {
+	if err := checkSynced(dir, c.seq, all, c.torn); err != nil {
 		return nil, err
 	}
 	// Cut only once the files passed every check: a refused start leaves
@@ -141,7 +133,7 @@ func readJournal(path string) ([]line, *Torn, error) {
 		l := line{path: path, n: n}
 		if err := json.Unmarshal(b[off:off+end], &l.entry); err != nil {
 			return nil, nil, fmt.Errorf("%w: journal %s line %d: %w; the lines from there on cannot be trusted: save a copy, then restore the journal from a backup, or keep its first %d lines (head -n %d) to start without the changes from line %d on%s",
-				ErrDamaged, path, n, err, n-1, n-1, n, alsoStopped(filepath.Dir(path)))
+				ErrDamaged, path, n, err, n-1, n-1, n, alsoSynced(filepath.Dir(path)))
 		}
 		ls = append(ls, l)
 		off += end + 1
@@ -163,57 +155,16 @@ func checkSequence(dir string, snapSeq uint64, ls []line) error {
 		switch {
 		case prev == nil && l.Seq > snapSeq+1:
 			return fmt.Errorf("%w: journal %s line %d holds change %d, but snapshot %s ends at change %d: changes %d-%d are missing (a journal was removed or the snapshot replaced by an older one); restore them from a backup, or move the journals aside to start from the snapshot alone (their changes are lost)%s",
-				ErrDamaged, l.path, l.n, l.Seq, filepath.Join(dir, snapshotName), snapSeq, snapSeq+1, l.Seq-1, alsoStopped(dir))
+				ErrDamaged, l.path, l.n, l.Seq, filepath.Join(dir, snapshotName), snapSeq, snapSeq+1, l.Seq-1, alsoSynced(dir))
 		case prev != nil && l.Seq != prev.Seq+1:
 			what := fmt.Sprintf("changes %d-%d are missing", prev.Seq+1, l.Seq-1)
 			if l.Seq <= prev.Seq {
 				what = "the numbering goes back (lines from another journal?)"
 			}
 			return fmt.Errorf("%w: journal %s line %d holds change %d after change %d (%s line %d): %s; save a copy, then restore the journal from a backup, or cut it before line %d to start without the changes from there on%s",
-				ErrDamaged, l.path, l.n, l.Seq, prev.Seq, prev.path, prev.n, what, l.n, alsoStopped(dir))
+				ErrDamaged, l.path, l.n, l.Seq, prev.Seq, prev.path, prev.n, what, l.n, alsoSynced(dir))
 		}
 		prev = l
 	}
 	return nil
-}
-
-// alsoStopped completes the advice to drop changes when dir has a
-// stopped.json, which would count them as missing.
-func alsoStopped(dir string) string {
-	path := filepath.Join(dir, stoppedName)
-	if _, err := os.Stat(path); err != nil {
-		return ""
-	}
-	return ", and remove " + path + ", which still counts them"
-}
-
-// checkStopped compares the last change the files hold with the one the
-// agent recorded when it last stopped cleanly: fewer means the journal was
-// cut, at a line boundary or not, after the agent stopped.
-func checkStopped(dir string, seq uint64, ls []line, torn []Torn) error {
-	path := filepath.Join(dir, stoppedName)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	var st stopped
-	if err == nil {
-		err = json.Unmarshal(b, &st)
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w; it only guards against a cut journal: remove it to start without that check", path, err)
-	}
-	if seq >= st.Seq {
-		return nil
-	}
-	where := "no journal line"
-	if len(ls) > 0 {
-		l := ls[len(ls)-1]
-		where = fmt.Sprintf("%s line %d", l.path, l.n)
-	}
-	for _, t := range torn {
-		where += "; " + t.String()
-	}
-	return fmt.Errorf("%w: the agent stopped cleanly after change %d, but the state files end at change %d (%s): %d acknowledged changes are missing (the journal was cut or replaced); restore it from a backup, or remove %s to start without them",
-		ErrDamaged, st.Seq, seq, where, st.Seq-seq, path)
 }

@@ -6,8 +6,12 @@
 // Loading tells a crash mid-append from damage: a torn last line (no
 // newline: the append never completed) is cut off and logged; a bad line
 // with more after it, a gap in the sequence numbers, or files ending before
-// the change the agent last stopped cleanly at (stopped.json) fail the load
-// with ErrDamaged, naming the file and line and how to recover.
+// the last change recorded as synced fail the load with ErrDamaged, naming
+// the file and line and how to recover. The record (synced.json) is
+// rewritten in place after each journal sync and at Close, so a journal
+// cut at a line boundary is found too, unless the cut only takes changes
+// appended after the last sync before a crash: those look exactly like a
+// journal that was never longer.
 //
 // The agent holds an exclusive flock on the directory's lock file while
 // the Store is open, so a second agent fails at once; Read takes a shared
@@ -76,10 +80,12 @@ type Store struct {
 	seq   uint64 // sequence number of the last appended entry
 	size  int64  // of the current journal file, where a failed append is cut back to
 
-	mu      sync.Mutex // guards journal, dirty and timer against the sync timer
+	mu      sync.Mutex // guards journal, dirty, pending and timer against the sync timer
 	journal *os.File
 	dirty   bool        // appended since the last sync
+	pending uint64      // sequence number of the last append, to record once synced
 	timer   *time.Timer // armed while dirty, with a positive interval
+	synced  *os.File    // records the last synced sequence number (syncedName)
 
 	interval   time.Duration
 	loaded     bool // Load succeeded: seq is the last change
@@ -117,7 +123,12 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	if s.synced, err = openSynced(dir); err != nil {
+		unlockWriter(lock)
+		return nil, err
+	}
 	if err := s.openJournal(); err != nil {
+		s.synced.Close()
 		unlockWriter(lock)
 		return nil, err
 	}
@@ -145,16 +156,27 @@ func (s *Store) openJournal() error {
 // sync is tried again an interval later.
 func (s *Store) flush() {
 	s.mu.Lock()
-	f, dirty := s.journal, s.dirty
+	f, dirty, seq := s.journal, s.dirty, s.pending
 	s.dirty = false
 	s.mu.Unlock()
 	if !dirty {
 		return
 	}
-	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+	err := f.Sync()
+	if err == nil {
+		s.recordSynced(seq)
+	} else if !errors.Is(err, os.ErrClosed) {
 		s.mu.Lock()
 		s.markDirty()
 		s.mu.Unlock()
+	}
+}
+
+// recordSynced writes seq, synced, to the record that a later load checks
+// the journal against. A failure only weakens that check, so it is logged.
+func (s *Store) recordSynced(seq uint64) {
+	if err := writeSynced(s.synced, seq); err != nil && !errors.Is(err, os.ErrClosed) {
+		s.log.Warn("state journal: a cut journal will not be noticed", "err", err)
 	}
 }
 
@@ -183,11 +205,6 @@ func (s *Store) Load() (*model.State, []model.Op, error) {
 		s.log.Warn("state journal: cut off its last line, an append that a crash cut short (never acknowledged)",
 			"file", t.Path, "line", t.Line, "offset", t.Offset, "bytes", len(t.Text), "text", string(t.Text))
 	}
-	// From here on the journal grows past what stopped.json says, which
-	// only holds while the agent is stopped.
-	if err := os.Remove(filepath.Join(s.dir, stoppedName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("remove %s: %w", stoppedName, err)
-	}
 	fi, err := os.Stat(filepath.Join(s.dir, journalName))
 	if err != nil {
 		return nil, nil, fmt.Errorf("journal: %w", err)
@@ -208,6 +225,7 @@ func (s *Store) Append(op model.Op) error {
 	f := s.journal
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
+		s.pending = s.seq + 1
 		s.markDirty()
 	} else if terr := f.Truncate(s.size); terr != nil {
 		// A partial line left in place would glue the next append onto
@@ -223,6 +241,7 @@ func (s *Store) Append(op model.Op) error {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync journal: %w", err)
 		}
+		s.recordSynced(s.seq + 1)
 	}
 	s.seq++
 	s.lines++
@@ -332,7 +351,15 @@ func writeSnapshot(dir string, st *model.State, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
 	}
-	return WriteFileAtomic(filepath.Join(dir, snapshotName), b)
+	if err := WriteFileAtomic(filepath.Join(dir, snapshotName), b); err != nil {
+		return err
+	}
+	// The rename must be on disk before the journals it replaces are
+	// removed or emptied.
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("sync state directory: %w", err)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
@@ -345,18 +372,17 @@ func syncDir(dir string) error {
 }
 
 // Close waits for a snapshot being written, syncs the journal and closes
-// it, records the last change in stopped.json if all of it is durable, and
-// releases the directory's lock.
+// it, records its last change as synced, and releases the directory's
+// lock.
 func (s *Store) Close() error {
 	if s.closed {
 		return nil
 	}
 	err := s.closeJournal()
 	if err == nil && s.loaded {
-		var b []byte
-		b, err = json.Marshal(stopped{Seq: s.seq})
-		if err == nil {
-			err = WriteFileAtomic(filepath.Join(s.dir, stoppedName), b)
+		// Before Load, seq is not the journal's: nothing to record.
+		if err = writeSynced(s.synced, s.seq); err == nil {
+			err = s.synced.Sync()
 		}
 	}
 	s.unlock()
@@ -365,6 +391,7 @@ func (s *Store) Close() error {
 
 func (s *Store) unlock() {
 	if s.lock != nil {
+		s.synced.Close()
 		unlockWriter(s.lock)
 		s.lock = nil
 	}
@@ -393,7 +420,7 @@ func (s *Store) Remove() error {
 		s.closeJournal()
 	}
 	defer s.unlock()
-	for _, n := range []string{snapshotName, journalName, oldJournalName, stoppedName, lockName} {
+	for _, n := range []string{snapshotName, journalName, oldJournalName, syncedName, lockName} {
 		if err := os.Remove(filepath.Join(s.dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
