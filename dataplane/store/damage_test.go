@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -300,5 +301,49 @@ func TestSyncedRecordFollowsTheTimer(t *testing.T) {
 	writeJournal(t, killed, bytes.SplitAfter(b, []byte("\n"))[:3]...)
 	if _, _, err := load(t, killed); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "had synced change 5 to disk, but the state files end at change 3") {
 		t.Errorf("journal cut below the synced change: %v", err)
+	}
+}
+
+// An append the file system refuses half-way is cut back off: the change
+// is taken back, and the next append starts on a line of its own.
+func TestFailedAppendIsCutBack(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Load()
+	ops := networkOps(3)
+	record(t, s, model.NewResolved(), ops[0])
+	path := filepath.Join(dir, journalName)
+	first, _ := os.ReadFile(path)
+
+	// The file size limit makes the write stop part-way, then fail (Go
+	// ignores SIGXFSZ, so the write returns EFBIG).
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	limit := syscall.Rlimit{Cur: uint64(len(first) + 10), Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
+		t.Skipf("cannot lower the file size limit: %v", err)
+	}
+	err = s.Append(ops[1])
+	if rerr := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if !errors.Is(err, syscall.EFBIG) {
+		t.Fatalf("append past the file size limit: %v, want EFBIG", err)
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, first) {
+		t.Fatalf("journal after the failed append:\n%s\nwant only\n%s", b, first)
+	}
+	if err := s.Append(ops[2]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if n, _, err := load(t, dir); err != nil || n != 2 {
+		t.Errorf("after a failed append and a good one: %d networks, %v; want 2", n, err)
 	}
 }

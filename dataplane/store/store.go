@@ -101,7 +101,8 @@ type Option func(*Store)
 // Append itself; a positive d syncs in the background within d.
 func SyncInterval(d time.Duration) Option { return func(s *Store) { s.interval = d } }
 
-// Logger sets where Load reports what it cut off; slog.Default() without.
+// Logger sets where the store logs what Load cut off and a failure to
+// record a sync; slog.Default() without.
 func Logger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // Open creates dir if needed, takes its lock (failing with ErrInUse if
@@ -227,25 +228,36 @@ func (s *Store) Append(op model.Op) error {
 	if err == nil {
 		s.pending = s.seq + 1
 		s.markDirty()
-	} else if terr := f.Truncate(s.size); terr != nil {
-		// A partial line left in place would glue the next append onto
-		// it, making a line that fails the next load.
-		err = errors.Join(err, fmt.Errorf("cut the partial line back off: %w", terr))
 	}
 	s.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("append to journal: %w", err)
+		return s.takeBack(f, fmt.Errorf("append to journal: %w", err))
 	}
-	s.size += int64(len(b) + 1)
 	if s.interval == 0 {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync journal: %w", err)
+			return s.takeBack(f, fmt.Errorf("sync journal: %w", err))
 		}
 		s.recordSynced(s.seq + 1)
 	}
+	s.size += int64(len(b) + 1)
 	s.seq++
 	s.lines++
 	return nil
+}
+
+// takeBack cuts what a failed append wrote back off the journal: the
+// caller takes the change back, so a restart must not replay it, and a
+// partial line left in place would glue the next append onto it. If the
+// cut fails too, the line keeps a sequence number the next append reuses,
+// so the next load refuses the journal rather than replay a change that
+// was taken back.
+func (s *Store) takeBack(f *os.File, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if terr := f.Truncate(s.size); terr != nil {
+		return errors.Join(err, fmt.Errorf("cut it back off the journal: %w", terr))
+	}
+	return err
 }
 
 // NeedsCompaction reports whether the journal has grown long enough that a
