@@ -347,3 +347,26 @@ func TestFailedAppendIsCutBack(t *testing.T) {
 		t.Errorf("after a failed append and a good one: %d networks, %v; want 2", n, err)
 	}
 }
+
+// A kill after a rotation but before the old journal was synced can leave
+// its last line torn: it is cut off the same way.
+func TestTornOldJournalIsCut(t *testing.T) {
+	dir := t.TempDir()
+	var lines [][]byte
+	for i, op := range networkOps(3) {
+		b, _ := json.Marshal(entry{Seq: uint64(i + 1), Op: op})
+		lines = append(lines, append(b, '\n'))
+	}
+	old := filepath.Join(dir, oldJournalName)
+	os.WriteFile(old, bytes.Join(append(lines[:2:2], lines[2][:15]), nil), 0o600)
+	n, log, err := load(t, dir)
+	if err != nil || n != 2 {
+		t.Fatalf("loaded %d networks, %v; want the 2 before the torn line", n, err)
+	}
+	if !strings.Contains(log, old) || !strings.Contains(log, "line=3") {
+		t.Errorf("log does not name %s line 3:\n%s", old, log)
+	}
+	if b, _ := os.ReadFile(old); !bytes.Equal(b, bytes.Join(lines[:2], nil)) {
+		t.Errorf("old journal after the cut: %q", b)
+	}
+}

@@ -62,7 +62,6 @@ func read(dir string, cut bool) (*contents, error) {
 	}
 	c := &contents{state: snap.State, seq: snap.Seq}
 	var all []line
-	var tail *Torn // of the current journal, the one appended to
 	for _, name := range []string{oldJournalName, journalName} {
 		ls, torn, err := readJournal(filepath.Join(dir, name))
 		if err != nil {
@@ -70,7 +69,6 @@ func read(dir string, cut bool) (*contents, error) {
 		}
 		if torn != nil {
 			c.torn = append(c.torn, *torn)
-			tail = torn
 		}
 		all = append(all, ls...)
 		c.lines = len(ls)
@@ -90,9 +88,9 @@ func read(dir string, cut bool) (*contents, error) {
 	}
 	// Cut only once the files passed every check: a refused start leaves
 	// them as they were, for whoever repairs them.
-	if cut && tail != nil && tail.Path == filepath.Join(dir, journalName) {
-		if err := os.Truncate(tail.Path, tail.Offset); err != nil {
-			return nil, fmt.Errorf("cut torn journal tail: %s: %w", tail, err)
+	for i := 0; cut && i < len(c.torn); i++ {
+		if err := os.Truncate(c.torn[i].Path, c.torn[i].Offset); err != nil {
+			return nil, fmt.Errorf("cut torn journal tail: %s: %w", c.torn[i], err)
 		}
 	}
 	return c, nil
