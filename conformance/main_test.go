@@ -67,6 +67,7 @@ var rows = []row{
 	{"B20_AtomicChanges", testAtomicChanges},
 	{"B21_Restart", testRestart},
 	{"B22_Uninstall", testUninstall},
+	{"R01_ResyncRepairsDrift", testResyncRepairsDrift},
 }
 
 func TestConformance(t *testing.T) {

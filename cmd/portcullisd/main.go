@@ -42,6 +42,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NATPorts, "nat-ports", "auto", "eBPF: source ports SNAT picks from, MIN-MAX; auto: the longest run of ports above 1023 outside the node's ephemeral ports (net.ipv4.ip_local_port_range)")
 	fs.DurationVar(&cfg.JournalSync, "journal-sync", 100*time.Millisecond, "fdatasync the state journal within this interval of a change; 0 syncs before every API answer (survives power loss, slower on most disks)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9642 (default: off)")
+	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "re-apply the whole state this often, repairing what was changed behind the agent's back (a flushed nft table, a detached program); a failed change or resync is retried at once, then with backoff; 0: off")
 	fs.StringVar(&cfg.Docker, "docker", "", "follow this Docker engine (e.g. unix:///var/run/docker.sock): its bridge networks, containers, published ports and links; dockerd must run with iptables, ip6tables and userland-proxy off")
 	fs.BoolVar(&cfg.DockerDefaults.ICC, "icc", true, "with --docker: inter-container communication on docker0 (dockerd's --icc, which it refuses with --iptables=false); other networks take com.docker.network.bridge.enable_icc")
 	fs.BoolVar(&cfg.DockerDefaults.Masquerade, "ip-masq", true, "with --docker: masquerade docker0's traffic out (dockerd's --ip-masq, which it reports off with --iptables=false); other networks take com.docker.network.bridge.enable_ip_masquerade")

@@ -39,6 +39,9 @@ type Config struct {
 	JournalSync time.Duration
 	// MetricsAddr, when set, is a TCP address to serve Prometheus metrics on.
 	MetricsAddr string
+	// ResyncPeriod is how often the whole state is re-applied to repair
+	// drift (dataplane.SyncRunner); 0 turns that off.
+	ResyncPeriod time.Duration
 	// Docker, when set, is a Docker engine's address (unix:///var/run/docker.sock)
 	// to follow: its networks, containers, published ports and links.
 	Docker string
@@ -83,13 +86,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// sync as 503 "starting", not as nothing listening.
 	h := &health{}
 	addObserver(rec, h.observe)
+	var runner *dataplane.SyncRunner
+	if cfg.ResyncPeriod > 0 {
+		if runner, err = dataplane.NewSyncRunner(rec, cfg.ResyncPeriod, time.Second); err != nil {
+			return fmt.Errorf("--resync-period: %w", err)
+		}
+	}
 	if cfg.MetricsAddr != "" {
-		if err := serveMetrics(ctx, cfg.MetricsAddr, rec, h, log); err != nil {
+		if err := serveMetrics(ctx, cfg.MetricsAddr, rec, runner, h, log); err != nil {
 			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
 		}
 	}
 	if err := rec.Start(ctx); err != nil {
 		return fmt.Errorf("apply state at start: %w", err)
+	}
+	if runner != nil {
+		go runner.Run(ctx)
 	}
 	// Loading and the first full sync peak at several times the steady
 	// heap (snapshot text, decoded and resolved state, every map entry

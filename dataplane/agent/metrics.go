@@ -18,27 +18,33 @@ import (
 // collector reads the reconciler and the backend at scrape time.
 type collector struct {
 	rec                              *dataplane.Reconciler
+	runner                           *dataplane.SyncRunner // nil: resync off
+	resyncs, resyncFails, repairs    *prometheus.Desc
 	changes, errors, fullSyncs       *prometheus.Desc
 	objects, drops, flows, fill, max *prometheus.Desc
 	buildInfo                        *prometheus.Desc
 	latency                          *prometheus.HistogramVec
 }
 
-func newCollector(rec *dataplane.Reconciler) *collector {
+func newCollector(rec *dataplane.Reconciler, runner *dataplane.SyncRunner) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("portcullis_"+name, help, labels, nil)
 	}
 	c := &collector{
-		rec:       rec,
-		changes:   d("changes_total", "Changes applied through the API."),
-		errors:    d("reconcile_errors_total", "Changes that failed and were undone."),
-		fullSyncs: d("full_syncs_total", "Full resyncs of the backend."),
-		objects:   d("objects", "Objects in the desired state.", "kind"),
-		drops:     d("drops_total", "Packets dropped by the dataplane.", "reason", "endpoint"),
-		buildInfo: d("build_info", "Always 1: the agent's version, the Go it was built with, and the backend in use.", "version", "goversion", "backend"),
-		flows:     d("flows", "Connection-tracking entries."),
-		fill:      d("table_entries", "Entries in a backend table (map or set).", "table"),
-		max:       d("table_max_entries", "Capacity of a backend table.", "table"),
+		rec:         rec,
+		runner:      runner,
+		resyncs:     d("resyncs_total", "Full resyncs of the whole state by the sync runner, by reason: periodic, failure (a change failed in the backend), retry.", "reason"),
+		resyncFails: d("resync_failures_total", "Resyncs that failed (retried with backoff)."),
+		repairs:     d("repairs_total", "Resyncs that put the dataplane back in order after a failed change or resync."),
+		changes:     d("changes_total", "Changes applied through the API."),
+		errors:      d("reconcile_errors_total", "Changes that failed and were undone."),
+		fullSyncs:   d("full_syncs_total", "Full resyncs of the backend."),
+		objects:     d("objects", "Objects in the desired state.", "kind"),
+		drops:       d("drops_total", "Packets dropped by the dataplane.", "reason", "endpoint"),
+		buildInfo:   d("build_info", "Always 1: the agent's version, the Go it was built with, and the backend in use.", "version", "goversion", "backend"),
+		flows:       d("flows", "Connection-tracking entries."),
+		fill:        d("table_entries", "Entries in a backend table (map or set).", "table"),
+		max:         d("table_max_entries", "Capacity of a backend table.", "table"),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_programming_seconds",
 			Help:    "Time from an API change to the kernel, by kind and result.",
@@ -56,7 +62,8 @@ func newCollector(rec *dataplane.Reconciler) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.changes, c.errors, c.fullSyncs, c.objects, c.drops, c.flows, c.fill, c.max, c.buildInfo} {
+	for _, d := range []*prometheus.Desc{c.changes, c.errors, c.fullSyncs, c.objects, c.drops, c.flows, c.fill, c.max, c.buildInfo,
+		c.resyncs, c.resyncFails, c.repairs} {
 		ch <- d
 	}
 	c.latency.Describe(ch)
@@ -67,6 +74,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.changes, prometheus.CounterValue, float64(st.Changes))
 	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.Errors))
 	ch <- prometheus.MustNewConstMetric(c.fullSyncs, prometheus.CounterValue, float64(st.FullSyncs))
+	if c.runner != nil {
+		ss := c.runner.Stats()
+		for reason, n := range ss.Syncs {
+			ch <- prometheus.MustNewConstMetric(c.resyncs, prometheus.CounterValue, float64(n), reason)
+		}
+		ch <- prometheus.MustNewConstMetric(c.resyncFails, prometheus.CounterValue, float64(ss.Failures))
+		ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(ss.Repairs))
+	}
 	for kind, n := range c.rec.Counts() {
 		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), kind)
 	}
@@ -99,9 +114,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // serveMetrics serves /metrics, and healthz on /healthz, on addr until ctx
 // ends.
-func serveMetrics(ctx context.Context, addr string, rec *dataplane.Reconciler, healthz http.Handler, log *slog.Logger) error {
+func serveMetrics(ctx context.Context, addr string, rec *dataplane.Reconciler, runner *dataplane.SyncRunner, healthz http.Handler, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(rec), prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(newCollector(rec, runner), prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err

@@ -489,7 +489,15 @@ func (b *Backend) swap(a *attachment, h hook) error {
 	}
 	switch a.mode {
 	case AttachTCX:
-		if err := a.lnk.Update(prog); err != nil {
+		err := a.lnk.Update(prog)
+		if errors.Is(err, unix.ENOLINK) {
+			// Someone detached the link (bpftool net detach): a resync
+			// attaches anew rather than fail on it forever.
+			a.lnk.Unpin()
+			a.lnk.Close()
+			a.lnk, err = attachTCX(h, prog, b.linkDir())
+		}
+		if err != nil {
 			return fmt.Errorf("swap program on %s: %w", a.key(), err)
 		}
 	case AttachTC:
