@@ -428,11 +428,17 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	if (!((ep->flags & EP_F_HAS_IP6) && addr6_equal(p->saddr6, ep->ip6)) && !addr6_is_ll(p->saddr6) &&
 	    !addr6_is_unspec(p->saddr6))
 		return drop(p, PC_DROP_SPOOF_IP);
+	/* A later fragment whose first fragment was not seen has no ports:
+	 * it cannot be judged, so it cannot pass (B17b).
+	 */
+	if ((p->flags & PKT_F_NONFIRST) && !(p->flags & PKT_F_PORTS))
+		return drop(p, PC_DROP_FRAG);
 	/* MLD and neighbour/router discovery are how IPv6 works on a link,
-	 * once they claim nothing that is not the endpoint's.
+	 * once they claim nothing that is not the endpoint's. Never in
+	 * fragments (RFC 6980): the options checked could be in another one.
 	 */
 	if (p->nexthdr == IPPROTO_ICMPV6 && p->icmp_type >= ICMPV6_MLD_FIRST && p->icmp_type <= ICMPV6_ND_LAST) {
-		rc = ep_nd(skb, p, ep);
+		rc = (p->flags & PKT_F_FRAG) ? PC_DROP_SPOOF_ND : ep_nd(skb, p, ep);
 		return rc ? drop(p, rc) : TC_ACT_OK;
 	}
 	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);

@@ -67,8 +67,9 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 		return TC_ACT_OK;
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
 		return ct6_in_error(skb, p, 0) ? TC_ACT_OK : drop(p, PC_DROP_UNSOLICITED);
-	if (!(p->flags & PKT_F_PORTS) && l4_min_len(p->nexthdr))
-		return drop(p, PC_DROP_FRAG); /* fragments, unknown extension headers */
+	/* A later fragment whose first was not seen. */
+	if (!(p->flags & PKT_F_PORTS) && ((p->flags & PKT_F_NONFIRST) || l4_min_len(p->nexthdr)))
+		return drop(p, PC_DROP_FRAG);
 	ct6_tuple(p, &k);
 	return ct6_in(&k, p, 1, 0) ? TC_ACT_OK : drop(p, PC_DROP_UNSOLICITED);
 }
@@ -81,6 +82,11 @@ static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 		return TC_ACT_OK;
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
 		return TC_ACT_OK; /* errors do not open flows */
+	/* A later fragment without its first: no tuple to track it by (the
+	 * endpoint program dropped a container's already).
+	 */
+	if ((p->flags & PKT_F_NONFIRST) && !(p->flags & PKT_F_PORTS))
+		return TC_ACT_OK;
 	rc = ct6_track(p, 0);
 	return rc ? drop(p, rc) : TC_ACT_OK;
 }

@@ -14,13 +14,15 @@ import (
 )
 
 // IPv6 attacks from a container (B17, B17b): neighbour discovery claiming
-// another's address, router messages, and fragments. The frames are made
-// by hand and sent from the attacker's eth0 through a packet socket, as an
-// attacker with CAP_NET_RAW in its container would.
+// another's address, router messages, and fragments. The neighbour and
+// router frames are made by hand and sent from the attacker's eth0 through
+// a packet socket, as an attacker with CAP_NET_RAW in its container would;
+// the fragments are the stack's own, of datagrams larger than the MTU.
 func init() {
 	rows = append(rows,
 		row{"B17_IPv6NeighbourSpoofing", testNeighbourSpoofing},
 		row{"B17_RouterMessages", testRouterMessages},
+		row{"B17b_IPv6Fragments", testIPv6Fragments},
 	)
 }
 
@@ -138,23 +140,32 @@ func waitNeigh(t *testing.T, ns *nstest.NS, dev string, addr netip.Addr, mac net
 	return false
 }
 
+// linkedAndAttacker builds the world of the attacks: on an icc=false,
+// dual-stack network, db exposes UDP port and its parent web links to it;
+// mallory is linked to no one.
+func linkedAndAttacker(t *testing.T, port int) (e *env, db, web, mallory *ctr) {
+	t.Helper()
+	e = newEnv(t)
+	n := pc0(true)
+	n.ICC = boolp(false)
+	e.network(n)
+	db = e.container("db", "pc0", 2, func(ep *model.Endpoint) {
+		ep.Exposed = []model.PortProto{{Port: port, Proto: "udp"}}
+	})
+	web = e.container("web", "pc0", 3)
+	mallory = e.container("mallory", "pc0", 4)
+	e.link(t, "web", "db", "db")
+	return e, db, web, mallory
+}
+
 // testNeighbourSpoofing (B17): on an icc=false network, mallory (unlinked)
 // claims db's addresses in neighbour advertisements and solicitations. The
 // node's and web's (db's linked parent) caches must keep db's MAC, and
 // neither sees the lies; the same messages about mallory's own address are
 // heard (the positive controls).
 func testNeighbourSpoofing(t *testing.T) {
-	e := newEnv(t)
-	n := pc0(true)
-	n.ICC = boolp(false)
-	e.network(n)
-	db := e.container("db", "pc0", 2, func(ep *model.Endpoint) {
-		ep.Exposed = []model.PortProto{{Port: 5432, Proto: "udp"}}
-	})
-	web := e.container("web", "pc0", 3)
-	mallory := e.container("mallory", "pc0", 4)
+	e, db, web, mallory := linkedAndAttacker(t, 5432)
 	nstest.ListenUDP(t, db.NS, "db", "[::]:5432")
-	e.link(t, "web", "db", "db")
 	dbMAC, mMAC := macOf(t, db.NS, "eth0"), macOf(t, mallory.NS, "eth0")
 	mLL, dbLL := linkLocal(t, mallory.NS, "eth0"), linkLocal(t, db.NS, "eth0")
 	gw6 := netip.MustParseAddr("2001:db8:17::1")
@@ -372,4 +383,62 @@ func waitRA(t *testing.T, ns *nstest.NS, router netip.Addr, pfx netip.Prefix) bo
 		}
 	}
 	return false
+}
+
+// bigDatagram is a 4,000-byte payload starting with tag: over a 1,500-byte
+// MTU the sender's stack sends it in three fragments.
+func bigDatagram(tag string) string {
+	return tag + " " + strings.Repeat("f", 4000-len(tag)-1)
+}
+
+// arrivesWhole sends the datagram of tag from ns to dst (three times: a
+// lost one is not a drop) and expects srv to receive all of it, from src.
+func arrivesWhole(t *testing.T, from *nstest.NS, dst string, srv *nstest.UDPServer, tag string, src netip.Addr) {
+	t.Helper()
+	payload := bigDatagram(tag)
+	for range 3 {
+		if err := nstest.SendUDP(from, dst, payload, nstest.DialOptions{}); err != nil {
+			t.Fatalf("send %d bytes from %s to %s: %v", len(payload), from, dst, err)
+		}
+	}
+	d, ok := srv.Wait(payload, reachTimeout)
+	switch {
+	case !ok:
+		t.Errorf("udp %s -> %s: the %d-byte datagram did not arrive whole in %s", from, dst, len(payload), srv.NS)
+	case d.From.Addr() != src:
+		t.Errorf("udp %s -> %s: %s saw the datagram from %s, want %s", from, dst, srv.NS, d.From.Addr(), src)
+	}
+}
+
+// neverArrives sends the datagram of tag from ns to dst and expects that
+// nothing of it reaches srv or the stack of its namespace.
+func neverArrives(t *testing.T, from *nstest.NS, dst string, srv *nstest.UDPServer, tag string) {
+	t.Helper()
+	quiet := watchUDP(t, srv, tag)
+	for range 3 {
+		if err := nstest.SendUDP(from, dst, bigDatagram(tag), nstest.DialOptions{}); err != nil {
+			t.Fatalf("send from %s to %s: %v", from, dst, err)
+		}
+	}
+	time.Sleep(probeTimeout)
+	quiet("fragmented udp " + from.String() + " -> " + dst)
+}
+
+// testIPv6Fragments (B17b): fragmented IPv6 datagrams are held to the
+// rules of whole ones. web's (linked) 4,000-byte datagram to db's exposed
+// UDP port and one from outside to a published UDP port arrive whole, the
+// latter translated; mallory's (not linked) never reach db, and neither do
+// web's to a port db does not expose.
+func testIPv6Fragments(t *testing.T) {
+	e, db, web, mallory := linkedAndAttacker(t, 5353)
+	srv := nstest.ListenUDP(t, db.NS, "db", "[::]:5353")
+	other := nstest.ListenUDP(t, db.NS, "db", "[::]:5354")
+	e.publish(udpPort("dns", "db", 5353, 5353))
+
+	arrivesWhole(t, web.NS, db.at6(5353), srv, unique("link"), web.IP6)
+	arrivesWhole(t, e.ext(), hostAt(nstest.NodeAddr6, 5353), srv, unique("published"), nstest.ExtAddr6)
+	neverArrives(t, mallory.NS, db.at6(5353), srv, unique("unlinked"))
+	neverArrives(t, web.NS, db.at6(5354), other, unique("unexposed"))
+	// The controls again: the blocked datagrams did not break the paths.
+	arrivesWhole(t, web.NS, db.at6(5353), srv, unique("link-after"), web.IP6)
 }

@@ -368,6 +368,35 @@ struct {
 	__type(value, struct frag_ports);
 } pc_frags SEC(".maps");
 
+/* An IPv6 datagram's fragments: addresses, and the fragment header's id
+ * and next header (RFC 8200 4.5), which every fragment carries.
+ */
+struct frag6_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* What the later fragments of an IPv6 datagram cannot tell: the ports and
+ * the upper-layer protocol, which only the first one carries.
+ */
+struct frag6_ports {
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* pc_frags for IPv6. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct frag6_key);
+	__type(value, struct frag6_ports);
+} pc_frags6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 16384);

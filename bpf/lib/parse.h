@@ -241,10 +241,132 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct pkt *p)
 	return PARSE_OK;
 }
 
+/* IPv6 extension headers (RFC 8200 4.1) the walk steps over. */
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_DSTOPTS 60
+#define IP6_FRAG_OFFSET 0xfff8 /* of the fragment header's frag_off, host order */
+#define IP6_FRAG_MF 0x0001
+/* Headers walked at most; a chain that is longer is refused. */
+#define IP6_MAX_EXT 6
+
+static __always_inline int ip6_is_ext(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_FRAGMENT ||
+	       next == IPPROTO_DSTOPTS;
+}
+
+/* ip6_walk is what pc_ip6_walk is given and finds. */
+struct ip6_walk {
+	__u32 off;       /* in: the first extension header; out: what follows the last */
+	__u32 end;       /* the end of the IP packet */
+	__u8 next;       /* in: the IPv6 header's next header; out: the one after the last */
+	__u8 frag;       /* out: there is a fragment header */
+	__u8 frag_next;  /* out: its next header, the same in every fragment */
+	__u8 pad;
+	__u16 frag_off;  /* out: its offset and M flag, host order */
+	__u16 pad2;
+	__be32 frag_id;  /* out: its identification */
+};
+
+/* pc_ip6_walk steps over the extension headers: hop-by-hop, routing,
+ * destination options, fragment. In a later fragment what follows the
+ * fragment header is payload, so the walk stops there. A global function,
+ * which the verifier checks once on its own: the caller goes on with one
+ * state whatever the chain was, instead of the rest of the program being
+ * walked once for every way through this loop. Returns 0, or -1 when a
+ * header is cut short or the chain is longer than IP6_MAX_EXT (a packet
+ * whose protocol cannot be found must not be judged as another).
+ */
+__attribute__((noinline)) int pc_ip6_walk(struct __sk_buff *skb, struct ip6_walk *w)
+{
+	__u8 h[8];
+	__u32 i, off, next;
+
+	if (!w)
+		return -1;
+	off = w->off;
+	next = w->next;
+	for (i = 0; i < IP6_MAX_EXT && ip6_is_ext(next); i++) {
+		if (off + sizeof(h) > w->end || bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
+			return -1;
+		if (next != IPPROTO_FRAGMENT) {
+			next = h[0];
+			off += (h[1] + 1) * 8;
+			continue;
+		}
+		next = h[0];
+		off += sizeof(h);
+		w->frag = 1;
+		w->frag_next = h[0];
+		w->frag_off = ((__u16)h[2] << 8) | h[3];
+		__builtin_memcpy(&w->frag_id, h + 4, 4);
+		if (w->frag_off & IP6_FRAG_OFFSET)
+			break;
+	}
+	if (off > w->end || (ip6_is_ext(next) && !(w->frag_off & IP6_FRAG_OFFSET)))
+		return -1;
+	w->off = off;
+	w->next = next;
+	return 0;
+}
+
+static __always_inline void frag6_key_of(struct frag6_key *k, const struct ip6_walk *w, const struct pkt *p)
+{
+	__builtin_memcpy(k->saddr, p->saddr6, 16);
+	__builtin_memcpy(k->daddr, p->daddr6, 16);
+	k->id = w->frag_id;
+	k->proto = w->frag_next;
+	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+}
+
+/* parse_ipv6_later: p is a later fragment, which has no upper-layer
+ * header. It takes the ports and protocol its first fragment recorded in
+ * pc_frags6; PKT_F_PORTS stays clear when the first was not seen: the
+ * caller decides, as for IPv4.
+ */
+static __always_inline int parse_ipv6_later(const struct ip6_walk *w, struct pkt *p)
+{
+	struct frag6_ports *fp;
+	struct frag6_key fk;
+
+	p->flags |= PKT_F_FRAG | PKT_F_NONFIRST;
+	frag6_key_of(&fk, w, p);
+	fp = bpf_map_lookup_elem(&pc_frags6, &fk);
+	if (fp) {
+		p->t.sport = fp->sport;
+		p->t.dport = fp->dport;
+		p->nexthdr = fp->proto;
+		p->t.proto = fp->proto;
+		p->flags |= PKT_F_PORTS;
+	}
+	return PARSE_OK;
+}
+
+/* parse_ipv6_first: p is the first fragment; its ports and protocol are
+ * recorded for the later ones.
+ */
+static __always_inline int parse_ipv6_first(const struct ip6_walk *w, struct pkt *p)
+{
+	struct frag6_ports v = { .sport = p->t.sport, .dport = p->t.dport, .proto = p->nexthdr };
+	struct frag6_key fk;
+
+	p->flags |= PKT_F_FRAG;
+	if (w->frag_off & IP6_FRAG_MF) {
+		frag6_key_of(&fk, w, p);
+		bpf_map_update_elem(&pc_frags6, &fk, &v, BPF_ANY);
+	}
+	return PARSE_OK;
+}
+
 static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 {
 	struct ipv6hdr ip6 __attribute__((aligned(8)));
 	struct l4hdr8 l4 __attribute__((aligned(8)));
+	struct ip6_walk w = {};
+	__u32 end;
+	__u8 next;
 
 	if (pkt_load(skb, p->l3_off, &ip6, sizeof(ip6)) < 0)
 		return PARSE_TRUNCATED;
@@ -253,23 +375,27 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 	__builtin_memcpy(p->saddr6, ip6.saddr, 16);
 	__builtin_memcpy(p->daddr6, ip6.daddr, 16);
 	p->l4_off = p->l3_off + sizeof(ip6);
-	/* One hop-by-hop header is skipped: MLD reports carry one (router
-	 * alert). Other extension headers are not walked: policy only needs
-	 * ports for links, and a link match on an unknown header fails closed.
+	end = p->l4_off + bpf_ntohs(ip6.payload_len);
+	next = ip6.nexthdr;
+	/* Extension headers: hop-by-hop (MLD reports carry one), routing,
+	 * destination options, fragment. Walked out of line: most packets
+	 * have none.
 	 */
-	if (ip6.nexthdr == 0) {
-		__u8 hbh[2] __attribute__((aligned(2)));
-
-		if (pkt_load(skb, p->l4_off, hbh, 2) < 0)
-			return PARSE_TRUNCATED;
-		ip6.nexthdr = hbh[0];
-		p->l4_off += (hbh[1] + 1) * 8;
+	if (ip6_is_ext(next)) {
+		w.off = p->l4_off;
+		w.end = end;
+		w.next = next;
+		if (pc_ip6_walk(skb, &w) < 0 || w.off > end)
+			return PARSE_BAD;
+		p->l4_off = w.off;
+		next = w.next;
 	}
-	if (p->l4_off - p->l3_off - sizeof(ip6) > bpf_ntohs(ip6.payload_len))
-		return PARSE_BAD;
-	p->l4_len = bpf_ntohs(ip6.payload_len) - (p->l4_off - p->l3_off - sizeof(ip6));
-	p->nexthdr = ip6.nexthdr;
-	switch (ip6.nexthdr) {
+	p->l4_len = end - p->l4_off;
+	p->nexthdr = next;
+	p->t.proto = next;
+	if (w.frag && (w.frag_off & IP6_FRAG_OFFSET))
+		return parse_ipv6_later(&w, p);
+	switch (next) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
@@ -278,7 +404,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 		p->t.sport = l4.sport;
 		p->t.dport = l4.dport;
 		p->flags |= PKT_F_PORTS | PKT_F_L4;
-		if (ip6.nexthdr == IPPROTO_TCP && pkt_load(skb, p->l4_off + 13, &p->tcp_flags, 1) < 0)
+		if (next == IPPROTO_TCP && pkt_load(skb, p->l4_off + 13, &p->tcp_flags, 1) < 0)
 			return PARSE_TRUNCATED;
 		break;
 	case IPPROTO_ICMPV6:
@@ -296,10 +422,10 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 			p->flags |= PKT_F_ICMP_ERR;
 		break;
 	}
-	p->t.proto = ip6.nexthdr;
+	if (w.frag)
+		return parse_ipv6_first(&w, p);
 	return PARSE_OK;
 }
-
 static __always_inline void addr4_key(struct addr_key *k, __be32 a)
 {
 	__builtin_memset(k, 0, sizeof(*k));

@@ -88,6 +88,23 @@ type endpointEpRef struct {
 	Pad     uint32
 }
 
+type endpointFrag6Key struct {
+	_     structs.HostLayout
+	Saddr [16]uint8
+	Daddr [16]uint8
+	Id    uint32
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type endpointFrag6Ports struct {
+	_     structs.HostLayout
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type endpointFragKey struct {
 	_     structs.HostLayout
 	Saddr uint32
@@ -250,6 +267,7 @@ const (
 	endpointMapPcEpMacs           = "pc_ep_macs"
 	endpointMapPcEvents           = "pc_events"
 	endpointMapPcFrags            = "pc_frags"
+	endpointMapPcFrags6           = "pc_frags6"
 	endpointMapPcLinks            = "pc_links"
 	endpointMapPcLocalAddrs       = "pc_local_addrs"
 	endpointMapPcLocalAddrs6      = "pc_local_addrs6"
@@ -323,6 +341,7 @@ type endpointMapSpecs struct {
 	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.MapSpec `ebpf:"pc_events"`
 	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
+	PcFrags6      *ebpf.MapSpec `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
@@ -372,6 +391,7 @@ type endpointMaps struct {
 	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.Map `ebpf:"pc_events"`
 	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
+	PcFrags6      *ebpf.Map `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.Map `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
@@ -395,6 +415,7 @@ func (m *endpointMaps) Close() error {
 		m.PcEpMacs,
 		m.PcEvents,
 		m.PcFrags,
+		m.PcFrags6,
 		m.PcLinks,
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,

@@ -24,6 +24,7 @@ const (
 	uplinkMapPcEpMacs         = "pc_ep_macs"
 	uplinkMapPcEvents         = "pc_events"
 	uplinkMapPcFrags          = "pc_frags"
+	uplinkMapPcFrags6         = "pc_frags6"
 	uplinkMapPcLinks          = "pc_links"
 	uplinkMapPcLocalAddrs     = "pc_local_addrs"
 	uplinkMapPcLocalAddrs6    = "pc_local_addrs6"
@@ -99,6 +100,7 @@ type uplinkMapSpecs struct {
 	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.MapSpec `ebpf:"pc_events"`
 	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
+	PcFrags6      *ebpf.MapSpec `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
@@ -148,6 +150,7 @@ type uplinkMaps struct {
 	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.Map `ebpf:"pc_events"`
 	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
+	PcFrags6      *ebpf.Map `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.Map `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
@@ -171,6 +174,7 @@ func (m *uplinkMaps) Close() error {
 		m.PcEpMacs,
 		m.PcEvents,
 		m.PcFrags,
+		m.PcFrags6,
 		m.PcLinks,
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,
