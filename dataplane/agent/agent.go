@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -78,6 +79,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer dev.Close()
+	dev.SysctlFile = filepath.Join(cfg.StateDir, netdev.SysctlFileName)
 	rec, err := dataplane.NewReconciler(be, dev, st, log)
 	if err != nil {
 		return fmt.Errorf("load state from %s: %w", cfg.StateDir, err)
@@ -158,9 +160,11 @@ func Uninstall(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dev, err := netdev.New()
 	if err == nil {
 		gone, derr := dev.DeleteOwned()
-		dev.Close()
 		log.Info("removed interfaces", "names", gone)
-		err = derr
+		// Before the state directory goes: the values are kept there.
+		dev.SysctlFile = filepath.Join(cfg.StateDir, netdev.SysctlFileName)
+		err = errors.Join(derr, dev.RestoreForwarding())
+		dev.Close()
 	}
 	errs = append(errs, err)
 	if st, err := store.Open(cfg.StateDir); err == nil {

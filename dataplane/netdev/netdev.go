@@ -27,6 +27,9 @@ var ErrNotFound = errors.New("interface not found")
 // Manager works in the network namespace of its netlink handle.
 type Manager struct {
 	h *netlink.Handle
+	// SysctlFile, when set, is where EnsureForwarding saves the values it
+	// is about to change, for RestoreForwarding (sysctl.go).
+	SysctlFile string
 }
 
 // New returns a Manager for the current network namespace.
@@ -313,8 +316,12 @@ func (m *Manager) DeleteOwned() ([]string, error) {
 	return gone, nil
 }
 
-// EnsureForwarding turns on IP forwarding in the current namespace.
+// EnsureForwarding turns on IP forwarding in the current namespace, having
+// saved the values it changes in SysctlFile the first time.
 func (m *Manager) EnsureForwarding(ipv6 bool) error {
+	if err := m.saveForwarding(ipv6); err != nil {
+		return err
+	}
 	if _, err := Sysctl("net/ipv4/ip_forward", "1"); err != nil || !ipv6 {
 		return err
 	}
