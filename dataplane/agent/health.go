@@ -14,8 +14,9 @@ import (
 
 // health is what GET /healthz answers, on the API socket and the metrics
 // listener: 200 "ok" once the first full sync is done and while changes
-// reach the backend; 503 with the reason before, and after a change the
-// backend failed, until one succeeds again.
+// reach the backend; 503 with the reason before, and after a change or a
+// resync the backend failed, until one succeeds again (the sync runner
+// retries at once).
 type health struct {
 	mu      sync.Mutex
 	ready   bool
@@ -40,7 +41,7 @@ func (h *health) observe(kind string, _ time.Duration, err error) {
 		h.failing = ""
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 	case model.StatusOf(err) >= http.StatusInternalServerError:
-		h.failing = fmt.Sprintf("the backend failed the last %s change: %v", kind, err)
+		h.failing = fmt.Sprintf("the backend failed (%s): %v", kind, err)
 	}
 }
 

@@ -19,7 +19,8 @@ import (
 )
 
 // /healthz is 503 until the first full sync, 200 after, 503 again while
-// the backend fails changes, and not for bad input.
+// the backend fails changes or resyncs, until one goes through, and not
+// for bad input.
 func TestHealthz(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state"))
@@ -71,6 +72,21 @@ func TestHealthz(t *testing.T) {
 		t.Fatal("the failing backend took a change")
 	}
 	check("while the backend fails", http.StatusServiceUnavailable, "map pc_networks is full")
+	// The sync runner's resync, failing and then repairing.
+	if err := rec.Resync(ctx); err == nil {
+		t.Fatal("the failing backend took a resync")
+	}
+	check("while resyncs fail", http.StatusServiceUnavailable, "map pc_networks is full")
+	be.Fail = nil
+	if err := rec.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("once a resync went through", http.StatusOK, "ok")
+	be.Fail = errors.New("map pc_networks is full")
+	if err := put("pc1", "10.1.0.0/16"); err == nil {
+		t.Fatal("the failing backend took a change")
+	}
+	check("while the backend fails again", http.StatusServiceUnavailable, "map pc_networks is full")
 	be.Fail = nil
 	if err := put("pc1", "10.1.0.0/16"); err != nil {
 		t.Fatal(err)
