@@ -356,6 +356,9 @@ func (b *Backend) applyDelta(want *model.Resolved, d *model.Delta) error {
 			}
 			after, _ := o.endpointIfindex()
 			epIDs[id.ID] = [2]uint32{before, after}
+			if err := refreshGatewayMAC(want, id, set, devs); err != nil {
+				return err
+			}
 			if c.Old != nil && (c.New == nil || c.New.IP != c.Old.IP) && c.Old.IP.IsValid() {
 				flush = append(flush, flushRule{addr: c.Old.IP})
 			}

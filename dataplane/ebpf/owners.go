@@ -216,3 +216,26 @@ func stale[K comparable](m *ebpf.Map, name string, ns *state) ([]any, error) {
 	}
 	return out, nil
 }
+
+// refreshGatewayMAC re-reads the MAC of e's bridge into its network's
+// pc_networks entry (gw_mac), writing only when it changed. A bridge the
+// agent did not create (docker0) and whose MAC nobody set takes the lowest
+// MAC of its ports, so it may change whenever a veth joins: the reconciler
+// plugs the endpoint's veth before this runs, and a change it made shows
+// here. (A veth leaving is unplugged after; the next endpoint change or
+// resync catches that.) Bridges the agent creates have a fixed MAC
+// (netdev.GatewayMAC) and cost one comparison.
+func refreshGatewayMAC(want *model.Resolved, e *model.REndpoint, set func(string, owner) error, devs *deviceCache) error {
+	if e.Net == nil {
+		return nil
+	}
+	n := want.Networks[e.Net.Name]
+	if n == nil {
+		return nil // the network goes in the same change
+	}
+	o, err := netOwner(devs, n)
+	if err != nil {
+		return err
+	}
+	return set("net/"+n.Name, o)
+}

@@ -63,6 +63,18 @@ func (m missing) Unwrap() []error { return []error{m.err, ErrNotFound} }
 // Owned reports whether the interface was created by the agent.
 func Owned(l netlink.Link) bool { return l.Attrs().Alias == OwnerAlias }
 
+// GatewayMAC is the MAC of a bridge the agent creates: 02:42 and the
+// gateway's IPv4 address, as Docker derives its containers' MACs (no
+// container has the gateway's address, and subnets do not overlap). Set at
+// creation, it stays: a bridge whose MAC was never set takes the lowest
+// MAC of its ports, so it would change as veths join and leave, and with it
+// the gateway MAC the eBPF datapath keeps (pc_networks.gw_mac) and the
+// containers' neighbour entries.
+func GatewayMAC(gw netip.Addr) net.HardwareAddr {
+	a := gw.As4()
+	return net.HardwareAddr{0x02, 0x42, a[0], a[1], a[2], a[3]}
+}
+
 // EnsureBridge creates the network's bridge if absent and gives it the
 // gateway addresses, MTU and up state. It reports whether it created it.
 func (m *Manager) EnsureBridge(n *model.RNetwork) (bool, error) {
@@ -74,7 +86,7 @@ func (m *Manager) EnsureBridge(n *model.RNetwork) (bool, error) {
 		// means the runtime removed the network.
 		return false, fmt.Errorf("bridge %s of %s network %s: %w", n.Bridge, n.Spec.Source, n.Name, ErrNotFound)
 	case errors.Is(err, ErrNotFound):
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: n.MTU}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: n.MTU, HardwareAddr: GatewayMAC(n.Gateway)}}
 		if err := m.h.LinkAdd(br); err != nil {
 			return false, fmt.Errorf("create bridge %s: %w", n.Bridge, err)
 		}
