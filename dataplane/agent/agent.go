@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("--docker %s: %w", cfg.Docker, err)
 		}
 	}
-	st, err := store.Open(cfg.StateDir, store.SyncInterval(cfg.JournalSync))
+	st, err := store.Open(cfg.StateDir, store.SyncInterval(cfg.JournalSync), store.Logger(log))
 	if err != nil {
 		return err
 	}
