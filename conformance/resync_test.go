@@ -35,15 +35,20 @@ func testResyncRepairsDrift(t *testing.T) {
 	}
 	defer conn.Close()
 
-	// A resync with nothing to repair leaves the connection alone.
+	// A resync with nothing to repair leaves the connection alone, and
+	// counts no repair.
 	e.waitSyncs(t, "periodic", 1)
 	if err := conn.Echo(); err != nil {
 		t.Errorf("connection established before a periodic resync: %v", err)
+	}
+	if n := e.syncStat(t, "repairs"); n != 0 {
+		t.Errorf("%v repairs counted with nothing to repair", n)
 	}
 
 	for _, d := range drifts(t, e) {
 		t.Run(d.name, func(t *testing.T) {
 			reachTCP(t, e.ext(), "192.0.2.1:8080", "c1") // control
+			repairs := e.syncStat(t, "repairs")
 			d.do()
 			if r := nstest.DialTCP(e.ext(), "192.0.2.1:8080", nstest.DialOptions{Timeout: probeTimeout}); r.OK() && r.Server == "c1" {
 				t.Fatalf("the drift did not break the mapping (test proves nothing): %v", r)
@@ -59,6 +64,9 @@ func testResyncRepairsDrift(t *testing.T) {
 			}
 			if err := conn.Echo(); err != nil {
 				t.Errorf("connection established before the drift, after the repair: %v", err)
+			}
+			if n := e.syncStat(t, "repairs"); n != repairs+1 {
+				t.Errorf("repairs counted: %v after the drift was repaired, %v before, want one more", n, repairs)
 			}
 		})
 	}
@@ -134,6 +142,18 @@ func clearMap(t *testing.T, path string) {
 	if len(keys) == 0 {
 		t.Fatalf("%s was empty: nothing to delete", path)
 	}
+}
+
+// syncStat reads a counter of the sync runner from /v1/status.
+func (e *env) syncStat(t *testing.T, name string) float64 {
+	t.Helper()
+	st, err := e.api.Status(e.ctx)
+	if err != nil {
+		t.Fatalf("GET /v1/status: %v", err)
+	}
+	sync, _ := st["sync"].(map[string]any)
+	n, _ := sync[name].(float64)
+	return n
 }
 
 // waitSyncs waits until the agent reports at least n resyncs of reason.

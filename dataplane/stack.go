@@ -91,3 +91,12 @@ func (s Stack) Fill() []TableFill {
 	}
 	return out
 }
+
+// Repaired implements Repairer: the repairs of every part that counts them.
+func (s Stack) Repaired() uint64 {
+	var n uint64
+	for _, b := range s {
+		n += repairedBy(b)
+	}
+	return n
+}

@@ -44,9 +44,9 @@ type SyncStats struct {
 	Syncs map[string]uint64 `json:"syncs"`
 	// Failures counts resyncs that failed.
 	Failures uint64 `json:"failures"`
-	// Repairs counts resyncs that put the kernel back in order after it
-	// was known out of it: the first to succeed after a failed change or
-	// resync.
+	// Repairs counts resyncs that put the kernel back in order: the first
+	// to succeed after a failed change or resync, and those that found
+	// drift (a backend that is a Repairer tells).
 	Repairs   uint64    `json:"repairs"`
 	LastSync  time.Time `json:"last_sync,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
@@ -104,11 +104,12 @@ func (r *SyncRunner) Run(ctx context.Context) {
 		case <-r.kick:
 			reason, broken = SyncFailure, true
 		}
+		before := repairedBy(r.rec.Backend())
 		err := r.rec.Resync(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		r.record(reason, err, broken)
+		r.record(reason, err, broken || repairedBy(r.rec.Backend()) > before)
 		if err == nil {
 			reason, retry, broken = SyncPeriodic, 0, false
 			timer.Reset(r.period)
@@ -135,6 +136,21 @@ func (r *SyncRunner) record(reason string, err error, broken bool) {
 		r.stats.Repairs++
 		r.rec.log.Info("resync repaired the dataplane", "reason", reason)
 	}
+}
+
+// Repairer is implemented by backends that tell how many of their full
+// syncs found the kernel out of step with what they had programmed (a
+// flushed table, a detached program, a deleted entry) and put it right.
+// The count only grows.
+type Repairer interface {
+	Repaired() uint64
+}
+
+func repairedBy(be Backend) uint64 {
+	if r, ok := be.(Repairer); ok {
+		return r.Repaired()
+	}
+	return 0
 }
 
 // Stats returns a copy of the runner's counters.

@@ -35,7 +35,7 @@ func newCollector(rec *dataplane.Reconciler, runner *dataplane.SyncRunner) *coll
 		runner:      runner,
 		resyncs:     d("resyncs_total", "Full resyncs of the whole state by the sync runner, by reason: periodic, failure (a change failed in the backend), retry.", "reason"),
 		resyncFails: d("resync_failures_total", "Resyncs that failed (retried with backoff)."),
-		repairs:     d("repairs_total", "Resyncs that put the dataplane back in order after a failed change or resync."),
+		repairs:     d("repairs_total", "Resyncs that put the dataplane back in order: after a failed change or resync, or finding it changed behind the agent's back (drift)."),
 		changes:     d("changes_total", "Changes applied through the API."),
 		errors:      d("reconcile_errors_total", "Changes that failed and were undone."),
 		fullSyncs:   d("full_syncs_total", "Full resyncs of the backend."),

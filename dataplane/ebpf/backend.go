@@ -67,6 +67,17 @@ type Backend struct {
 	// off the API path: each pass walks whole conntrack tables, which costs
 	// their size (about 50 µs per table even empty), not the change's.
 	flushq *bgqueue.Queue[flushRule]
+	// repaired counts what full syncs after the first found out of
+	// place: map entries missing, different or unwanted, and tcx links
+	// someone detached (dataplane.Repairer).
+	repaired uint64
+}
+
+// Repaired implements dataplane.Repairer.
+func (b *Backend) Repaired() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.repaired
 }
 
 // New returns a backend. It touches the kernel only at the first Apply (or
@@ -282,6 +293,9 @@ func (b *Backend) applyFull(want *model.Resolved) error {
 	}()
 	if err := b.finish(t, err); err != nil {
 		return err
+	}
+	if b.st != nil { // the first full sync finds the maps as an earlier run left them
+		b.repaired += uint64(t.changed)
 	}
 	b.st = ns
 	b.epIDs = map[uint32]string{}
@@ -499,6 +513,7 @@ func (b *Backend) swap(a *attachment, h hook) error {
 			a.lnk.Unpin()
 			a.lnk.Close()
 			a.lnk, err = attachTCX(h, prog, b.linkDir())
+			b.repaired++
 		}
 		if err != nil {
 			return fmt.Errorf("swap program on %s: %w", a.key(), err)

@@ -1,6 +1,8 @@
 package ebpf
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -14,6 +16,10 @@ type txn struct {
 	maps  map[string]*ebpf.Map
 	undo  []func() error
 	after []func() error
+	// changed counts the writes that found the kernel holding something
+	// else (or nothing) and the deletes that found something: in a full
+	// sync of an up-to-date datapath it stays 0, so it measures drift.
+	changed int
 }
 
 // put writes key=val into map name, remembering the previous value.
@@ -26,6 +32,9 @@ func (t *txn) put(name string, key, val any) error {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
 		existed = false
+	}
+	if !existed || !sameBytes(prev, val) {
+		t.changed++
 	}
 	if err := m.Update(key, val, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("update %s %+v: %w", name, key, err)
@@ -52,6 +61,7 @@ func (t *txn) del(name string, key any) error {
 	if err := ignoreNotExist(m.Delete(key)); err != nil {
 		return fmt.Errorf("delete from %s: %w", name, err)
 	}
+	t.changed++
 	t.undo = append(t.undo, func() error { return m.Update(key, prev, ebpf.UpdateAny) })
 	return nil
 }
@@ -91,4 +101,14 @@ func ignoreNotExist(err error) error {
 		return nil
 	}
 	return err
+}
+
+// sameBytes reports whether val, laid out as the kernel stores it, is b.
+// A value that cannot be laid out counts as different.
+func sameBytes(b []byte, val any) bool {
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.LittleEndian, val); err != nil {
+		return false
+	}
+	return bytes.Equal(buf.Bytes(), b)
 }

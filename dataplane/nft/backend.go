@@ -77,6 +77,7 @@ type stats struct {
 	ctPasses      uint64 // changes that queued a conntrack clean-up
 	ctLastError   string
 	lastDeltaElem int
+	repaired      uint64 // full syncs that found the tables drifted
 }
 
 // New returns a backend for the namespace in opts. It touches nothing in the
@@ -194,6 +195,7 @@ func (b *Backend) fullSync(want *model.Resolved) error {
 		return err
 	}
 	carry := b.carryCounters()
+	drifted := b.drifted()
 	c, err := b.conn(len(elems))
 	if err != nil {
 		return err
@@ -206,6 +208,9 @@ func (b *Backend) fullSync(want *model.Resolved) error {
 	}
 	b.refs, b.counts = elems, countSets(b.mode, elems)
 	b.needFull = false
+	if drifted {
+		b.stats.repaired++
+	}
 	// Only now that the raw drop of 127.0.0.0/8 (B11) is in place.
 	if err := b.writeLocalnet(1); err != nil {
 		return err
