@@ -12,12 +12,7 @@ import (
 // counts it and writes it back.
 func TestDriftCounted(t *testing.T) {
 	tp := newNetnsTopo(t)
-	cfg := testConfig()
-	be, err := New(Options{PinDir: testPinDir(t), Attach: AttachTC, Config: &cfg, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tp.ns.Do(func() error { return be.Uninstall(context.Background()) }) })
+	be := tp.newBackend(t)
 	tp.want.Ports["web"] = &model.RPort{ID: "web", EP: tp.a, Proto: 6, HostLo: 8080, HostHi: 8080, Lo: 80}
 	for i := range 2 {
 		tp.do(t, func() error { return be.Apply(context.Background(), tp.want, nil, true) })
@@ -38,4 +33,17 @@ func TestDriftCounted(t *testing.T) {
 	if after := dumpConfig(t, be); !sameConfig(before, after) {
 		t.Errorf("maps after the repair differ from before the drift")
 	}
+}
+
+// newBackend returns a tc-mode backend for the topology, uninstalled at
+// cleanup; it has applied nothing yet.
+func (tp *netnsTopo) newBackend(t *testing.T) *Backend {
+	t.Helper()
+	cfg := testConfig()
+	be, err := New(Options{PinDir: testPinDir(t), Attach: AttachTC, Config: &cfg, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.ns.Do(func() error { return be.Uninstall(context.Background()) }) })
+	return be
 }

@@ -18,12 +18,7 @@ import (
 // gw_mac up to date.
 func TestGatewayMACFollowsAdoptedBridge(t *testing.T) {
 	tp := newNetnsTopo(t)
-	cfg := testConfig()
-	be, err := New(Options{PinDir: testPinDir(t), Attach: AttachTC, Config: &cfg, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tp.ns.Do(func() error { return be.Uninstall(context.Background()) }) })
+	be := tp.newBackend(t)
 	ctx := context.Background()
 	tp.do(t, func() error { return be.Apply(ctx, tp.want, nil, true) })
 
