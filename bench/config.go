@@ -37,8 +37,19 @@ type Config struct {
 	// (sidebyside.go), after the other rounds; 0 skips it.
 	SideBySide int `json:"side_by_side"`
 	// SideBySideN is the N of the side-by-side comparison's instances.
-	SideBySideN int  `json:"side_by_side_n"`
-	Quick       bool `json:"quick"`
+	SideBySideN int `json:"side_by_side_n"`
+	// DockerPorts are the numbers of published ports of the Docker engine
+	// comparison (dockerside.go), one comparison each.
+	DockerPorts []int `json:"docker_ports"`
+	// DockerRounds is the number of rounds of each engine comparison; 0
+	// skips them.
+	DockerRounds int `json:"docker_rounds"`
+	// DockerBudget bounds the time an engine may take to publish the
+	// DockerPorts fillers: dockerd --iptables=true writes one rule per
+	// call, each slower as the ruleset grows. Past it the engine is left
+	// out at that size, with how far it got.
+	DockerBudget time.Duration `json:"docker_budget_ns"`
+	Quick        bool          `json:"quick"`
 	// Agent is the portcullisd binary; empty: next to pcbench, or built.
 	Agent string `json:"agent"`
 	// Progress receives one line per instance (stderr in pcbench).
@@ -48,27 +59,31 @@ type Config struct {
 }
 
 // AllModes in their default order. The references come first: none is the
-// floor, iptables-nft the Docker default on current distributions.
-var AllModes = []string{
+// floor, iptables-nft the Docker default on current distributions. The
+// engine modes (a real dockerd) run in the Docker engine comparison only.
+var AllModes = append([]string{
 	"none", "iptables-legacy", "iptables-nft", "docker-nftables",
 	"cni-bridge-portmap", "nftables", "ebpf",
-}
+}, engineModes...)
 
-// Quick is `make bench-quick`: one round, short runs, N up to 1,000;
-// under three minutes on a 2-core machine.
+// Quick is `make bench-quick`: one round, short runs, N up to 1,000, the
+// engines at 100 ports; under four minutes on a 2-core machine.
 func Quick() Config {
 	return Config{
 		Modes: AllModes, Rounds: 1, Duration: time.Second, Ns: []int{0, 1000},
-		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, SideBySide: 1, SideBySideN: 0, Quick: true,
+		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, SideBySide: 1, SideBySideN: 0,
+		DockerPorts: []int{100}, DockerRounds: 1, DockerBudget: 3 * time.Minute, Quick: true,
 	}
 }
 
 // Full is `make bench`: three rounds, N up to 100,000, eight side-by-side
-// rounds; about forty minutes on a 2-core machine.
+// rounds, five engine rounds at 1,000 and 10,000 ports; about an hour on a
+// 2-core machine, more while dockerd writes 10,000 ports' rules.
 func Full() Config {
 	return Config{
 		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
 		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8, SideBySide: 8, SideBySideN: 10000,
+		DockerPorts: []int{1000, 10000}, DockerRounds: 5, DockerBudget: 30 * time.Minute,
 	}
 }
 
@@ -102,6 +117,26 @@ func (c Config) Validate() error {
 	for _, n := range c.Ns {
 		if n < 0 || n > maxFillers {
 			return fmt.Errorf("N %d: between 0 and %d", n, maxFillers)
+		}
+	}
+	return c.validateDocker()
+}
+
+// validateDocker checks the engine comparison's settings: the fillers are
+// one range of tcp host ports from fillerBase, below the added ones.
+func (c Config) validateDocker() error {
+	if c.DockerRounds < 0 || c.DockerRounds > 100 {
+		return fmt.Errorf("docker rounds %d: between 0 and 100", c.DockerRounds)
+	}
+	if c.DockerRounds > 0 && (c.DockerBudget < 10*time.Second || c.DockerBudget > 24*time.Hour) {
+		return fmt.Errorf("docker budget %v: between 10s and 24h", c.DockerBudget)
+	}
+	if c.DockerRounds > 0 && len(c.DockerPorts) == 0 {
+		return fmt.Errorf("docker rounds %d but no docker ports: give the numbers of published ports, or 0 rounds", c.DockerRounds)
+	}
+	for _, p := range c.DockerPorts {
+		if p < 1 || p > maxDockerPorts {
+			return fmt.Errorf("docker ports %d: between 1 and %d (one range of tcp host ports from %d)", p, maxDockerPorts, fillerBase)
 		}
 	}
 	return nil

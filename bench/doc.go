@@ -16,7 +16,10 @@
 // The reference modes reproduce what Docker, Docker 29's nftables backend
 // and the CNI plugins install, and program it the way those tools do:
 // per-rule iptables calls, whole-chain nft rewrites, one CNI ADD per pod.
-// Our modes run portcullisd through nstest.StartAgent and its API.
+// Our modes run portcullisd through nstest.StartAgent and its API. The
+// engine modes run a real dockerd (nstest.StartDockerd) with its own rules
+// or followed by portcullisd --docker, in a comparison of their own
+// (dockerside.go).
 //
 // Rounds alternate the order of the modes, and ratios to the references
 // (none and iptables-nft) are taken within a round before their median, so

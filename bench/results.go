@@ -112,6 +112,8 @@ type Results struct {
 	Summary []Summary  `json:"summary"`
 	// SideBySide is the stream comparison with every mode alive at once.
 	SideBySide *SideBySide `json:"side_by_side,omitempty"`
+	// Docker is the Docker engine comparison, one per number of ports.
+	Docker []*DockerSide `json:"docker,omitempty"`
 }
 
 // find returns the summary of a metric of a mode at N.

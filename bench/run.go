@@ -32,7 +32,9 @@ func newEnv(cfg Config) *env {
 		e.log = io.Discard
 	}
 	e.agent = cfg.Agent
-	needAgent := slices.Contains(cfg.Modes, "nftables") || slices.Contains(cfg.Modes, "ebpf")
+	needAgent := slices.ContainsFunc(cfg.Modes, func(m string) bool {
+		return m == "nftables" || m == "ebpf" || strings.HasPrefix(m, engineAgentPrefix)
+	})
 	if e.agent == "" && needAgent {
 		// The agent built with pcbench, else this tree's, else an installed
 		// one: an old portcullisd on PATH would measure the wrong code.
@@ -77,8 +79,9 @@ func Run(cfg Config) (*Results, error) {
 		e.progress("iperf3 not found: no throughput or UDP numbers (install Debian's iperf3, make deps-bench)")
 	}
 	var modes []mode
+	var engines []*engineMode
 	for _, name := range cfg.Modes {
-		m, err := newMode(name)
+		m, err := newSideMode(name)
 		if err != nil {
 			return nil, err
 		}
@@ -86,8 +89,10 @@ func Run(cfg Config) (*Results, error) {
 		if err := m.check(e); err != nil {
 			info.Unavailable = err.Error()
 			e.progress("mode %s unavailable: %v", name, err)
+		} else if em, ok := m.(*engineMode); ok {
+			engines = append(engines, em)
 		} else {
-			modes = append(modes, m)
+			modes = append(modes, m.(mode))
 		}
 		res.Modes = append(res.Modes, info)
 	}
@@ -122,9 +127,67 @@ func Run(cfg Config) (*Results, error) {
 		}
 		res.SideBySide = runSideBySide(e, left, cfg.SideBySideN)
 	}
+	if cfg.DockerRounds > 0 && len(engines) > 0 {
+		res.Docker = runDockerAll(e, res, modes, gone, engines)
+	}
 	res.Seconds = time.Since(res.Started).Seconds()
 	res.Summary = summarizeSamples(res.Samples, cfg.Modes, cfg.Ns)
 	return res, nil
+}
+
+// namedMode is what Run needs of every mode before it knows its kind.
+type namedMode interface {
+	sideMode
+	describe() string
+	check(e *env) error
+}
+
+// newSideMode returns the mode called name: one of the rounds' modes, or
+// an engine mode.
+func newSideMode(name string) (namedMode, error) {
+	if isEngine(name) {
+		return newEngineMode(name)
+	}
+	return newMode(name)
+}
+
+// runDockerAll runs the engine comparison at each number of ports, with
+// the references that are selected and did not turn out unavailable. An
+// engine that cannot start at one size is marked unavailable, and one that
+// did not publish the ports within its budget is noted; either is left out
+// of the sizes after it.
+func runDockerAll(e *env, res *Results, modes []mode, gone map[string]bool, engines []*engineMode) []*DockerSide {
+	var refs []sideMode
+	for _, m := range modes {
+		if slices.Contains(dockerRefs, m.name()) && !gone[m.name()] {
+			refs = append(refs, m)
+		}
+	}
+	var out []*DockerSide
+	for _, ports := range e.cfg.DockerPorts {
+		var left []*engineMode
+		for _, m := range engines {
+			if !gone[m.name()] {
+				left = append(left, m)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		ds := runDocker(e, refs, left, ports)
+		for _, m := range left {
+			err, ok := ds.Left[m.name()]
+			if !ok {
+				continue
+			}
+			gone[m.name()] = true
+			if isUnavailable(err) {
+				markUnavailable(res, m.name(), err.Error())
+			}
+		}
+		out = append(out, ds)
+	}
+	return out
 }
 
 func markUnavailable(res *Results, mode, why string) {

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -75,6 +77,9 @@ type SideSummary struct {
 	// VsNone is the median value over none's median value (Median), with a
 	// 90% interval from resampling the rounds (Min, Max).
 	VsNone *Stat `json:"vs_none,omitempty"`
+	// VsDocker is the same against docker-iptables, in the Docker engine
+	// comparison.
+	VsDocker *Stat `json:"vs_docker_iptables,omitempty"`
 }
 
 // streamVariants returns the variants this machine can run, with their
@@ -99,86 +104,150 @@ func streamVariants() map[string][]string {
 func runSideBySide(e *env, modes []mode, n int) *SideBySide {
 	start := time.Now()
 	variants := streamVariants()
-	sb := &SideBySide{N: n, Rounds: e.cfg.SideBySide, Variants: map[string]string{}}
-	for name, flags := range variants {
-		sb.Variants[name] = strings.Join(flags, " ")
+	sb := &SideBySide{N: n, Rounds: e.cfg.SideBySide, Variants: variantFlags(variants)}
+	var sides []sideMode
+	for _, m := range modes {
+		sides = append(sides, m)
 	}
-	type live struct {
-		m     mode
-		in    *instance
-		sc    *scope
-		notes int // the instance's notes before the rounds
-	}
-	var lives []live
-	defer func() {
-		for _, l := range lives {
-			l.sc.Close()
+	lives, _ := startLives(e, "side by side", sides, n, &sb.Notes)
+	defer closeLives(lives)
+	for round := 1; round <= e.cfg.SideBySide; round++ {
+		for k := range lives {
+			l := lives[(k+round-1)%len(lives)]
+			sb.Runs = append(sb.Runs, measureLive(e, l, round, variants, &sb.Notes)...)
 		}
-	}()
+		e.progress("[side by side %s] round %d/%d", clock(time.Since(start)), round, e.cfg.SideBySide)
+	}
+	sb.Notes = append(sb.Notes, liveNotes(lives)...)
+	sb.Seconds = time.Since(start).Seconds()
+	sb.Summary = summarizeSide(sb.Runs, e.cfg.Modes)
+	return sb
+}
+
+// sideMode is what a side-by-side comparison needs of a mode: an instance
+// with c1's services published. mode has it, and so has engineMode.
+type sideMode interface {
+	name() string
+	setup(in *instance) (time.Duration, error)
+}
+
+// live is one mode's instance, kept alive through the rounds.
+type live struct {
+	m     sideMode
+	in    *instance
+	sc    *scope
+	setup time.Duration // what the mode's setup returned: its bulk programming
+	notes int           // the instance's notes before the rounds
+}
+
+// startLives builds one instance per mode at N = n, with the echo server
+// in c1 answering on the published port and an iperf3 server on the
+// external host (when iperf3 is installed). A mode whose instance cannot
+// be built is left out with a note in notes; those that cannot run here at
+// all are also in gone, with the reason. Progress lines start with label.
+func startLives(e *env, label string, modes []sideMode, n int, notes *[]string) (lives []live, gone map[string]error) {
+	gone = map[string]error{}
+	_, iperfErr := exec.LookPath("iperf3")
 	for _, m := range modes {
 		if lm, ok := m.(limitedMode); ok {
 			if max, why := lm.maxN(); n > max {
-				sb.Notes = append(sb.Notes, fmt.Sprintf("%s: above N=%d: %s", m.name(), max, why))
+				*notes = append(*notes, fmt.Sprintf("%s: above N=%d: %s", m.name(), max, why))
 				continue
 			}
 		}
 		sc := newScope()
 		var in *instance
+		var took time.Duration
 		err := sc.run(func() error {
 			in = newInstance(sc, e, m.name(), n, e.cfg.Clients)
-			if _, err := m.setup(in); err != nil {
+			var err error
+			if took, err = m.setup(in); err != nil {
 				return err
 			}
 			startEcho(in.tb, in.c1, echoPort)
 			if err := probe(in.topo.Ext, in.echoDst, 10*time.Second); err != nil {
 				return fmt.Errorf("the published port does not work: %w", err)
 			}
-			iperfServer(in.tb, in.topo.Ext, iperfPort)
+			if iperfErr == nil {
+				iperfServer(in.tb, in.topo.Ext, iperfPort)
+			}
 			return nil
 		})
+		e.progress("[%s] %s N=%d: %s", label, m.name(), n, setupLine(took, err))
 		if err != nil {
 			sc.Close()
-			sb.Notes = append(sb.Notes, fmt.Sprintf("%s: %v", m.name(), err))
+			*notes = append(*notes, fmt.Sprintf("%s: %v", m.name(), err))
+			if isUnavailable(err) || errors.Is(err, errOverBudget) {
+				gone[m.name()] = err
+			}
 			continue
 		}
-		lives = append(lives, live{m, in, sc, len(in.notes)})
+		lives = append(lives, live{m, in, sc, took, len(in.notes)})
 	}
-	dst := addrPort(nstest.ExtAddr, iperfPort)
-	for round := 1; round <= e.cfg.SideBySide; round++ {
-		for k := range lives {
-			l := lives[(k+round-1)%len(lives)]
-			note := func(metric string, err error) {
-				sb.Notes = append(sb.Notes, fmt.Sprintf("%s round %d %s: %v", l.m.name(), round, metric, err))
-			}
-			metrics := map[string]float64{}
-			if err := measureConnRate(e, l.in, metrics); err != nil {
-				note(sideConnRate, err)
-			} else {
-				sb.Runs = append(sb.Runs, SideRun{Mode: l.m.name(), Round: round, Metric: sideConnRate, Value: metrics[mConnRate]})
-			}
-			for _, variant := range []string{variantDefault, variantCPUBound} {
-				flags, ok := variants[variant]
-				if !ok {
-					continue
-				}
-				v, err := tcpThroughput(l.in.c1, dst, e.cfg.Duration, flags...)
-				if err != nil {
-					note(variant, err)
-					continue
-				}
-				sb.Runs = append(sb.Runs, SideRun{Mode: l.m.name(), Round: round, Metric: variant, Value: v})
-			}
-		}
-		e.progress("[side by side %s] round %d/%d", clock(time.Since(start)), round, e.cfg.SideBySide)
+	return lives, gone
+}
+
+func setupLine(took time.Duration, err error) string {
+	if err != nil {
+		return "left out: " + firstLine(err.Error())
 	}
+	return fmt.Sprintf("up, bulk programming %v", took.Round(time.Millisecond))
+}
+
+func closeLives(lives []live) {
+	for _, l := range lives {
+		l.sc.Close()
+	}
+}
+
+// liveNotes are the notes the instances took during the rounds.
+func liveNotes(lives []live) []string {
+	var out []string
 	for _, l := range lives {
 		for _, n := range l.in.notes[l.notes:] {
-			sb.Notes = append(sb.Notes, l.m.name()+": "+n)
+			out = append(out, l.m.name()+": "+n)
 		}
 	}
-	sb.Seconds = time.Since(start).Seconds()
-	sb.Summary = summarizeSide(sb.Runs, e.cfg.Modes)
-	return sb
+	return out
+}
+
+// variantFlags is the iperf3 flags of each variant, for the report.
+func variantFlags(variants map[string][]string) map[string]string {
+	out := map[string]string{}
+	for name, flags := range variants {
+		out[name] = strings.Join(flags, " ")
+	}
+	return out
+}
+
+// measureLive is one mode's share of a round: the connection rate, then
+// one stream out through masquerade in each variant. What fails is noted
+// and left out.
+func measureLive(e *env, l live, round int, variants map[string][]string, notes *[]string) []SideRun {
+	note := func(metric string, err error) {
+		*notes = append(*notes, fmt.Sprintf("%s round %d %s: %v", l.m.name(), round, metric, err))
+	}
+	var runs []SideRun
+	metrics := map[string]float64{}
+	if err := measureConnRate(e, l.in, metrics); err != nil {
+		note(sideConnRate, err)
+	} else {
+		runs = append(runs, SideRun{Mode: l.m.name(), Round: round, Metric: sideConnRate, Value: metrics[mConnRate]})
+	}
+	dst := addrPort(nstest.ExtAddr, iperfPort)
+	for _, variant := range []string{variantDefault, variantCPUBound} {
+		flags, ok := variants[variant]
+		if !ok {
+			continue
+		}
+		v, err := tcpThroughput(l.in.c1, dst, e.cfg.Duration, flags...)
+		if err != nil {
+			note(variant, err)
+			continue
+		}
+		runs = append(runs, SideRun{Mode: l.m.name(), Round: round, Metric: variant, Value: v})
+	}
+	return runs
 }
 
 // bootstrapDraws is how many resamplings the ratio's interval comes from.
@@ -191,6 +260,12 @@ const bootstrapDraws = 2000
 // the ratios. The resampling is seeded: the same runs give the same
 // summary.
 func summarizeSide(runs []SideRun, modes []string) []SideSummary {
+	return summarizeRuns(runs, modes, sideMetrics, "")
+}
+
+// summarizeRuns is summarizeSide over the given metrics, with the ratio to
+// a second reference (VsDocker) when ref2 is not empty.
+func summarizeRuns(runs []SideRun, modes, metrics []string, ref2 string) []SideSummary {
 	type key struct {
 		mode, metric string
 	}
@@ -202,20 +277,23 @@ func summarizeSide(runs []SideRun, modes []string) []SideSummary {
 		}
 		byRound[k][r.Round] = r.Value
 	}
+	vs := func(mode, ref, metric string, mine map[int]float64, rounds []int) *Stat {
+		other := byRound[key{ref, metric}]
+		if ref == "" || mode == ref || len(other) == 0 {
+			return nil
+		}
+		return ratioInterval(mine, other, rounds)
+	}
 	var out []SideSummary
 	for _, mode := range modes {
-		for _, metric := range sideMetrics {
+		for _, metric := range metrics {
 			mine := byRound[key{mode, metric}]
 			if len(mine) == 0 {
 				continue
 			}
 			rounds := slices.Sorted(maps.Keys(mine))
-			s := SideSummary{Mode: mode, Metric: metric, Value: summarize(slices.Collect(maps.Values(mine)))}
-			ref := byRound[key{refNone, metric}]
-			if mode != refNone && len(ref) > 0 {
-				s.VsNone = ratioInterval(mine, ref, rounds)
-			}
-			out = append(out, s)
+			out = append(out, SideSummary{Mode: mode, Metric: metric, Value: summarize(slices.Collect(maps.Values(mine))),
+				VsNone: vs(mode, refNone, metric, mine, rounds), VsDocker: vs(mode, ref2, metric, mine, rounds)})
 		}
 	}
 	return out

@@ -51,6 +51,9 @@ func RenderMarkdown(r *Results) string {
 	}
 	rows := [][]string{}
 	for _, mi := range r.Modes {
+		if isEngine(mi.Name) {
+			continue // in the Docker engine section
+		}
 		if mi.Unavailable != "" {
 			rows = append(rows, unavailableRow(mi, len(header)))
 			continue
@@ -77,7 +80,7 @@ func RenderMarkdown(r *Results) string {
 	}
 	rows = nil
 	for _, mi := range r.Modes {
-		if mi.Unavailable != "" || mi.Name == "none" {
+		if mi.Unavailable != "" || mi.Name == "none" || isEngine(mi.Name) {
 			continue
 		}
 		row := []string{mi.Name}
@@ -91,6 +94,7 @@ func RenderMarkdown(r *Results) string {
 	if sb := r.SideBySide; sb != nil {
 		renderSideBySide(&b, sb, cfg.Duration)
 	}
+	renderDockerAll(&b, r)
 
 	if len(cfg.Ns) > 1 {
 		w("")

@@ -31,7 +31,7 @@ func run(args []string) error {
 	// defaults says what a flag left unset means, taken from the two
 	// configurations themselves.
 	defaults := func(f, q any) string { return fmt.Sprintf("(default %v, or %v with -quick)", f, q) }
-	quick := fs.Bool("quick", false, "one short round, N up to 1000: under 3 minutes")
+	quick := fs.Bool("quick", false, "one short round, N up to 1000, the Docker engines at 100 ports: under 4 minutes")
 	out := fs.String("out", "bench/results", "directory for results.json, results.md and the PNG plots")
 	modes := fs.String("modes", "", "comma-separated modes (default all: "+strings.Join(bench.AllModes, ",")+")")
 	rounds := fs.Int("rounds", 0, "rounds, each running every mode at every N "+defaults(full.Rounds, short.Rounds))
@@ -44,6 +44,12 @@ func run(args []string) error {
 	sideBySide := optInt(fs, "side-by-side", "`number` of rounds of the side-by-side comparison, every mode alive at once; 0 skips "+
 		defaults(full.SideBySide, short.SideBySide))
 	sideBySideN := optInt(fs, "side-by-side-n", "`N` of the side-by-side comparison "+defaults(full.SideBySideN, short.SideBySideN))
+	dockerPorts := fs.String("docker-ports", "", "comma-separated numbers of ports a real dockerd publishes in the Docker engine comparison "+
+		defaults(joinInts(full.DockerPorts), joinInts(short.DockerPorts)))
+	dockerRounds := optInt(fs, "docker-rounds", "`number` of rounds of each Docker engine comparison; 0 skips "+
+		defaults(full.DockerRounds, short.DockerRounds))
+	dockerBudget := fs.Duration("docker-budget", 0, "time an engine may take to publish the ports before it is left out at that size "+
+		defaults(full.DockerBudget, short.DockerBudget))
 	clients := fs.Int("clients", 0, "parallel connection-rate clients (default "+strconv.Itoa(full.Clients)+")")
 	agent := fs.String("agent", "", "portcullisd binary (default: the one next to pcbench, else built from the repository)")
 	fs.Usage = func() {
@@ -92,6 +98,18 @@ func run(args []string) error {
 	}
 	if *sideBySideN >= 0 {
 		cfg.SideBySideN = *sideBySideN
+	}
+	if *dockerPorts != "" {
+		var err error
+		if cfg.DockerPorts, err = parseInts(*dockerPorts); err != nil {
+			return fmt.Errorf("-docker-ports: %w", err)
+		}
+	}
+	if *dockerRounds >= 0 {
+		cfg.DockerRounds = *dockerRounds
+	}
+	if *dockerBudget > 0 {
+		cfg.DockerBudget = *dockerBudget
 	}
 	if *clients > 0 {
 		cfg.Clients = *clients
