@@ -97,10 +97,10 @@ func (m *engineMode) check(e *env) error {
 	return nil
 }
 
-// engineTimeout bounds one docker command at n published ports: dockerd
-// writes one rule per port with one iptables call each (two with its
-// check), each call slower as the ruleset grows, so 10,000 ports take
-// minutes; the bound is there to end a stuck engine, not to cut a slow one.
+// engineTimeout bounds a docker command other than the range's run (which
+// Config.DockerBudget bounds): with iptables on, dockerd writes and
+// removes a container's rules one call at a time, each slower as the
+// ruleset grows. The bound is there to end a stuck engine, not a slow one.
 func engineTimeout(n int) time.Duration { return 5*time.Minute + time.Duration(n)*100*time.Millisecond }
 
 // portRange is the -p value of c2's n fillers: host port P to port P from
@@ -110,58 +110,77 @@ func portRange(n int) string {
 	return r + ":" + r
 }
 
-// setup starts the engine (and the agent), publishes the fillers and the
-// measured ports, and returns the time from `docker run` of the range
-// container until its last port answers from the external host.
+// setup starts the engine, publishes the fillers and then the measured
+// ports, and returns the time from `docker run` of the range container
+// until its last port answered from the external host.
 func (m *engineMode) setup(in *instance) (time.Duration, error) {
 	st := &engineState{cli: dockerClient()}
 	in.modeState = st
-	var args []string
-	if m.dataplane == "iptables" {
-		// After the harness's --iptables=false: the last one wins.
-		args = []string{"--iptables=true"}
-	}
-	if err := in.tb.run(func() error { st.d = nstest.StartDockerd(in.tb, in.topo.Node, args...); return nil }); err != nil {
-		return 0, unavailable("dockerd does not start in the node namespace: %v", err)
-	}
-	if err := m.checkRules(in); err != nil {
+	if err := m.startEngine(in, st); err != nil {
 		return 0, err
-	}
-	if m.dataplane == "iptables" {
-		// Runs before the harness removes the containers: see flushRules.
-		in.tb.Cleanup(func() { flushRules(in) })
-	}
-	if m.dataplane != "iptables" {
-		if err := in.tb.run(func() error {
-			st.agent = nstest.StartAgent(in.tb, in.topo.Node, nstest.AgentOptions{Backend: m.dataplane, Binary: in.env.agent,
-				Args: []string{"--docker", st.d.Host}})
-			return nil
-		}); err != nil {
-			return 0, unavailable("portcullisd --backend=%s --docker does not start: %s", m.dataplane, agentReason(err.Error()))
-		}
 	}
 	st.d.ImportImage(in.tb)
 	var took time.Duration
 	if in.n > 0 {
-		budget := in.env.cfg.DockerBudget
-		start := time.Now()
-		if _, err := st.docker(budget, containerArgs("c2", "-p", portRange(in.n))...); err != nil {
-			return 0, m.gaveUp(in, time.Since(start), err)
+		var err error
+		if took, err = m.publishRange(in, st); err != nil {
+			return 0, err
 		}
-		ran := time.Since(start)
-		in.c2, in.c2IP = st.container(in, "c2")
-		last := fillerBase + in.n - 1
-		startEcho(in.tb, in.c2, last)
-		if err := waitAnswer(in.topo.Ext, addrPort(nodeAddr(), last), echoExchange, engineTimeout(in.n)); err != nil {
-			return 0, fmt.Errorf("c2's last published port: %w", err)
-		}
-		took = time.Since(start)
-		in.note("docker run -p %s took %v, its last port answered after %v", portRange(in.n), ran.Round(time.Millisecond), took.Round(time.Millisecond))
 	}
 	if _, err := st.docker(engineTimeout(in.n), containerArgs("c1", "-p", "8080:80", "-p", "5201:5201", "-p", "5201:5201/udp")...); err != nil {
 		return took, err
 	}
 	in.c1, in.c1IP = st.container(in, "c1")
+	return took, nil
+}
+
+// startEngine starts dockerd (with its rules on for docker-iptables, the
+// later flag winning over the harness's --iptables=false), checks that the
+// flag took, and starts portcullisd --docker for the other modes.
+func (m *engineMode) startEngine(in *instance, st *engineState) error {
+	var args []string
+	if m.dataplane == "iptables" {
+		args = []string{"--iptables=true"}
+	}
+	if err := in.tb.run(func() error { st.d = nstest.StartDockerd(in.tb, in.topo.Node, args...); return nil }); err != nil {
+		return unavailable("dockerd does not start in the node namespace: %v", err)
+	}
+	if err := m.checkRules(in); err != nil {
+		return err
+	}
+	if m.dataplane == "iptables" {
+		// Runs before the harness removes the containers: see flushRules.
+		in.tb.Cleanup(func() { flushRules(in) })
+		return nil
+	}
+	err := in.tb.run(func() error {
+		st.agent = nstest.StartAgent(in.tb, in.topo.Node, nstest.AgentOptions{Backend: m.dataplane, Binary: in.env.agent,
+			Args: []string{"--docker", st.d.Host}})
+		return nil
+	})
+	if err != nil {
+		return unavailable("portcullisd --backend=%s --docker does not start: %s", m.dataplane, agentReason(err.Error()))
+	}
+	return nil
+}
+
+// publishRange runs c2 with the n fillers as one range, within the budget,
+// puts an echo server on the range's last port and waits until it answers
+// from the external host.
+func (m *engineMode) publishRange(in *instance, st *engineState) (time.Duration, error) {
+	start := time.Now()
+	if _, err := st.docker(in.env.cfg.DockerBudget, containerArgs("c2", "-p", portRange(in.n))...); err != nil {
+		return 0, m.gaveUp(in, time.Since(start), err)
+	}
+	ran := time.Since(start)
+	in.c2, in.c2IP = st.container(in, "c2")
+	last := fillerBase + in.n - 1
+	startEcho(in.tb, in.c2, last)
+	if err := waitAnswer(in.topo.Ext, addrPort(nodeAddr(), last), echoExchange, engineTimeout(in.n)); err != nil {
+		return 0, fmt.Errorf("c2's last published port: %w", err)
+	}
+	took := time.Since(start)
+	in.note("docker run -p %s took %v, its last port answered after %v", portRange(in.n), ran.Round(time.Millisecond), took.Round(time.Millisecond))
 	return took, nil
 }
 
