@@ -11,15 +11,17 @@
  * (masquerade), or, for a routed network, no translation but a tracked flow
  * so that the replies are let in.
  *
- * IPv6 is routed, not translated, apart from published ports (lib/nat6.h):
- * egress records the flows containers open (lib/ct6.h) and ingress lets in
- * only their replies and ICMPv6 errors about them; the rest of IPv6 passes
- * untouched.
+ * IPv6 published ports are translated as IPv4 ones are (lib/nat6.h), and
+ * so is IPv6 traffic from a network with masquerade (lib/snat6.h), from
+ * the uplink's IPv6 address. A network without masquerade has its IPv6
+ * routed: egress records the flows containers open (lib/ct6.h) and ingress
+ * lets in only their replies and ICMPv6 errors about them. The rest of
+ * IPv6 passes untouched.
  *
  * Packets the programs cannot parse are passed untouched (TC_ACT_OK): on the
  * uplink the kernel's own checks decide.
  */
-#include "lib/nat6.h"
+#include "lib/snat6.h"
 
 static __always_inline int in_container_subnet(__be32 a)
 {
@@ -76,18 +78,38 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 
 static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 {
+	struct network *net;
+	struct nat6_entry *e;
+	struct ct6_key k;
+	__u32 *nid;
 	int rc;
 
-	if (parse_ipv6(skb, p) != PARSE_OK || !subnet_lookup6(p->saddr6))
+	if (parse_ipv6(skb, p) != PARSE_OK)
 		return TC_ACT_OK;
+	/* Errors do not open flows. One about a masqueraded flow (from its
+	 * container, or from the node forwarding its reply: packet too big)
+	 * leaves as the flow's other end knows it.
+	 */
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
-		return TC_ACT_OK; /* errors do not open flows */
+		return nat6_icmp_error(skb, p, HOOK_UPLINK_EGRESS) < 0 ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
 	/* A later fragment without its first: no tuple to track it by (the
 	 * endpoint program dropped a container's already).
 	 */
 	if ((p->flags & PKT_F_NONFIRST) && !(p->flags & PKT_F_PORTS))
 		return TC_ACT_OK;
-	rc = ct6_track(p, 0);
+	/* Established masqueraded flows first, without the LPM lookup. */
+	ct6_tuple(p, &k);
+	e = nat6_lookup(&k, HOOK_UPLINK_EGRESS);
+	if (e)
+		return nat6_apply(skb, p, &k, e) < 0 ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
+	nid = subnet_lookup6(p->saddr6);
+	if (!nid)
+		return TC_ACT_OK; /* the node's own traffic */
+	net = bpf_map_lookup_elem(&pc_networks, nid);
+	if (net && (net->flags & NET_F_MASQ) && !ct6_routed(p))
+		rc = snat6_new_flow(skb, p, &k);
+	else
+		rc = ct6_track(p, 0);
 	return rc ? drop(p, rc) : TC_ACT_OK;
 }
 

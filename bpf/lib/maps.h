@@ -171,6 +171,7 @@ struct {
 struct uplink {
 	__be32 addr4;    /* masquerade source address of this uplink */
 	__u32 flags;     /* unused, zero */
+	__u8 addr6[16];  /* IPv6 masquerade source: a global address of the uplink, zero when none */
 };
 
 struct {
@@ -333,9 +334,9 @@ struct nat6_entry {
 	__u8 pad;
 };
 
-/* IPv6 published ports (lib/nat6.h): DNAT pairs, laid out like pc_ct (a
- * forward half keyed by the client's packet, a reverse half keyed by the
- * container's reply), with the same expiry and GC rules.
+/* IPv6 published ports (lib/nat6.h) and masquerade (lib/snat6.h): pairs
+ * laid out like pc_ct (a forward half keyed by the first packet, a reverse
+ * half keyed by the reply), with the same expiry and GC rules.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -343,6 +344,25 @@ struct {
 	__type(key, struct ct6_key);
 	__type(value, struct nat6_entry);
 } pc_nat6 SEC(".maps");
+
+/* A new masqueraded IPv6 flow's pair in the making (lib/snat6.h), with the
+ * keys its making needs. Not on the stack: pc_uplink_egress's call chain
+ * has no room left in its 512 bytes.
+ */
+struct nat6_resv {
+	struct ct6_key nat;   /* the tuple the flow leaves with: wanted, then reserved */
+	struct nat6_entry e;  /* the reverse half, then the forward one */
+	struct ct6_key rk;    /* the reverse half's key */
+	struct ct6_key pk;    /* the partner of a half in the way (nat6_reclaim) */
+};
+
+/* One work space per CPU: tc programs do not nest on a CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nat6_resv);
+} pc_nat6_scratch SEC(".maps");
 
 struct frag_key {
 	__be32 saddr;

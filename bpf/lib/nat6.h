@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Published ports over IPv6 (B6): destination NAT to the container's IPv6
- * address, the client's address kept, as IPv4 does (lib/nat.h). Only DNAT:
- * IPv6 traffic that containers open is routed, not translated (lib/ct6.h).
+ * address, the client's address kept, as IPv4 does (lib/nat.h). The same
+ * table holds the masquerade pairs of IPv6 traffic containers open
+ * (lib/snat6.h); on a network without masquerade that traffic is routed,
+ * not translated (lib/ct6.h).
  *
  * A flow is two halves in pc_nat6, like pc_ct: the forward half is keyed by
  * the client's packet as it arrives on the uplink and holds the tuple it is
@@ -59,7 +61,8 @@ static __always_inline int port6_maps_to(__u8 proto, const __u8 *haddr, __be16 h
 
 /* nat6_lookup returns the half keyed by k if it applies at hook; the pair of
  * a published port removed or changed since is deleted instead (B13, see
- * ct_lookup in lib/nat.h for why the datapath checks).
+ * ct_lookup in lib/nat.h for why the datapath checks). Masquerade pairs
+ * have no mapping to check.
  */
 static __always_inline struct nat6_entry *nat6_lookup(const struct ct6_key *k, __u8 hook)
 {
@@ -69,6 +72,8 @@ static __always_inline struct nat6_entry *nat6_lookup(const struct ct6_key *k, _
 
 	if (!e || !(e->hooks & hook))
 		return 0;
+	if (!(e->flags & CT_F_DNAT))
+		return e;
 	if (e->flags & CT_F_REVERSE)
 		live = port6_maps_to(k->proto, e->nat.saddr, e->nat.sport, k->saddr, k->sport);
 	else
@@ -102,65 +107,134 @@ static __always_inline void nat6_touch(struct nat6_entry *e, const struct pkt *p
 }
 
 /* nat6_reclaim frees the pair that holds key k when both its halves
- * expired. Returns 1 when k is free now.
+ * expired; pk is room for the partner's key. Returns 1 when k is free now.
  */
-static __always_inline int nat6_reclaim(const struct ct6_key *k, __u64 now)
+static __always_inline int nat6_reclaim(const struct ct6_key *k, struct ct6_key *pk, __u64 now)
 {
 	struct nat6_entry *e, *pe;
-	struct ct6_key pk;
 
 	e = bpf_map_lookup_elem(&pc_nat6, k);
 	if (!e)
 		return 1;
 	if (e->expires > now)
 		return 0;
-	ct6_swap(&pk, &e->nat);
-	pe = bpf_map_lookup_elem(&pc_nat6, &pk);
+	ct6_swap(pk, &e->nat);
+	pe = bpf_map_lookup_elem(&pc_nat6, pk);
 	if (pe && pe->expires > now)
 		return 0;
 	if (pe)
-		bpf_map_delete_elem(&pc_nat6, &pk);
+		bpf_map_delete_elem(&pc_nat6, pk);
 	bpf_map_delete_elem(&pc_nat6, k);
 	stat_inc(PC_STAT_CT_RECLAIMED);
 	return 1;
 }
 
-/* nat6_create inserts the pair of a new flow whose first packet has tuple
- * fwd and leaves as nat: reverse half first with BPF_NOEXIST (it reserves
- * the reply tuple), then the forward half, rolled back on failure. The
- * client's port is kept, so there is no port to pick. Returns 0, a
- * PC_DROP_* reason, or CT_CREATE_RACE.
+/* nat6_put_rev inserts rev, the reverse half of a flow that leaves as nat,
+ * with BPF_NOEXIST: it reserves the reply tuple. An expired pair holding
+ * that tuple is taken over. rk and pk are room for keys. Returns 0,
+ * -EEXIST or another error.
  */
-static __always_inline int nat6_create(const struct ct6_key *fwd, const struct ct6_key *nat, __u8 flags,
-				       __u8 hooks_fwd, __u8 hooks_rev, __u32 ifindex)
+static __always_inline int nat6_put_rev(const struct ct6_key *nat, const struct nat6_entry *rev, struct ct6_key *rk,
+					struct ct6_key *pk, __u64 now)
 {
-	__u64 now = pc_now();
-	struct nat6_entry e = {};
-	struct ct6_key rk;
 	int err;
 
-	e.expires = now + ct_timeout_ns(fwd->proto, 0);
-	e.flags = flags | CT_F_REVERSE;
-	e.hooks = hooks_rev;
-	e.ifindex = ifindex;
-	ct6_swap(&e.nat, fwd);
-	ct6_swap(&rk, nat);
-	err = bpf_map_update_elem(&pc_nat6, &rk, &e, BPF_NOEXIST);
-	if (err == -EEXIST && nat6_reclaim(&rk, now))
-		err = bpf_map_update_elem(&pc_nat6, &rk, &e, BPF_NOEXIST);
-	if (err)
-		return err == -EEXIST ? PC_DROP_NAT_CONFLICT : PC_DROP_CT_FULL;
+	ct6_swap(rk, nat);
+	err = bpf_map_update_elem(&pc_nat6, rk, rev, BPF_NOEXIST);
+	if (err == -EEXIST && nat6_reclaim(rk, pk, now))
+		err = bpf_map_update_elem(&pc_nat6, rk, rev, BPF_NOEXIST);
+	return err;
+}
 
-	e.flags = flags;
-	e.hooks = hooks_fwd;
-	e.nat = *nat;
-	err = bpf_map_update_elem(&pc_nat6, fwd, &e, BPF_NOEXIST);
+/* pc_nat6_reserve reserves a reply tuple for r->e with a free source port
+ * (masquerade), as ct_create (lib/nat.h) does for IPv4: r->nat's own port
+ * when free and not one of the node's ephemeral ports, else random ports
+ * of the SNAT range. A global function, verified once on its own: inlined,
+ * the rest of pc_uplink_egress would be walked once more for every try it
+ * can leave the loop from, and that program is near the verifier's limit
+ * with the most retries already. Its frame adds to its caller's, so its
+ * keys are in r. Returns 0 or a PC_DROP_* reason.
+ */
+__attribute__((noinline)) int pc_nat6_reserve(struct nat6_resv *r)
+{
+	__u32 span = (__u32)CONFIG.nat_port_max - CONFIG.nat_port_min + 1;
+	__u32 tries = CONFIG.nat_retries;
+	__u64 now = pc_now();
+	int err, i;
+
+	if (!r)
+		return PC_DROP_NAT_EXHAUSTED;
+	if (tries > PC_NAT_MAX_TRIES)
+		tries = PC_NAT_MAX_TRIES;
+	if (port_is_local(r->nat.sport))
+		r->nat.sport = bpf_htons(CONFIG.nat_port_min + bpf_get_prandom_u32() % span);
+	for (i = 0; i <= PC_NAT_MAX_TRIES && i <= tries; i++) {
+		if (i > 0) {
+			r->nat.sport = bpf_htons(CONFIG.nat_port_min + bpf_get_prandom_u32() % span);
+			stat_inc(PC_STAT_NAT_RETRY);
+		}
+		err = nat6_put_rev(&r->nat, &r->e, &r->rk, &r->pk, now);
+		if (err == 0)
+			return 0;
+		if (err != -EEXIST)
+			return PC_DROP_CT_FULL;
+	}
+	return PC_DROP_NAT_EXHAUSTED;
+}
+
+/* nat6_rev_init fills e as the reverse half of a new flow whose first
+ * packet has tuple fwd.
+ */
+static __always_inline void nat6_rev_init(struct nat6_entry *e, const struct ct6_key *fwd, const struct ct_new *n)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->expires = pc_now() + ct_timeout_ns(fwd->proto, 0);
+	e->flags = n->flags | CT_F_REVERSE;
+	e->hooks = n->hooks_rev;
+	e->ifindex = n->ifindex;
+	ct6_swap(&e->nat, fwd);
+}
+
+/* nat6_put_fwd completes the pair whose reverse half e (for a flow leaving
+ * as nat) is in: e becomes the forward half, keyed fwd. Without it the
+ * reservation is given back (rk: room for its key). Returns 0,
+ * PC_DROP_CT_FULL or CT_CREATE_RACE.
+ */
+static __always_inline int nat6_put_fwd(const struct ct6_key *fwd, const struct ct6_key *nat, struct nat6_entry *e,
+					struct ct6_key *rk, const struct ct_new *n)
+{
+	int err;
+
+	e->flags = n->flags;
+	e->hooks = n->hooks_fwd;
+	e->nat = *nat;
+	err = bpf_map_update_elem(&pc_nat6, fwd, e, BPF_NOEXIST);
 	if (err) {
-		bpf_map_delete_elem(&pc_nat6, &rk);
+		ct6_swap(rk, nat);
+		bpf_map_delete_elem(&pc_nat6, rk);
 		return err == -EEXIST ? CT_CREATE_RACE : PC_DROP_CT_FULL;
 	}
 	stat_inc(PC_STAT_CT_CREATED);
 	return 0;
+}
+
+/* nat6_create inserts the pair of a new published-port flow whose first
+ * packet has tuple fwd and leaves as *nat: reverse half first
+ * (nat6_put_rev), then the forward half, rolled back on failure. The
+ * client's port is kept, so there is no port to pick (masquerade picks
+ * one: lib/snat6.h). Returns 0, a PC_DROP_* reason, or CT_CREATE_RACE.
+ */
+static __always_inline int nat6_create(const struct ct6_key *fwd, const struct ct6_key *nat, const struct ct_new *n)
+{
+	struct nat6_entry e;
+	struct ct6_key rk, pk;
+	int err;
+
+	nat6_rev_init(&e, fwd, n);
+	err = nat6_put_rev(nat, &e, &rk, &pk, pc_now());
+	if (err)
+		return err == -EEXIST ? PC_DROP_NAT_CONFLICT : PC_DROP_CT_FULL;
+	return nat6_put_fwd(fwd, nat, &e, &rk, n);
 }
 
 /* nat6_addr replaces the 16-byte address at off and, when csum_off is set,
@@ -180,6 +254,21 @@ static __always_inline int nat6_addr(struct __sk_buff *skb, __u32 csum_off, __u6
 	return bpf_skb_store_bytes(skb, off, to, 16, 0) < 0 ? -1 : 0;
 }
 
+/* l4_layout6 is l4_layout for IPv6: ICMPv6 has its echo id where ICMP has
+ * it, and unlike ICMP a checksum over the pseudo header.
+ */
+static __always_inline int l4_layout6(__u8 proto, __u32 l4_off, struct l4_layout *l)
+{
+	if (proto != IPPROTO_ICMPV6)
+		return l4_layout(proto, l4_off, l);
+	l->csum_flags = 0;
+	l->pseudo = 1;
+	l->csum_off = l4_off + 2;
+	l->sport_off = l4_off + 4;
+	l->dport_off = l4_off + 4;
+	return 1;
+}
+
 /* nat6_rewrite turns the packet's tuple from into to, as nat_rewrite4 does
  * for IPv4.
  */
@@ -187,7 +276,7 @@ static __always_inline int nat6_rewrite(struct __sk_buff *skb, const struct pkt 
 					const struct ct6_key *to)
 {
 	struct l4_layout l = {};
-	int l4 = (p->flags & PKT_F_L4) && l4_layout(from->proto, p->l4_off, &l);
+	int l4 = (p->flags & PKT_F_L4) && l4_layout6(from->proto, p->l4_off, &l);
 	__u32 co = l4 && l.pseudo ? l.csum_off : 0;
 	__u64 fl = l.csum_flags | BPF_F_PSEUDO_HDR;
 
@@ -280,6 +369,29 @@ static __always_inline int dnat6_target(struct __sk_buff *skb, const struct pkt 
 	return 1;
 }
 
+/* nat6_first finishes the first packet p (tuple k) of a new flow that
+ * leaves as *nat, once its pair was made with result rc: rewritten, or on
+ * the flow another CPU made meanwhile (hook: where p is). Returns 0 or a
+ * PC_DROP_* reason.
+ */
+static __always_inline int nat6_first(struct __sk_buff *skb, const struct pkt *p, const struct ct6_key *k,
+				      const struct ct6_key *nat, int rc, __u32 flags, __u8 hook)
+{
+	struct nat6_entry *e;
+
+	if (rc == CT_CREATE_RACE) {
+		e = nat6_lookup(k, hook);
+		if (!e)
+			return PC_DROP_NAT_CONFLICT;
+		return nat6_apply(skb, p, k, e) < 0 ? PC_DROP_REWRITE : 0;
+	}
+	if (rc)
+		return rc;
+	if (trace_on(PC_TRACE_NAT))
+		pc_trace_nat6(p, nat, flags);
+	return nat6_rewrite(skb, p, k, nat) < 0 ? PC_DROP_REWRITE : 0;
+}
+
 #define NAT6_NONE (-1)
 
 /* nat6_uplink_in translates a packet arriving on an uplink for a published
@@ -289,31 +401,22 @@ static __always_inline int dnat6_target(struct __sk_buff *skb, const struct pkt 
  */
 static __always_inline int nat6_uplink_in(struct __sk_buff *skb, const struct pkt *p)
 {
+	struct ct_new n = { .flags = CT_F_DNAT, .hooks_fwd = HOOK_UPLINK_INGRESS, .hooks_rev = HOOK_EP_INGRESS };
 	struct nat6_entry *e;
 	struct ct6_key k, nat;
-	__u32 ifindex = 0;
-	int rc;
 
-	if (!(p->flags & PKT_F_PORTS))
+	/* Protocols without ports have a tuple too (masquerade): only a later
+	 * fragment whose first was not seen has none.
+	 */
+	if ((p->flags & (PKT_F_PORTS | PKT_F_NONFIRST)) == PKT_F_NONFIRST)
 		return NAT6_NONE;
 	ct6_tuple(p, &k);
 	e = nat6_lookup(&k, HOOK_UPLINK_INGRESS);
 	if (e)
 		return nat6_apply(skb, p, &k, e) < 0 ? PC_DROP_REWRITE : 0;
-	if (!dnat6_target(skb, p, &k, &nat, &ifindex))
+	if (!dnat6_target(skb, p, &k, &nat, &n.ifindex))
 		return NAT6_NONE;
-	rc = nat6_create(&k, &nat, CT_F_DNAT, HOOK_UPLINK_INGRESS, HOOK_EP_INGRESS, ifindex);
-	if (rc == CT_CREATE_RACE) {
-		e = nat6_lookup(&k, HOOK_UPLINK_INGRESS);
-		if (!e)
-			return PC_DROP_NAT_CONFLICT;
-		return nat6_apply(skb, p, &k, e) < 0 ? PC_DROP_REWRITE : 0;
-	}
-	if (rc)
-		return rc;
-	if (trace_on(PC_TRACE_NAT))
-		pc_trace_nat6(p, &nat, CT_F_DNAT);
-	return nat6_rewrite(skb, p, &k, &nat) < 0 ? PC_DROP_REWRITE : 0;
+	return nat6_first(skb, p, &k, &nat, nat6_create(&k, &nat, &n), CT_F_DNAT, HOOK_UPLINK_INGRESS);
 }
 
 /* nat6_endpoint_in translates a container's reply on a published-port
@@ -345,8 +448,9 @@ static __always_inline int nat6_port(struct __sk_buff *skb, __u32 csum, __u32 of
 	return bpf_skb_store_bytes(skb, off, to, 2, 0) < 0 ? -1 : 0;
 }
 
-/* nat6_icmp_error translates an ICMPv6 error about a published-port flow,
- * as nat_icmp_error4 does for IPv4: "packet too big" above all, without
+/* nat6_icmp_error translates an ICMPv6 error about a published-port or
+ * masqueraded flow (the quoted packet TCP, UDP, SCTP or an echo), as
+ * nat_icmp_error4 does for IPv4: "packet too big" above all, without
  * which path MTU discovery over IPv6 (where routers never fragment) fails
  * for published ports. The quoted packet belongs to the flow going the
  * other way, so the half keyed by its tuple reversed applies: the quoted
@@ -372,11 +476,21 @@ static __always_inline int nat6_icmp_error(struct __sk_buff *skb, const struct p
 
 	if (bpf_skb_load_bytes(skb, in3, &in, sizeof(in)) < 0 || in.version != 6)
 		return 0;
-	if (in.nexthdr != IPPROTO_TCP && in.nexthdr != IPPROTO_UDP && in.nexthdr != IPPROTO_SCTP)
+	if (in.nexthdr != IPPROTO_TCP && in.nexthdr != IPPROTO_UDP && in.nexthdr != IPPROTO_SCTP &&
+	    in.nexthdr != IPPROTO_ICMPV6)
 		return 0;
-	if (!l4_layout(in.nexthdr, in4, &l) || bpf_skb_load_bytes(skb, in4, &l4, sizeof(l4)) < 0)
+	if (!l4_layout6(in.nexthdr, in4, &l) || bpf_skb_load_bytes(skb, in4, &l4, sizeof(l4)) < 0)
 		return 0;
 	l4_ports(in.nexthdr, &l4, &sport, &dport);
+	/* A quoted echo: its id plays the ports (an error never quotes an error). */
+	if (in.nexthdr == IPPROTO_ICMPV6) {
+		if (l4.icmp.type == ICMPV6_ECHO_REQUEST)
+			sport = l4.icmp.id;
+		else if (l4.icmp.type == ICMPV6_ECHO_REPLY)
+			dport = l4.icmp.id;
+		else
+			return 0;
+	}
 	__builtin_memcpy(k.saddr, in.daddr, 16);
 	__builtin_memcpy(k.daddr, in.saddr, 16);
 	k.sport = dport;

@@ -120,7 +120,7 @@ __attribute__((noinline)) int pc_trace_nat4(const struct pkt *p, const struct ct
 	return 0;
 }
 
-/* pc_trace_nat6 reports a new IPv6 published-port flow. */
+/* pc_trace_nat6 reports a new IPv6 published-port or masqueraded flow. */
 __attribute__((noinline)) int pc_trace_nat6(const struct pkt *p, const struct ct6_key *nat, __u32 flags)
 {
 	struct pc_event *e;

@@ -13,7 +13,7 @@ import (
 )
 
 // half is one half of a pair as read from pc_ct (IPv4) or pc_nat6 (IPv6
-// published ports): its key and its entry.
+// published ports and masquerade): its key and its entry.
 type half[K comparable, V any] struct {
 	k K
 	v V
@@ -192,7 +192,7 @@ func (r flushRule) match6(h nat6Half) bool {
 	if !r.port {
 		return h.k.Saddr == a || h.k.Daddr == a || h.v.Nat.Saddr == a || h.v.Nat.Daddr == a
 	}
-	if h.v.Flags&ctReverse != 0 || h.k.Proto != r.proto || h.v.Nat.Daddr != a {
+	if h.v.Flags&ctDNAT == 0 || h.v.Flags&ctReverse != 0 || h.k.Proto != r.proto || h.v.Nat.Daddr != a {
 		return false
 	}
 	hp := portFromBE16(h.k.Dport)

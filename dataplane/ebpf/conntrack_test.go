@@ -72,7 +72,10 @@ func TestConntrackGC(t *testing.T) {
 		t.Fatal("half-expired pair was collected")
 	}
 
-	// IPv6 flows: one entry each, gone once expired.
+	// IPv6 flows of a routed network (masquerade off): one entry each,
+	// gone once expired.
+	f.n1.Masquerade = false
+	f.put(netEntries(f.n1, netID, macGW))
 	remote := netip.MustParseAddr("2001:db8::99")
 	for _, port := range []uint16{1, 2} {
 		f.passUnchanged(progUplinkEgress, pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 17, sport: port, dport: 53}.frame())

@@ -146,6 +146,14 @@ type endpointNat6Entry struct {
 	Pad     uint8
 }
 
+type endpointNat6Resv struct {
+	_   structs.HostLayout
+	Nat endpointCt6Key
+	E   endpointNat6Entry
+	Rk  endpointCt6Key
+	Pk  endpointCt6Key
+}
+
 type endpointNetwork struct {
 	_             structs.HostLayout
 	Gw4           uint32
@@ -253,6 +261,7 @@ type endpointUplink struct {
 	_     structs.HostLayout
 	Addr4 uint32
 	Flags uint32
+	Addr6 [16]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -272,6 +281,7 @@ const (
 	endpointMapPcLocalAddrs       = "pc_local_addrs"
 	endpointMapPcLocalAddrs6      = "pc_local_addrs6"
 	endpointMapPcNat6             = "pc_nat6"
+	endpointMapPcNat6Scratch      = "pc_nat6_scratch"
 	endpointMapPcNetworks         = "pc_networks"
 	endpointMapPcPorts            = "pc_ports"
 	endpointMapPcPorts6           = "pc_ports6"
@@ -346,6 +356,7 @@ type endpointMapSpecs struct {
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
+	PcNat6Scratch *ebpf.MapSpec `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
 	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
@@ -396,6 +407,7 @@ type endpointMaps struct {
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
+	PcNat6Scratch *ebpf.Map `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
 	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
@@ -420,6 +432,7 @@ func (m *endpointMaps) Close() error {
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,
 		m.PcNat6,
+		m.PcNat6Scratch,
 		m.PcNetworks,
 		m.PcPorts,
 		m.PcPorts6,

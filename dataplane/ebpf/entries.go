@@ -208,13 +208,18 @@ func linkEntries(l *model.RLink, parent, child uint32) []entry {
 	return es
 }
 
-// uplinkEntries: the masquerade address of an uplink, and its addresses
-// (IPv4 and IPv6) as node addresses.
+// uplinkEntries: the masquerade addresses of an uplink, its first IPv4
+// address and its first global IPv6 one (a link-local source would not be
+// routed back), and its addresses (IPv4 and IPv6) as node addresses.
 func uplinkEntries(ifindex uint32, addrs []netip.Addr) []entry {
 	v := endpointUplink{}
 	var es []entry
+	has6 := false
 	for _, a := range addrs {
 		if a.Is6() && !a.Is4In6() {
+			if !has6 && a.IsGlobalUnicast() {
+				v.Addr6, has6 = a.As16(), true
+			}
 			es = append(es, entry{mapLocalAddrs6, addr6(a), one})
 			continue
 		}

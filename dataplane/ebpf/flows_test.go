@@ -30,7 +30,8 @@ func findFlow(flows []dataplane.Flow, orig0 netip.AddrPort) (dataplane.Flow, boo
 func ap(a netip.Addr, p uint16) netip.AddrPort { return netip.AddrPortFrom(a, p) }
 
 // TestFlowTable: the flows of pc_ct (masquerade, published port), pc_nat6
-// and pc_ct6 as dataplane.Flow, filtered and flushed.
+// (published port, masquerade) and pc_ct6 as dataplane.Flow, filtered and
+// flushed.
 func TestFlowTable(t *testing.T) {
 	f := newFixture(t, fixtureOpts{icc: true, masquerade: true})
 	f.put(uplinkEntries(ifUplink, []netip.Addr{ipNode, ipNode6}))
@@ -43,14 +44,20 @@ func TestFlowTable(t *testing.T) {
 	f.pass(progUplinkIngress, pkt4{src: ipExt, dst: ipNode, proto: 6, sport: 50000, dport: 8080, tcpFlags: 0x02}.frame())
 	f.pass6(progUplinkIngress, pkt6{src: ipExt6, dst: ipNode6, next: 6, sport: 50001, dport: 8080, tcpFlags: 0x02}.frame())
 	remote := netip.MustParseAddr("2001:db8::99")
-	f.passUnchanged(progUplinkEgress, pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 17, sport: 5353, dport: 53}.frame())
+	f.pass6(progUplinkEgress, pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 17, sport: 5353, dport: 53}.frame())
+	// The same network routed (masquerade off): tracked in pc_ct6.
+	routed := *f.n1
+	routed.Masquerade = false
+	f.put(netEntries(&routed, netID, macGW))
+	f.passUnchanged(progUplinkEgress, pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 17, sport: 5354, dport: 53}.frame())
+	f.put(netEntries(f.n1, netID, macGW))
 
 	flows, err := b.Flows(ctx, dataplane.FlowFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(flows) != 4 {
-		t.Fatalf("%d flows, want 4: %+v", len(flows), flows)
+	if len(flows) != 5 {
+		t.Fatalf("%d flows, want 5: %+v", len(flows), flows)
 	}
 	for _, c := range []struct {
 		name  string
@@ -66,7 +73,9 @@ func TestFlowTable(t *testing.T) {
 			[]string{"dnat"}, "syn_sent", time.Minute},
 		{"published6", [2]netip.AddrPort{ap(ipExt6, 50001), ap(ipNode6, 8080)}, [2]netip.AddrPort{ap(ipA6, 80), ap(ipExt6, 50001)},
 			[]string{"dnat"}, "syn_sent", time.Minute},
-		{"routed6", [2]netip.AddrPort{ap(ipA6, 5353), ap(remote, 53)}, [2]netip.AddrPort{ap(remote, 53), ap(ipA6, 5353)},
+		{"masquerade6", [2]netip.AddrPort{ap(ipA6, 5353), ap(remote, 53)}, [2]netip.AddrPort{ap(remote, 53), ap(ipNode6, 5353)},
+			[]string{"snat"}, "", time.Minute},
+		{"routed6", [2]netip.AddrPort{ap(ipA6, 5354), ap(remote, 53)}, [2]netip.AddrPort{ap(remote, 53), ap(ipA6, 5354)},
 			nil, "", time.Minute},
 	} {
 		fl, ok := findFlow(flows, c.orig[0])
@@ -91,12 +100,12 @@ func TestFlowTable(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("flush port 8080: %d, %v", n, err)
 	}
-	if len(f.ct()) != 2 || len(f.nat6()) != 0 {
+	if len(f.ct()) != 2 || len(f.nat6()) != 2 {
 		t.Fatalf("after flush: pc_ct %v, pc_nat6 %v", f.ct(), f.nat6())
 	}
 	// The flushed flow's next packet opens a new one.
 	f.pass(progUplinkIngress, pkt4{src: ipExt, dst: ipNode, proto: 6, sport: 50000, dport: 8080, tcpFlags: 0x10}.frame())
-	if n, err := b.FlushFlows(ctx, dataplane.FlowFilter{}); err != nil || n != 3 {
+	if n, err := b.FlushFlows(ctx, dataplane.FlowFilter{}); err != nil || n != 4 {
 		t.Fatalf("flush all: %d, %v", n, err)
 	}
 	if flows, _ := b.Flows(ctx, dataplane.FlowFilter{}); len(flows) != 0 {

@@ -437,10 +437,11 @@ func TestUplinkMalformed(t *testing.T) {
 	f.passUnchanged(progUplinkIngress, pkt6{src: netip.MustParseAddr("2001:db8::1"), dst: netip.MustParseAddr("2001:db8::2"), next: 6, sport: 1, dport: 22}.frame())
 }
 
-// TestIPv6Routed: IPv6 is routed, not translated, but from outside only
-// replies of flows a container opened reach it (B12 for IPv6).
+// TestIPv6Routed: on a network without masquerade IPv6 is routed, not
+// translated (B3), but from outside only replies of flows a container
+// opened reach it (B12 for IPv6).
 func TestIPv6Routed(t *testing.T) {
-	f := newFixture(t, fixtureOpts{icc: true, masquerade: true})
+	f := newFixture(t, fixtureOpts{icc: true, masquerade: false})
 	remote := netip.MustParseAddr("2001:db8::99")
 	out := pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 6, sport: 40000, dport: 443, tcpFlags: 0x02}
 	f.passUnchanged(progUplinkEgress, out.frame())

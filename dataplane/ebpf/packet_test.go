@@ -363,6 +363,9 @@ func decode6(frame []byte) (*decoded, error) {
 			d.dport = binary.BigEndian.Uint16(seg[2:])
 		} else {
 			d.icmpType = seg[0]
+			if d.icmpType == 128 || d.icmpType == 129 {
+				d.sport = binary.BigEndian.Uint16(seg[4:]) // the echo id
+			}
 			if d.icmpType < 128 && len(seg) >= 8+40+4 { // an error: the quoted packet
 				q := seg[8:]
 				d.inner = &decoded{
@@ -371,6 +374,9 @@ func decode6(frame []byte) (*decoded, error) {
 					proto: q[6],
 					sport: binary.BigEndian.Uint16(q[40:]),
 					dport: binary.BigEndian.Uint16(q[42:]),
+				}
+				if q[6] == 58 && len(q) >= 48 { // a quoted echo: its type and id
+					d.inner.icmpType, d.inner.sport, d.inner.dport = q[40], binary.BigEndian.Uint16(q[44:]), 0
 				}
 			}
 		}

@@ -29,6 +29,7 @@ const (
 	uplinkMapPcLocalAddrs     = "pc_local_addrs"
 	uplinkMapPcLocalAddrs6    = "pc_local_addrs6"
 	uplinkMapPcNat6           = "pc_nat6"
+	uplinkMapPcNat6Scratch    = "pc_nat6_scratch"
 	uplinkMapPcNetworks       = "pc_networks"
 	uplinkMapPcPorts          = "pc_ports"
 	uplinkMapPcPorts6         = "pc_ports6"
@@ -105,6 +106,7 @@ type uplinkMapSpecs struct {
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
+	PcNat6Scratch *ebpf.MapSpec `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
 	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
@@ -155,6 +157,7 @@ type uplinkMaps struct {
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
+	PcNat6Scratch *ebpf.Map `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
 	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
@@ -179,6 +182,7 @@ func (m *uplinkMaps) Close() error {
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,
 		m.PcNat6,
+		m.PcNat6Scratch,
 		m.PcNetworks,
 		m.PcPorts,
 		m.PcPorts6,
