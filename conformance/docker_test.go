@@ -670,9 +670,6 @@ func dockerIPv6(t *testing.T) {
 	seenAs(t, "published port over IPv6", r.Seen, nstest.ExtAddr6)
 	// icc=false over IPv6, with the outside as b's control.
 	blockedTCP(t, b, hostAt(netip.MustParseAddr(aIP6), 80), a80)
-	if *backend == "ebpf" {
-		t.Skip("IPv6 masquerade: the eBPF uplink tracks IPv6 egress but does not translate it yet")
-	}
 	r = reachTCP(t, b, hostAt(nstest.ExtAddr6, 7006), "ext")
 	seenAs(t, "tcp out of an IPv6 network", r.Seen, nstest.NodeAddr6)
 	u := reachUDP(t, b, hostAt(nstest.ExtAddr6, 7006), "ext")

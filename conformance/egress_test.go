@@ -15,14 +15,19 @@ import (
 
 // B1: a container reaching an external host appears with the node's uplink
 // address; replies come back to the right container. TCP, UDP, ICMP echo,
-// and a bulk TCP transfer both ways.
+// and a bulk TCP transfer both ways, over IPv4 and, the network having an
+// IPv6 subnet, over IPv6 from the uplink's IPv6 address (the external host
+// has no route to the containers' IPv6 subnet: only masqueraded traffic
+// gets answers).
 func testMasquerade(t *testing.T) {
 	e := newEnv(t)
-	e.network(pc0(false))
+	e.network(pc0(true))
 	c1 := e.container("c1", "pc0", 2)
 	c2 := e.container("c2", "pc0", 3)
 	servers(t, e.ext(), "ext", 7000)
 	echo := nstest.MustListenRaw(t, e.ext(), nstest.ProtoICMP)
+	echo6 := nstest.MustCapture(t, e.ext(), nstest.CaptureICMP)
+	ext6 := hostAt(nstest.ExtAddr6, 7000)
 
 	for _, c := range []*ctr{c1, c2} {
 		r := reachTCP(t, c.NS, "192.0.2.2:7000", "ext")
@@ -30,6 +35,27 @@ func testMasquerade(t *testing.T) {
 		u := reachUDP(t, c.NS, "192.0.2.2:7000", "ext")
 		seenAs(t, "udp from "+c.ID, u.Seen, nstest.NodeAddr)
 		reachPing(t, c.NS, "192.0.2.2")
+		r = reachTCP(t, c.NS, ext6, "ext")
+		seenAs(t, "tcp6 from "+c.ID, r.Seen, nstest.NodeAddr6)
+		u = reachUDP(t, c.NS, ext6, "ext")
+		seenAs(t, "udp6 from "+c.ID, u.Seen, nstest.NodeAddr6)
+		reachPing(t, c.NS, nstest.ExtAddr6.String())
+	}
+	as, err := echo6.Arrivals(reachTimeout / 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoes6 := 0
+	for _, a := range as {
+		if a.IsEchoRequest() && a.Src.Is6() {
+			echoes6++
+			if a.Src != nstest.NodeAddr6 {
+				t.Errorf("echo request reached ext from %s, want %s", a.Src, nstest.NodeAddr6)
+			}
+		}
+	}
+	if echoes6 == 0 {
+		t.Errorf("ext saw no IPv6 echo request")
 	}
 	bulkTCP(t, c1.NS, "192.0.2.2:7000", "ext")
 	p, err := echo.Next(reachTimeout, func(p nstest.IPv4Packet) bool {
