@@ -31,7 +31,7 @@ func run(args []string) error {
 	// defaults says what a flag left unset means, taken from the two
 	// configurations themselves.
 	defaults := func(f, q any) string { return fmt.Sprintf("(default %v, or %v with -quick)", f, q) }
-	quick := fs.Bool("quick", false, "one short round, N up to 1000, the Docker engines at 100 ports: under 4 minutes")
+	quick := fs.Bool("quick", false, "one short round, N up to 1000, the Docker engines at 100 ports: about 6 minutes")
 	out := fs.String("out", "bench/results", "directory for results.json, results.md and the PNG plots")
 	modes := fs.String("modes", "", "comma-separated modes (default all: "+strings.Join(bench.AllModes, ",")+")")
 	rounds := fs.Int("rounds", 0, "rounds, each running every mode at every N "+defaults(full.Rounds, short.Rounds))
