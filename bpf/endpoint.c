@@ -8,7 +8,8 @@
  *   2. replies of flows that were let in (published ports over IPv4 and
  *      IPv6, hairpin, links) are translated back and pass: established
  *      traffic skips policy, like "ctstate RELATED,ESTABLISHED -j ACCEPT";
- *   3. policy: networks are isolated (B18); with icc=false only linked pairs
+ *   3. policy: networks are isolated (B18), internal ones from everything
+ *      beyond their bridge; with icc=false only linked pairs
  *      talk, the parent to the child's exposed ports (B15), for IPv4 and
  *      IPv6, link-local included. The child only answers: its packets pass
  *      on the flows its parent opened (tracked in pc_ct and pc_ct6), never
@@ -129,6 +130,12 @@ static __always_inline int policy4(__u32 self, const struct endpoint *ep, const 
 			return 0;
 		return PC_DROP_ISOLATION;
 	}
+	/* An internal network keeps to its bridge: broadcast and multicast
+	 * stay on it, anything else outside its subnet would leave the node.
+	 */
+	if ((net->flags & NET_F_INTERNAL) && !nid && dst != 0xffffffff &&
+	    (dst & bpf_htonl(0xf0000000)) != bpf_htonl(0xe0000000))
+		return PC_DROP_ISOLATION;
 	if (net->flags & NET_F_ICC)
 		return 0;
 	/* Our subnet but no endpoint (its broadcast, a stopped container), or
@@ -389,6 +396,10 @@ static __always_inline int policy6(__u32 self, const struct endpoint *ep, const 
 			return 0;
 		return PC_DROP_ISOLATION;
 	}
+	/* Internal: link-local and multicast stay on the bridge (policy4). */
+	if ((net->flags & NET_F_INTERNAL) && !nid && p->daddr6[0] != 0xff &&
+	    !(p->daddr6[0] == 0xfe && (p->daddr6[1] & 0xc0) == 0x80))
+		return PC_DROP_ISOLATION;
 	if (net->flags & NET_F_ICC)
 		return 0;
 	if (nid && !addr6_equal(p->daddr6, net->gw6))

@@ -36,6 +36,7 @@ var dockerRows = []row{
 	{"D13_AgentRestartAndKill", dockerAgentRestartAndKill},
 	{"D14_Churn", dockerChurn},
 	{"D15_IPv6", dockerIPv6},
+	{"D16_Internal", dockerInternal},
 }
 
 // dk is the profile's world: a topology whose node runs dockerd and the
@@ -674,4 +675,23 @@ func dockerIPv6(t *testing.T) {
 	seenAs(t, "tcp out of an IPv6 network", r.Seen, nstest.NodeAddr6)
 	u := reachUDP(t, b, hostAt(nstest.ExtAddr6, 7006), "ext")
 	seenAs(t, "udp out of an IPv6 network", u.Seen, nstest.NodeAddr6)
+}
+
+// D16: a --internal network: its containers reach each other and nothing
+// beyond the bridge, and what they publish is not reachable.
+func dockerInternal(t *testing.T) {
+	dk.d.MustDocker(t, "network", "create", "--internal", "--subnet", "172.31.16.0/24", "sealed")
+	t.Cleanup(func() { dk.d.Docker("network", "rm", "sealed") })
+	i1 := run(t, "in1", "--network", "sealed")
+	i2 := run(t, "in2", "--network", "sealed", "-p", "8105:80")
+	out := run(t, "in-control")
+	i2srv, _ := servers(t, i2, "in2", 80)
+	ext, _ := servers(t, dk.topo.Ext, "ext", 7010)
+	reachTCP(t, i1, dockerIP(t, "in2", "sealed")+":80", "in2")
+	reachTCP(t, out, "192.0.2.2:7010", "ext") // control: the outside answers others
+	blockedTCP(t, i1, "192.0.2.2:7010", ext)
+	o80, _ := servers(t, out, "in-control", 80)
+	blockedTCP(t, i1, dockerIP(t, "in-control", "bridge")+":80", o80)
+	nstest.ListenTCP(t, dk.topo.Node, "node", "192.0.2.1:8105")
+	nodeAnswersTCP(t, dk.topo.Ext, "192.0.2.1:8105", i2srv)
 }

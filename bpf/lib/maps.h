@@ -78,6 +78,7 @@ struct {
 
 #define NET_F_ICC (1U << 0)  /* containers on this network may talk freely */
 #define NET_F_MASQ (1U << 1) /* masquerade traffic that leaves through an uplink */
+#define NET_F_INTERNAL (1U << 2) /* no egress: own subnet and gateway only */
 
 struct network {
 	__be32 gw4;             /* gateway (bridge) IPv4 address */

@@ -98,13 +98,8 @@ func translateNetwork(n network.Summary, def Defaults) (model.Network, string, s
 	if n.Driver != "bridge" {
 		return model.Network{}, "", "network driver " + n.Driver
 	}
-	if n.Internal {
-		// Internal networks need a no-egress policy that neither backend
-		// has yet: managing them as ordinary networks would route them.
-		return model.Network{}, "", "internal network (not supported)"
-	}
 	opt := n.Options
-	mn := model.Network{Name: n.Name, Bridge: opt[optBridgeName], Source: model.SourceDocker}
+	mn := model.Network{Name: n.Name, Bridge: opt[optBridgeName], Source: model.SourceDocker, Internal: n.Internal}
 	if mn.Bridge == "" {
 		mn.Bridge = "br-" + shortID(n.ID)
 	}
@@ -180,6 +175,11 @@ func (d *Desired) addContainer(c *Container, hostIPs map[string]string) {
 		}
 	} else if slices.Contains(mine, m) {
 		pub = m
+	}
+	if d.Networks[pub].Internal {
+		// dockerd allocates the ports, but nothing reaches an internal
+		// network from outside: Docker does not publish them either.
+		return
 	}
 	d.addPorts(c, EndpointID(info.ID, pub), hostIPs[pub])
 }

@@ -25,7 +25,8 @@ const netsJSON = `[
   "IPAM":{"Config":[{"Subnet":"172.30.0.0/24","Gateway":"172.30.0.1"},{"Subnet":"fd00:30::/64","Gateway":"fd00:30::1"}]},
   "Options":{"com.docker.network.bridge.enable_icc":"false","com.docker.network.bridge.enable_ip_masquerade":"false",
    "com.docker.network.bridge.host_binding_ipv4":"192.0.2.10"}},
- {"Name":"mv","Id":"77","Driver":"macvlan","IPAM":{"Config":[{"Subnet":"10.9.0.0/24"}]}}
+ {"Name":"mv","Id":"77","Driver":"macvlan","IPAM":{"Config":[{"Subnet":"10.9.0.0/24"}]}},
+ {"Name":"sealed","Id":"88sealed0000","Driver":"bridge","Internal":true,"IPAM":{"Config":[{"Subnet":"172.30.9.0/24"}]}}
 ]`
 
 func loadNets(t *testing.T) []network.Summary {
@@ -78,6 +79,9 @@ func TestTranslateNetworks(t *testing.T) {
 	if be.Bridge != "br-5c0ffee00000" || be.Gateway != "172.30.0.1" || be.Subnet6 != "fd00:30::/64" ||
 		be.Gateway6 != "fd00:30::1" || *be.ICC || *be.Masquerade {
 		t.Errorf("user network = %+v (icc %v masq %v)", be, *be.ICC, *be.Masquerade)
+	}
+	if n := d.Networks["sealed"]; !n.Internal {
+		t.Errorf("--internal network: %+v, want internal", n)
 	}
 	if _, ok := d.Networks["mv"]; ok || d.Ignored["network driver macvlan"] != 1 {
 		t.Errorf("macvlan network: want ignored and counted, got %v", d.Ignored)
@@ -136,6 +140,13 @@ func TestTranslateHostBindingAndModes(t *testing.T) {
 	p, ok := d.Ports["c1c1c1c1c1c1.tcp.80.192.0.2.10"]
 	if !ok || p.HostIP != "192.0.2.10" {
 		t.Errorf("host_binding_ipv4 not the default host address: %v", d.Ports)
+	}
+	sealed := ctr(t, `{"Id":"s0s0s0s0s0s0s0","Name":"/s","State":{"Running":true},"Config":{},
+	 "HostConfig":{"NetworkMode":"sealed"},
+	 "NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8088"}]},
+	  "Networks":{"sealed":{"IPAddress":"172.30.9.2","MacAddress":"02:42:ac:1e:09:02"}}}}`, map[string]string{"sealed": "veth9"})
+	if d := Translate(loadNets(t), []Container{sealed}, Defaults{}); len(d.Endpoints) != 1 || len(d.Ports) != 0 {
+		t.Errorf("a container on an internal network: endpoints %v, ports %v; want its endpoint and no port", d.Endpoints, d.Ports)
 	}
 	if d.Ignored["network mode host"] != 1 {
 		t.Errorf("host-mode container not counted: %v", d.Ignored)

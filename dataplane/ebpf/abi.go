@@ -31,8 +31,9 @@ const (
 
 // network.flags (NET_F_*).
 const (
-	netICC  = 1 << 0
-	netMasq = 1 << 1
+	netICC      = 1 << 0
+	netMasq     = 1 << 1
+	netInternal = 1 << 2
 )
 
 // ct_entry.flags (CT_F_*), hooks (HOOK_*) and state (CT_S_*).

@@ -38,6 +38,31 @@ func TestEndpointIdentity(t *testing.T) {
 	f.dropped(progEndpointIngress, spoof6.frame(), "spoof-ip")
 }
 
+// TestEndpointInternal: an internal network keeps to its bridge (docker
+// network create --internal): its containers and gateway are reached,
+// broadcast, multicast and link-local stay on it; nothing leaves.
+func TestEndpointInternal(t *testing.T) {
+	f := newFixture(t, fixtureOpts{icc: true, internal: true})
+	tcp := func(dst netip.Addr, dstMAC net.HardwareAddr) []byte {
+		return pkt4{srcMAC: macA, dstMAC: dstMAC, src: ipA, dst: dst, proto: 6, sport: 40000, dport: 80, tcpFlags: 0x02}.frame()
+	}
+	f.passUnchanged(progEndpointIngress, tcp(ipB, macB))
+	f.passUnchanged(progEndpointIngress, tcp(ipGW, macGW))
+	f.passUnchanged(progEndpointIngress, pkt4{srcMAC: macA, dstMAC: net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		src: ipA, dst: netip.MustParseAddr("255.255.255.255"), proto: 17, sport: 68, dport: 67}.frame())
+	f.passUnchanged(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 1, dport: 22}.frame())
+	f.passUnchanged(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macGW, src: netip.MustParseAddr("fe80::1"),
+		dst: netip.MustParseAddr("fe80::42"), next: 17, sport: 1, dport: 22}.frame())
+	f.dropped(progEndpointIngress, tcp(ipExt, macGW), "isolation")
+	f.dropped(progEndpointIngress, tcp(ipNode, macGW), "isolation")
+	f.dropped(progEndpointIngress, tcp(ipOther, macGW), "isolation")
+	f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macGW, src: ipA6, dst: netip.MustParseAddr("2001:db8::1"),
+		next: 17, sport: 1, dport: 53}.frame(), "isolation")
+	// The same packets leave a network that is not internal.
+	g := newFixture(t, fixtureOpts{icc: true, masquerade: true})
+	g.pass(progEndpointIngress, tcp(ipExt, macGW))
+}
+
 func TestEndpointMalformed(t *testing.T) {
 	f := newFixture(t, fixtureOpts{icc: true, masquerade: true})
 	good := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: 17, sport: 4000, dport: 53}

@@ -86,6 +86,9 @@ func netEntries(n *model.RNetwork, id uint32, bridgeMAC net.HardwareAddr) []entr
 	if n.Masquerade {
 		v.Flags |= netMasq
 	}
+	if n.Internal {
+		v.Flags |= netInternal
+	}
 	if n.Gateway6.IsValid() {
 		v.Gw6 = n.Gateway6.As16()
 	}

@@ -65,6 +65,7 @@ type fixture struct {
 type fixtureOpts struct {
 	icc        bool
 	masquerade bool
+	internal   bool // the first network
 	netSNAT    netip.Addr
 	epSNAT     netip.Addr
 	cfg        func(*Config)
@@ -94,7 +95,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	f.n1 = &model.RNetwork{
 		Name: "pc0", Bridge: "pc0", Subnet: netip.MustParsePrefix("172.17.0.0/16"),
 		Subnet6: netip.MustParsePrefix("fd00:17::/64"), Gateway: ipGW, Gateway6: netip.MustParseAddr("fd00:17::1"),
-		ICC: o.icc, Masquerade: o.masquerade, SNATIP: o.netSNAT,
+		ICC: o.icc, Masquerade: o.masquerade, SNATIP: o.netSNAT, Internal: o.internal,
 	}
 	f.n2 = &model.RNetwork{
 		Name: "pc1", Bridge: "pc1", Subnet: netip.MustParsePrefix("172.18.0.0/16"), Gateway: ipGW2,

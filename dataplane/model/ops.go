@@ -99,6 +99,11 @@ func (r *Resolved) PutNetwork(n Network) (*Delta, error) {
 			return nil, err
 		}
 	}
+	if rn.Internal && (old == nil || !old.Internal) {
+		if id := r.portOnNetwork(n.Name); id != "" {
+			return nil, conflict("internal", "network %q cannot become internal: port mapping %q publishes on it; delete its mappings first", n.Name, id)
+		}
+	}
 	d := &Delta{Networks: []NetworkChange{{Old: old, New: rn}}}
 	r.setNetwork(n.Name, rn)
 	for _, id := range slices.Sorted(maps.Keys(eps)) {
@@ -107,6 +112,16 @@ func (r *Resolved) PutNetwork(n Network) (*Delta, error) {
 		r.rebindEndpoint(d, &e)
 	}
 	return d, nil
+}
+
+// portOnNetwork returns a port mapping on network name's endpoints, or "".
+func (r *Resolved) portOnNetwork(name string) string {
+	for _, id := range slices.Sorted(maps.Keys(r.Ports)) {
+		if r.Ports[id].EP.Net.Name == name {
+			return id
+		}
+	}
+	return ""
 }
 
 // addressingChange refuses a change of what the endpoints of a network in

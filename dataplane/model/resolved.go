@@ -75,6 +75,7 @@ type RNetwork struct {
 	Masquerade bool
 	SNATIP     netip.Addr // invalid when absent
 	MTU        int
+	Internal   bool
 }
 
 // REndpoint is a resolved Endpoint.

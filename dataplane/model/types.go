@@ -23,6 +23,10 @@ type Network struct {
 	Masquerade *bool  `json:"masquerade,omitempty"`
 	SNATIP     string `json:"snat_ip,omitempty"` // fixed source address instead of masquerade
 	MTU        int    `json:"mtu,omitempty"`
+	// Internal networks have no traffic in or out (docker network create
+	// --internal): their endpoints reach each other, as icc allows, and the
+	// gateway; nothing leaves through the node and nothing is published.
+	Internal bool `json:"internal,omitempty"`
 	// Source names the runtime that owns the object (SourceDocker), empty
 	// for objects made through the API. Owned objects change only through
 	// their source; the API refuses to change them.

@@ -137,7 +137,7 @@ func resolveNetwork(n Network) (*RNetwork, error) {
 		return nil, err
 	}
 	r := &RNetwork{Spec: n, Name: n.Name, Bridge: n.Bridge, MTU: n.MTU,
-		ICC: boolOr(n.ICC, true), Masquerade: boolOr(n.Masquerade, true)}
+		ICC: boolOr(n.ICC, true), Masquerade: boolOr(n.Masquerade, true), Internal: n.Internal}
 	if r.Bridge == "" {
 		r.Bridge = n.Name
 		if checkIfname("bridge", r.Bridge) != nil {
@@ -318,6 +318,9 @@ func resolvePort(p PortMapping, eps map[string]*REndpoint) (*RPort, error) {
 	ep := eps[p.Endpoint]
 	if ep == nil {
 		return nil, invalid("endpoint", "endpoint %q is not known: create it first", p.Endpoint)
+	}
+	if ep.Net.Internal {
+		return nil, invalid("endpoint", "endpoint %q is on network %q, which is internal (nothing outside reaches it): publish on an endpoint of another network", ep.ID, ep.Net.Name)
 	}
 	r := &RPort{Spec: p, ID: p.ID, EP: ep}
 	var err error

@@ -214,12 +214,14 @@ const (
 // forwardRules keep the outside and other networks away from containers
 // (B12, B18): only replies, published ports, egress and same-bridge traffic
 // (seen here when br_netfilter passes bridged frames through) go into a
-// bridge.
+// bridge. An internal network has no egress (to other bridges the last
+// rule drops it, as for every network).
 func forwardRules() []rule {
 	r := func(t ...term) rule { return mkRule(famInet, t...) }
 	return []rule{
 		r(ctBits(expr.CtKeySTATE, ctStateEstablishedRelated, "ct state established,related"), accept),
 		r(ctBits(expr.CtKeySTATUS, ctStatusDNAT, "ct status dnat"), accept),
+		r(inSet(setInternal, fIifname), notInSet(setBridges, fOifname), dropCounted(dropInternal)),
 		r(inSet(setBridges, fIifname), notInSet(setBridges, fOifname), accept),
 		r(inSet(setBridgePairs, fIifname, fOifname), accept),
 		r(inSet(setBridges, fOifname), dropCounted(dropInbound)),

@@ -44,7 +44,7 @@ func TestTrafficDropCounters(t *testing.T) {
 	serve(t, tp.c1H, ":80")
 	c1http := net.JoinHostPort(tp.c1IP, "80")
 
-	reasons := []string{"loopback", "inbound", "stale", "spoof", "icc"}
+	reasons := []string{"loopback", "inbound", "stale", "internal", "spoof", "icc"}
 	ds, err := tp.b.Drops(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,9 @@ func networkElems(n *model.RNetwork) []elem {
 	if n.Subnet6.IsValid() {
 		es = append(es, el(setBridgeNets6, vIfname(n.Bridge), vPrefix(n.Subnet6)))
 	}
+	if n.Internal {
+		return append(es, el(setInternal, vIfname(n.Bridge)))
+	}
 	switch {
 	case n.SNATIP.Is4():
 		es = append(es, el(mapSNAT4Net, vPrefix(n.Subnet)).to(vAddr(n.SNATIP)))

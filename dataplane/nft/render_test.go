@@ -34,6 +34,10 @@ const goldenSmallState = `table inet portcullis {
 		packets 0 bytes 0
 	}
 
+	counter drop-internal {
+		packets 0 bytes 0
+	}
+
 	set bridges {
 		type ifname
 		elements = { "pc0",
@@ -57,6 +61,10 @@ const goldenSmallState = `table inet portcullis {
 		type ifname . ipv6_addr
 		flags interval
 		elements = { "pc0" . fd00:18::/64 }
+	}
+
+	set internal {
+		type ifname
 	}
 
 	map dnat4 {
@@ -227,6 +235,7 @@ const goldenSmallState = `table inet portcullis {
 		type filter hook forward priority filter; policy accept;
 		ct state established,related accept
 		ct status dnat accept
+		iifname @internal oifname != @bridges counter name "drop-internal" drop
 		iifname @bridges oifname != @bridges accept
 		iifname . oifname @bridge-pairs accept
 		oifname @bridges counter name "drop-inbound" drop

@@ -60,6 +60,8 @@ var (
 	// Each bridge with its own subnets, for hairpin masquerade.
 	setBridgeNets4 = inetSet("bridge-subnets4", true, tIfname, tIP4)
 	setBridgeNets6 = inetSet("bridge-subnets6", true, tIfname, tIP6)
+	// Bridges of internal networks: nothing of theirs leaves the node.
+	setInternal = inetSet("internal", false, tIfname)
 
 	// Published ports. "any" maps hold wildcard mappings (every node
 	// address); "range" maps hold port ranges whose container range equals
@@ -101,7 +103,7 @@ var (
 )
 
 var inetSets = []*setDef{
-	setBridges, setBridgePairs, setBridgeNets4, setBridgeNets6,
+	setBridges, setBridgePairs, setBridgeNets4, setBridgeNets6, setInternal,
 	mapDNAT4, mapDNAT4Range, mapDNAT4Any, mapDNAT4AnyRange,
 	mapDNAT6, mapDNAT6Range, mapDNAT6Any, mapDNAT6AnyRange,
 	mapSNAT4EP, mapSNAT6EP, mapSNAT4Net, mapSNAT6Net, setMasq4, setMasq6,
@@ -182,8 +184,9 @@ var (
 	dropInbound  = &counterDef{reason: "inbound"}  // B12, B18: unpublished access into a bridge
 	dropSpoof    = &counterDef{reason: "spoof"}    // B17: wrong MAC or address from an endpoint
 	dropICC      = &counterDef{reason: "icc"}      // B15: between endpoints of an icc=false network
+	dropInternal = &counterDef{reason: "internal"} // out of an internal network
 
-	inetCounters   = []*counterDef{dropLoopback, dropInbound, dropStale}
+	inetCounters   = []*counterDef{dropLoopback, dropInbound, dropStale, dropInternal}
 	bridgeCounters = []*counterDef{dropSpoof, dropICC}
 	localCounters  = []*counterDef{dropLoopback}
 )
