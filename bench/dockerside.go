@@ -52,6 +52,8 @@ type DockerSide struct {
 	DockerRuns map[string][]float64 `json:"docker_runs_s,omitempty"`
 	Notes      []string             `json:"notes,omitempty"`
 	Summary    []SideSummary        `json:"summary"`
+	// Netns are each mode's namespaces, removed at the comparison's end.
+	Netns map[string]string `json:"netns,omitempty"`
 	// Left are the engines left out for good, unavailable here or over
 	// their budget, with the reason (also in Notes).
 	Left map[string]error `json:"-"`
@@ -63,7 +65,7 @@ func runDocker(e *env, refs []sideMode, engines []*engineMode, ports int) *Docke
 	start := time.Now()
 	variants := streamVariants()
 	ds := &DockerSide{Ports: ports, Rounds: e.cfg.DockerRounds, Publish: map[string]float64{},
-		Variants: variantFlags(variants), DockerRuns: map[string][]float64{}}
+		Variants: variantFlags(variants), DockerRuns: map[string][]float64{}, Netns: map[string]string{}}
 	modes := slices.Clone(refs)
 	for _, m := range engines {
 		modes = append(modes, m)
@@ -78,6 +80,7 @@ func runDocker(e *env, refs []sideMode, engines []*engineMode, ports int) *Docke
 	var order []string
 	for _, l := range lives {
 		ds.Publish[l.m.name()] = l.setup.Seconds()
+		ds.Netns[l.m.name()] = "pct-*-" + l.in.topo.Suffix
 		order = append(order, l.m.name())
 		// What the set-up noted: how long dockerd took, which iptables.
 		for _, n := range l.in.notes[:l.notes] {

@@ -3,10 +3,14 @@ package bench
 import (
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/nstest"
 )
 
 // The range c2 publishes is exactly the fillers the other modes publish
@@ -188,5 +192,46 @@ func TestTryExchange(t *testing.T) {
 	}()
 	if err := tryExchange(netip.MustParseAddrPort(echo.Addr().String()), httpExchange); err != nil {
 		t.Errorf("a server that answers: %v", err)
+	}
+}
+
+// TestSmokeDockerIptables runs the engine comparison with dockerd's own
+// rules at 20 ports for one short round: dockerd starts with
+// --iptables=true winning over the harness's default (setup checks its
+// DOCKER chain), the range and one more container answer from the
+// external host, and its namespaces are gone afterwards.
+func TestSmokeDockerIptables(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("pcbench needs root to create network namespaces")
+	}
+	if testing.Short() {
+		t.Skip("starts a dockerd: not in -short")
+	}
+	cfg := Config{Modes: []string{modeDockerIptables}, Rounds: 1, Duration: time.Second, Ns: []int{0}, Clients: 2,
+		DockerPorts: []int{20}, DockerRounds: 1, DockerBudget: 2 * time.Minute, skipSuite: true}
+	res, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Modes[0].Unavailable != "" {
+		t.Skipf("docker-iptables unavailable here: %s", res.Modes[0].Unavailable)
+	}
+	if len(res.Docker) != 1 {
+		t.Fatalf("%d engine comparisons, want 1", len(res.Docker))
+	}
+	ds := res.Docker[0]
+	if p := ds.Publish[modeDockerIptables]; p <= 0 {
+		t.Errorf("no time to publish the range: %v (notes %v)", ds.Publish, ds.Notes)
+	}
+	if runs := ds.DockerRuns[modeDockerIptables]; len(runs) != dockerRunsPerRound {
+		t.Errorf("docker run times %v, want %d (notes %v)", runs, dockerRunsPerRound, ds.Notes)
+	}
+	rate := findSide(t, ds.Summary, modeDockerIptables, sideConnRate)
+	if rate.Value.Median <= 0 {
+		t.Errorf("no connection rate through dockerd's rules: %+v", rate)
+	}
+	ns := ds.Netns[modeDockerIptables]
+	if left, _ := filepath.Glob(filepath.Join(nstest.NetnsDir, ns)); ns == "" || len(left) > 0 {
+		t.Errorf("namespaces %q left behind: %v", ns, left)
 	}
 }
