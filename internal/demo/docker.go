@@ -27,7 +27,14 @@ func RunDocker(ctx context.Context, tb nstest.TB, opts Options) int {
 	r.c = api.NewClient(agent.Socket)
 	r.say("portcullisd --docker %s --icc=false --backend %s in namespace %s", d.Host, opts.Backend, r.topo.Node.Name)
 	docker := func(args ...string) string {
-		r.say("  $ docker %s", strings.Join(args, " "))
+		shown := make([]string, len(args))
+		for i, a := range args {
+			shown[i] = a
+			if strings.ContainsAny(a, " {}") {
+				shown[i] = "'" + a + "'"
+			}
+		}
+		r.say("  $ docker %s", strings.Join(shown, " "))
 		out, err := d.Docker(args...)
 		r.must(err)
 		return out
