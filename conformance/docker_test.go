@@ -425,6 +425,13 @@ func dockerOwnership(t *testing.T) {
 	blockedTCP(t, a, bIP+":80", ov2)
 	run(t, "ov3", "--network", "ovr") // a sync after the override
 	blockedTCP(t, a, bIP+":80", ov2)
+	// Kept across an agent restart, and its first sync with Docker.
+	if err := dk.agent.Restart(); err != nil {
+		t.Fatalf("restart the agent: %v", err)
+	}
+	waitDocker(t, true)
+	run(t, "ov5", "--network", "ovr")
+	blockedTCP(t, a, bIP+":80", ov2)
 	// Cleared: Docker's own value (icc on) comes back.
 	if _, err := dk.api.PutNetwork(dk.ctx, model.Network{Name: "ovr"}); err != nil {
 		t.Fatalf("clear the icc override: %v", err)
