@@ -82,10 +82,10 @@ demo: deps-test deps-docker build
 	@if command -v dockerd >/dev/null 2>&1 && [ -x /bin/busybox ]; then $(BIN)/pcdemo -docker; \
 	  else echo "skipping the Docker walkthrough: no dockerd (see deps-docker)"; fi
 
-bench: deps-test deps-bench build
+bench: deps-test deps-bench deps-docker build
 	$(BIN)/pcbench -out bench/results
 
-bench-quick: deps-test deps-bench build
+bench-quick: deps-test deps-bench deps-docker build
 	$(BIN)/pcbench -quick -out $(BIN)/bench-quick
 
 install: build
