@@ -93,6 +93,8 @@ install: build
 	install -D -m 0755 $(BIN)/pcctl $(DESTDIR)$(PREFIX)/bin/pcctl
 	install -D -m 0755 $(BIN)/portcullis-cni $(DESTDIR)/opt/cni/bin/portcullis-cni
 	install -D -m 0644 dist/portcullisd.service $(DESTDIR)/etc/systemd/system/portcullisd.service
+	@# the operator's flags: installed once, never overwritten (nor removed by uninstall)
+	[ -e $(DESTDIR)/etc/default/portcullisd ] || install -D -m 0644 dist/portcullisd.default $(DESTDIR)/etc/default/portcullisd
 
 uninstall:
 	-$(PREFIX)/bin/portcullisd uninstall
