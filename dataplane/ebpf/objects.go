@@ -69,11 +69,11 @@ type MapSizes struct {
 	// in one). Default 524288, 262144 flows: the nf_conntrack_max a large
 	// host gets by default, and cilium's default for its own TCP table.
 	CT uint32
-	// CT6 is pc_ct6: one entry per IPv6 flow a container (or a link's
-	// parent) opened. Default 131072.
+	// CT6 is pc_ct6: one entry per IPv6 flow a container of a network
+	// without masquerade (or a link's parent) opened. Default 131072.
 	CT6 uint32
-	// NAT6 is pc_nat6: two entries per IPv6 published-port flow. Default
-	// 131072.
+	// NAT6 is pc_nat6: two entries per IPv6 published-port or
+	// masqueraded flow. Default 131072.
 	NAT6 uint32
 	// Ports is pc_ports and pc_ports6, each: one entry per aligned block
 	// of a mapping's host ports (one for a single port, at most 30 for a
