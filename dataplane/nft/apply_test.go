@@ -178,15 +178,34 @@ func monitor(t *testing.T, ns string) (stop func() []string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let it subscribe
+	// Subscribed once it reports a table of its own made after it started
+	// (a fixed sleep was not enough on a loaded machine); that table's
+	// lines are left out of what it saw.
+	const probe = "pct-monitor-probe"
+	mark := func(name string) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			exec.Command("ip", "netns", "exec", ns, "nft", "add table inet "+name+"; delete table inet "+name).Run()
+			if raw, _ := os.ReadFile(out.Name()); strings.Contains(string(raw), name) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("nft monitor did not report within 10 s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	mark(probe)
 	return func() []string {
-		time.Sleep(300 * time.Millisecond)
+		// Events come in order: once a later probe is seen, so is
+		// everything before it.
+		mark(probe + "-end")
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		raw, _ := os.ReadFile(out.Name())
 		var events []string
 		for _, l := range strings.Split(string(raw), "\n") {
-			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") && !strings.Contains(l, probe) {
 				events = append(events, l)
 			}
 		}
