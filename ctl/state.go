@@ -83,10 +83,10 @@ func selectRows(kind string, rows []map[string]any, keys []string) ([]map[string
 }
 
 var columns = map[string][]string{
-	"networks":  {"name", "bridge", "subnet", "gateway", "subnet6", "icc", "masquerade", "snat_ip"},
-	"endpoints": {"id", "network", "ip", "ip6", "mac", "host_veth", "name"},
-	"ports":     {"id", "endpoint", "proto", "host_ip", "host_port", "host_port_range", "port", "port_range"},
-	"links":     {"parent", "alias", "child", "hosts"},
+	"networks":  {"name", "bridge", "subnet", "gateway", "subnet6", "icc", "masquerade", "snat_ip", "internal", "source"},
+	"endpoints": {"id", "network", "ip", "ip6", "mac", "host_veth", "name", "source"},
+	"ports":     {"id", "endpoint", "proto", "host_ip", "host_port", "host_port_range", "port", "port_range", "source"},
+	"links":     {"parent", "alias", "child", "hosts", "source"},
 }
 
 func publish(ctx context.Context, c *cli, args []string) error {
