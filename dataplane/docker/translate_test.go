@@ -54,7 +54,7 @@ const webJSON = `{"Id":"40fb7eaeb3a63b6e7ca6ceafa36674f48b1a93806061083fb2edd10c
  "HostConfig":{"NetworkMode":"default","Links":null},
  "NetworkSettings":{"SandboxKey":"/x/511e6430aad9",
   "Ports":{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8080"},{"HostIp":"::","HostPort":"8080"},{"HostIp":"127.0.0.1","HostPort":"8082"}],
-   "53/udp":[{"HostIp":"0.0.0.0","HostPort":"5353"}],
+   "53/udp":[{"HostIp":"0.0.0.0","HostPort":"5353"}],"9999/sctp":[{"HostIp":"0.0.0.0","HostPort":"9999"}],
    "8000/tcp":[{"HostIp":"0.0.0.0","HostPort":"8000"}],"8001/tcp":[{"HostIp":"0.0.0.0","HostPort":"8001"}],
    "8002/tcp":[{"HostIp":"0.0.0.0","HostPort":"8002"}],"9000/tcp":null},
   "Networks":{"bridge":{"IPAddress":"172.17.0.2","IPPrefixLen":16,"MacAddress":"02:42:ac:11:00:02","GlobalIPv6Address":""}}}}`
@@ -116,6 +116,7 @@ func TestTranslateContainers(t *testing.T) {
 	// 0.0.0.0 and :: are one wildcard mapping; 8000-8002 one range; a
 	// port without a binding (9000, exposed only) none.
 	wantPorts := []string{
+		"40fb7eaeb3a6.sctp.9999   ",
 		"40fb7eaeb3a6.tcp.8000-8002  8000-8002 8000-8002",
 		"40fb7eaeb3a6.tcp.8080   ",
 		"40fb7eaeb3a6.tcp.8082.127.0.0.1 127.0.0.1  ",
