@@ -342,12 +342,7 @@ func dockerPortForms(t *testing.T) {
 	seenAs(t, "udp published", ur.Seen, nstest.ExtAddr)
 	_ = u53
 	// -P: the port dockerd chose for the exposed 7070.
-	hp := dk.d.MustDocker(t, "port", "forms", "7070/tcp")
-	_, port, ok := strings.Cut(strings.Fields(hp)[0], ":")
-	if !ok {
-		t.Fatalf("docker port forms 7070/tcp: %q", hp)
-	}
-	reachTCP(t, dk.topo.Ext, "192.0.2.1:"+port, "forms")
+	reachTCP(t, dk.topo.Ext, "192.0.2.1:"+hostPortOf(t, "forms", "7070/tcp"), "forms")
 }
 
 // D05 (B9, B10): containers and the node itself reach published ports
@@ -511,13 +506,7 @@ func dockerConnectDisconnect(t *testing.T) {
 // goes on meanwhile, status says the engine is gone, and the agent
 // follows it again afterwards.
 func dockerDockerdRestart(t *testing.T) {
-	c := run(t, "dr1", "-p", "8100:80")
-	servers(t, c, "dr1", 80)
-	conn, r := nstest.ConnectTCP(dk.topo.Ext, "192.0.2.1:8100", nstest.DialOptions{Timeout: reachTimeout})
-	if !r.OK() {
-		t.Fatalf("connection before the restart: %v", r.Err)
-	}
-	defer conn.Close()
+	conn := connected(t, "dr1", 8100)
 	if err := dk.d.Stop(); err != nil {
 		t.Fatalf("stop dockerd: %v", err)
 	}
@@ -536,6 +525,33 @@ func dockerDockerdRestart(t *testing.T) {
 	c2 := run(t, "dr2", "-p", "8101:80")
 	servers(t, c2, "dr2", 80)
 	reachTCP(t, dk.topo.Ext, "192.0.2.1:8101", "dr2")
+}
+
+// connected starts container name publishing hostPort:80 with a server
+// there, and returns a connection the external host opened to it (closed
+// when the test ends).
+func connected(t *testing.T, name string, hostPort int) *nstest.TCPConn {
+	t.Helper()
+	c := run(t, name, "-p", fmt.Sprintf("%d:80", hostPort))
+	servers(t, c, name, 80)
+	conn, r := nstest.ConnectTCP(dk.topo.Ext, hostAt(nstest.NodeAddr, hostPort), nstest.DialOptions{Timeout: reachTimeout})
+	if !r.OK() {
+		t.Fatalf("connection to %s before: %v", name, r.Err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// hostPortOf returns the host port dockerd chose for a container port
+// (-P, -p 0:PORT).
+func hostPortOf(t *testing.T, name, port string) string {
+	t.Helper()
+	out := dk.d.MustDocker(t, "port", name, port)
+	_, hp, ok := strings.Cut(strings.Fields(out)[0], ":")
+	if !ok {
+		t.Fatalf("docker port %s %s: %q", name, port, out)
+	}
+	return hp
 }
 
 func waitDocker(t *testing.T, connected bool) {
@@ -557,13 +573,7 @@ func waitDocker(t *testing.T, connected bool) {
 // D13 (B21): the agent restarted, or killed with SIGKILL, during traffic:
 // flows go on, and a container started while it was down is picked up.
 func dockerAgentRestartAndKill(t *testing.T) {
-	c := run(t, "ar1", "-p", "8102:80")
-	servers(t, c, "ar1", 80)
-	conn, r := nstest.ConnectTCP(dk.topo.Ext, "192.0.2.1:8102", nstest.DialOptions{Timeout: reachTimeout})
-	if !r.OK() {
-		t.Fatalf("connection before: %v", r.Err)
-	}
-	defer conn.Close()
+	conn := connected(t, "ar1", 8102)
 	// Removed while the agent is down: the agent must still start, and
 	// drop them (their port is free for the next container).
 	dk.d.MustDocker(t, "network", "create", "--subnet", "172.31.14.0/24", "argone")
@@ -593,9 +603,7 @@ func dockerAgentRestartAndKill(t *testing.T) {
 		waitEndpoints(t, name, 1)
 		ns := dk.d.ContainerNS(t, name)
 		servers(t, ns, name, 80)
-		hp := dk.d.MustDocker(t, "port", name, "80/tcp")
-		_, port, _ := strings.Cut(strings.Fields(hp)[0], ":")
-		reachTCP(t, dk.topo.Ext, "192.0.2.1:"+port, name)
+		reachTCP(t, dk.topo.Ext, "192.0.2.1:"+hostPortOf(t, name, "80/tcp"), name)
 		if err := conn.Echo(); err != nil {
 			t.Errorf("established connection after the agent's %s: %v", how, err)
 		}
