@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -144,6 +145,48 @@ func testRestart(t *testing.T) {
 	reachTCP(t, e.ext(), "192.0.2.1:8080", "c1")
 	reachUDP(t, e.ext(), "192.0.2.1:8080", "c1")
 	reachTCP(t, c1.NS, "192.0.2.2:7000", "ext")
+}
+
+// B21: a container whose namespace went while the agent was down (a
+// runtime that stopped it and never said so) does not keep the agent from
+// starting: the agent drops it with its mappings, says so in status, and
+// its host port is free for the next container. The others keep working.
+func testContainerGoneWhileDown(t *testing.T) {
+	e := newEnv(t)
+	e.network(pc0(false))
+	c1 := e.container("c1", "pc0", 2)
+	c2 := e.container("c2", "pc0", 3)
+	servers(t, c2.NS, "c2", 80)
+	e.publish(tcpPort("web1", "c1", 8080, 80))
+	e.publish(tcpPort("web2", "c2", 8081, 80))
+	reachTCP(t, e.ext(), "192.0.2.1:8081", "c2")
+
+	if err := e.agent.Stop(); err != nil {
+		t.Fatalf("stop agent: %v", err)
+	}
+	c1.NS.Delete()
+	if err := e.agent.Start(); err != nil {
+		t.Fatalf("the agent refuses to start with a container gone: %v", err)
+	}
+	if _, err := e.api.Endpoint(e.ctx, "c1"); apiStatus(err) != http.StatusNotFound {
+		t.Errorf("GET endpoint c1 after its namespace went: %v, want 404", err)
+	}
+	if _, err := e.api.Port(e.ctx, "web1"); apiStatus(err) != http.StatusNotFound {
+		t.Errorf("GET port web1 of the gone container: %v, want 404", err)
+	}
+	st, err := e.api.Status(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := st["reconciler"].(map[string]any)
+	if dropped := fmt.Sprint(rs["dropped_at_start"]); !strings.Contains(dropped, "endpoint c1") {
+		t.Errorf("status reconciler.dropped_at_start = %s, want endpoint c1", dropped)
+	}
+	reachTCP(t, e.ext(), "192.0.2.1:8081", "c2")
+	c3 := e.container("c3", "pc0", 4)
+	servers(t, c3.NS, "c3", 80)
+	e.publish(tcpPort("web3", "c3", 8080, 80))
+	reachTCP(t, e.ext(), "192.0.2.1:8080", "c3")
 }
 
 // B22: uninstall leaves nothing: no nft table, no bridge or veth the agent

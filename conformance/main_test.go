@@ -66,6 +66,7 @@ var rows = []row{
 	{"B19_LinkEnv", testLinkEnv},
 	{"B20_AtomicChanges", testAtomicChanges},
 	{"B21_Restart", testRestart},
+	{"B21_ContainerGoneWhileDown", testContainerGoneWhileDown},
 	{"B22_Uninstall", testUninstall},
 	{"R01_ResyncRepairsDrift", testResyncRepairsDrift},
 }

@@ -53,6 +53,9 @@ type Stats struct {
 	LastError    string        `json:"last_error,omitempty"`
 	LastDuration time.Duration `json:"last_duration_ns"`
 	StartErrors  []string      `json:"start_errors,omitempty"`
+	// DroppedAtStart are the objects removed at start because their
+	// container went while the agent was down (with their ports and links).
+	DroppedAtStart []string `json:"dropped_at_start,omitempty"`
 }
 
 // NewReconciler loads the desired state from st; Start applies it.
@@ -94,7 +97,9 @@ func (c *Reconciler) Start(ctx context.Context) error {
 		}
 		err := c.dev.EnsureEndpoint(e)
 		switch {
-		case err != nil && e.Spec.Source != "" && errors.Is(err, netdev.ErrNotFound):
+		case err != nil && (e.Spec.Source != "" || e.Netns != "") && errors.Is(err, netdev.ErrNotFound):
+			// A runtime's interface, or the namespace of a container the
+			// agent plugged, is gone: so is the container.
 			vanished = append(vanished, model.Op{Kind: "endpoint", Delete: true, Key: id})
 		case err != nil:
 			c.log.Warn("endpoint not plugged at start", "endpoint", e.ID, "err", err)
@@ -119,10 +124,12 @@ func (c *Reconciler) networkGone(n *model.RNetwork) []model.Op {
 	return append(ops, model.Op{Kind: "network", Delete: true, Key: n.Name})
 }
 
-// dropVanished removes, before the first sync, what a runtime source owns
-// whose interfaces went while the agent was down (a container or network
-// removed meanwhile): programming it would fail, and the source would
-// remove it anyway once it has listed the runtime again.
+// dropVanished removes, before the first sync, what went while the agent
+// was down: what a runtime source owns whose interfaces are gone (a
+// container or network removed meanwhile; the source would remove it
+// anyway once it has listed the runtime again), and endpoints whose
+// container namespace is gone. Programming them would fail, and a port
+// they published must not stay taken.
 func (c *Reconciler) dropVanished(ops []model.Op) error {
 	for _, op := range ops {
 		if _, err := c.want.Do(op); err != nil {
@@ -131,7 +138,8 @@ func (c *Reconciler) dropVanished(ops []model.Op) error {
 		if err := c.st.Append(op); err != nil {
 			return err
 		}
-		c.log.Info("removed at start: its runtime's interface is gone", "kind", op.Kind, "name", op.Key)
+		c.log.Info("removed at start: its interface or namespace is gone", "kind", op.Kind, "name", op.Key)
+		c.stats.DroppedAtStart = append(c.stats.DroppedAtStart, op.Kind+" "+op.Key)
 	}
 	return nil
 }

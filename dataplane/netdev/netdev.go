@@ -154,6 +154,13 @@ func (m *Manager) DeleteBridge(name string) error {
 // creates the veth pair, moves the peer into the namespace and configures
 // name, MAC, addresses and default routes there; it is safe to repeat.
 func (m *Manager) EnsureEndpoint(e *model.REndpoint) error {
+	if e.Netns != "" {
+		// Gone with its container, even while the kernel has not yet
+		// destroyed the namespace and the veth that dies with it.
+		if _, err := os.Stat(e.Netns); errors.Is(err, os.ErrNotExist) {
+			return missing{model.Invalid("netns", "netns %q of endpoint %s does not exist", e.Netns, e.ID)}
+		}
+	}
 	l, err := m.linkByName(e.HostIfname)
 	switch {
 	case errors.Is(err, ErrNotFound) && e.Netns == "":
@@ -191,6 +198,10 @@ func peerName(e *model.REndpoint) string { return "pct" + e.HostIfname[3:] }
 
 func (m *Manager) createVeth(e *model.REndpoint) (netlink.Link, error) {
 	ns, err := netns.GetFromPath(e.Netns)
+	if errors.Is(err, os.ErrNotExist) {
+		// The container is gone (its namespace with it).
+		return nil, missing{model.Invalid("netns", "netns %q of endpoint %s does not exist", e.Netns, e.ID)}
+	}
 	if err != nil {
 		return nil, model.Invalid("netns", "netns %q of endpoint %s cannot be opened: %v", e.Netns, e.ID, err)
 	}
