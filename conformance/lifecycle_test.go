@@ -152,7 +152,7 @@ func testRestart(t *testing.T) {
 // starting: the agent drops it with its mappings, says so in status, and
 // its host port is free for the next container. The others keep working.
 func testContainerGoneWhileDown(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvArgs(t, "--resync-period", resyncPeriod.String())
 	e.network(pc0(false))
 	c1 := e.container("c1", "pc0", 2)
 	c2 := e.container("c2", "pc0", 3)
@@ -179,14 +179,29 @@ func testContainerGoneWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs, _ := st["reconciler"].(map[string]any)
-	if dropped := fmt.Sprint(rs["dropped_at_start"]); !strings.Contains(dropped, "endpoint c1") {
-		t.Errorf("status reconciler.dropped_at_start = %s, want endpoint c1", dropped)
+	if gone := fmt.Sprint(rs["vanished"]); !strings.Contains(gone, "endpoint c1") {
+		t.Errorf("status reconciler.vanished = %s, want endpoint c1", gone)
 	}
 	reachTCP(t, e.ext(), "192.0.2.1:8081", "c2")
 	c3 := e.container("c3", "pc0", 4)
 	servers(t, c3.NS, "c3", 80)
 	e.publish(tcpPort("web3", "c3", 8080, 80))
 	reachTCP(t, e.ext(), "192.0.2.1:8080", "c3")
+
+	// Gone while the agent runs, and nobody says so: the next resync
+	// finds it.
+	c3.NS.Delete()
+	deadline := time.Now().Add(3 * resyncPeriod)
+	for {
+		if _, err := e.api.Port(e.ctx, "web3"); apiStatus(err) == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port web3 of a container whose namespace went is still there after %v", 3*resyncPeriod)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	reachTCP(t, e.ext(), "192.0.2.1:8081", "c2")
 }
 
 // B22: uninstall leaves nothing: no nft table, no bridge or veth the agent

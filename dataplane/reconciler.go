@@ -53,9 +53,10 @@ type Stats struct {
 	LastError    string        `json:"last_error,omitempty"`
 	LastDuration time.Duration `json:"last_duration_ns"`
 	StartErrors  []string      `json:"start_errors,omitempty"`
-	// DroppedAtStart are the objects removed at start because their
-	// container went while the agent was down (with their ports and links).
-	DroppedAtStart []string `json:"dropped_at_start,omitempty"`
+	// Vanished are the objects removed (with their ports and links)
+	// because their container or network went without the agent being
+	// told, found at start or at a resync.
+	Vanished []string `json:"vanished,omitempty"`
 }
 
 // NewReconciler loads the desired state from st; Start applies it.
@@ -79,7 +80,19 @@ func (c *Reconciler) Start(ctx context.Context) error {
 	if err := c.forwarding(); err != nil {
 		return err
 	}
+	if err := c.plugAll(true); err != nil {
+		return err
+	}
+	return c.fullSync(ctx)
+}
+
+// plugAll makes every network's bridge and every endpoint's veth, at start
+// and at each resync, and drops what went while nobody told the agent (see
+// dropVanished). An endpoint that cannot be plugged otherwise is logged
+// (and, at start, reported in status); a bridge that cannot be made fails.
+func (c *Reconciler) plugAll(atStart bool) error {
 	var vanished []model.Op
+	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(c.want.Networks)) {
 		n := c.want.Networks[name]
 		_, err := c.dev.EnsureBridge(n)
@@ -87,12 +100,12 @@ func (c *Reconciler) Start(ctx context.Context) error {
 		case err != nil && n.Spec.Source != "" && errors.Is(err, netdev.ErrNotFound):
 			vanished = append(vanished, c.networkGone(n)...)
 		case err != nil:
-			return fmt.Errorf("network %s: %w", n.Name, err)
+			errs = append(errs, fmt.Errorf("network %s: %w", n.Name, err))
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.want.Endpoints)) {
 		e := c.want.Endpoints[id]
-		if e.Spec.Source != "" && slices.ContainsFunc(vanished, func(op model.Op) bool { return op.Key == id }) {
+		if slices.ContainsFunc(vanished, func(op model.Op) bool { return op.Kind == "endpoint" && op.Key == id }) {
 			continue
 		}
 		err := c.dev.EnsureEndpoint(e)
@@ -102,14 +115,16 @@ func (c *Reconciler) Start(ctx context.Context) error {
 			// agent plugged, is gone: so is the container.
 			vanished = append(vanished, model.Op{Kind: "endpoint", Delete: true, Key: id})
 		case err != nil:
-			c.log.Warn("endpoint not plugged at start", "endpoint", e.ID, "err", err)
-			c.stats.StartErrors = append(c.stats.StartErrors, fmt.Sprintf("endpoint %s: %v", e.ID, err))
+			c.log.Warn("endpoint not plugged", "endpoint", e.ID, "at_start", atStart, "err", err)
+			if atStart {
+				c.stats.StartErrors = append(c.stats.StartErrors, fmt.Sprintf("endpoint %s: %v", e.ID, err))
+			}
 		}
 	}
 	if err := c.dropVanished(vanished); err != nil {
 		return err
 	}
-	return c.fullSync(ctx)
+	return errors.Join(errs...)
 }
 
 // networkGone returns the deletes of a runtime's network whose bridge is
@@ -124,12 +139,13 @@ func (c *Reconciler) networkGone(n *model.RNetwork) []model.Op {
 	return append(ops, model.Op{Kind: "network", Delete: true, Key: n.Name})
 }
 
-// dropVanished removes, before the first sync, what went while the agent
-// was down: what a runtime source owns whose interfaces are gone (a
-// container or network removed meanwhile; the source would remove it
-// anyway once it has listed the runtime again), and endpoints whose
-// container namespace is gone. Programming them would fail, and a port
-// they published must not stay taken.
+// dropVanished removes, before a full sync, what went without the agent
+// being told (while it was down, or a runtime that never said so): what a
+// runtime source owns whose interfaces are gone (a container or network
+// removed meanwhile; the source would remove it anyway once it has listed
+// the runtime again), and endpoints whose container namespace is gone.
+// Programming them would fail, and a port they published must not stay
+// taken.
 func (c *Reconciler) dropVanished(ops []model.Op) error {
 	for _, op := range ops {
 		if _, err := c.want.Do(op); err != nil {
@@ -138,8 +154,8 @@ func (c *Reconciler) dropVanished(ops []model.Op) error {
 		if err := c.st.Append(op); err != nil {
 			return err
 		}
-		c.log.Info("removed at start: its interface or namespace is gone", "kind", op.Kind, "name", op.Key)
-		c.stats.DroppedAtStart = append(c.stats.DroppedAtStart, op.Kind+" "+op.Key)
+		c.log.Info("removed: its interface or namespace is gone", "kind", op.Kind, "name", op.Key)
+		c.stats.Vanished = append(c.stats.Vanished, op.Kind+" "+op.Key)
 	}
 	return nil
 }

@@ -2,11 +2,9 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -181,18 +179,7 @@ func (c *Reconciler) resync(ctx context.Context) error {
 	if err := c.forwarding(); err != nil {
 		return err
 	}
-	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(c.want.Networks)) {
-		if _, err := c.dev.EnsureBridge(c.want.Networks[name]); err != nil {
-			errs = append(errs, fmt.Errorf("network %s: %w", name, err))
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(c.want.Endpoints)) {
-		if err := c.dev.EnsureEndpoint(c.want.Endpoints[id]); err != nil {
-			c.log.Warn("endpoint not plugged at resync", "endpoint", id, "err", err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := c.plugAll(false); err != nil {
 		return err
 	}
 	return c.fullSync(ctx)
