@@ -1,0 +1,210 @@
+package cni_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/cni"
+	"github.com/portcullis/portcullis/dataplane/model"
+	"github.com/portcullis/portcullis/internal/nstest"
+)
+
+// Errors as a runtime sees them: the message through cnitool, and the CNI
+// error code from the plugin's own answer (cnitool prints only the
+// message), run the way libcni runs it.
+
+// pluginConf is one portcullis-cni configuration of the tests, with
+// host-local over the given range; extra fields override.
+func (e *env) pluginConf(subnet string, extra map[string]any) map[string]any {
+	p := map[string]any{
+		"type": "portcullis-cni", "socket": e.agent.Socket,
+		"network": "pcn", "bridge": "pcbr0", "subnet": subnet,
+		"ipam": map[string]any{
+			"type": "host-local", "dataDir": e.ipamDir,
+			"ranges": [][]map[string]string{{{"subnet": cniSubnet}}},
+		},
+	}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return p
+}
+
+// writeList writes a conflist of the one plugin configuration p.
+func (e *env) writeList(version string, p map[string]any) {
+	e.writeFile(e.netName()+".conflist", map[string]any{
+		"cniVersion": version, "name": e.netName(), "plugins": []any{p}})
+}
+
+// cniError is the error a plugin prints on standard output.
+type cniError struct {
+	Code    uint   `json:"code"`
+	Msg     string `json:"msg"`
+	Details string `json:"details"`
+}
+
+// pluginError runs portcullis-cni VERB in the node namespace with the
+// environment and standard input libcni gives it, and returns the error it
+// answered (failing the test when it succeeded).
+func (e *env) pluginError(verb, version string, p map[string]any, ctr *nstest.NS) cniError {
+	e.t.Helper()
+	conf := map[string]any{"cniVersion": version, "name": e.netName()}
+	for k, v := range p {
+		conf[k] = v
+	}
+	stdin, err := json.Marshal(conf)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", e.topo.Node.Name, filepath.Join(tools.binDir, "portcullis-cni"))
+	cmd.Env = append(os.Environ(), "CNI_COMMAND="+strings.ToUpper(verb), "CNI_CONTAINERID="+containerID(ctr),
+		"CNI_NETNS="+ctr.Path, "CNI_IFNAME=eth0",
+		"CNI_PATH="+tools.binDir+string(os.PathListSeparator)+tools.pluginDir)
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.Output()
+	if err == nil {
+		e.t.Fatalf("portcullis-cni %s succeeded: %s; want an error", verb, out)
+	}
+	var ce cniError
+	if jerr := json.Unmarshal(out, &ce); jerr != nil {
+		e.t.Fatalf("portcullis-cni %s: %v; output %q is not a CNI error: %v", verb, err, out, jerr)
+	}
+	return ce
+}
+
+// TestCnitoolBadSubnet: a subnet that is no CIDR fails ADD with code 7
+// ("invalid network config") and a message naming the field and value, and
+// creates nothing; the same configuration with a valid subnet works.
+func TestCnitoolBadSubnet(t *testing.T) {
+	e := newEnv(t)
+	c := e.topo.AddContainer("bad")
+	bad := e.pluginConf("198.51.100.0/33", nil)
+	e.writeList("1.0.0", bad)
+	_, err := e.cnitool("add", e.netName(), c, "")
+	if err == nil || !strings.Contains(err.Error(), "subnet") || !strings.Contains(err.Error(), "198.51.100.0/33") {
+		t.Errorf("ADD with subnet 198.51.100.0/33: %v; want an error naming the field subnet and the value", err)
+	}
+	if ce := e.pluginError("add", "1.0.0", bad, c); ce.Code != 7 {
+		t.Errorf("ADD with subnet 198.51.100.0/33 answered code %d (%s); want 7, invalid network config", ce.Code, ce.Msg)
+	}
+	e.assertNoNetwork()
+	e.assertNothingLeft(c)
+
+	e.writeList("1.0.0", e.pluginConf(cniSubnet, nil))
+	_, ip := e.addResult(e.mustCnitool("add", e.netName(), c, ""))
+	if err := c.WaitInterface("eth0", ip, 5*time.Second); err != nil {
+		t.Errorf("ADD with a valid subnet: %v", err)
+	}
+	e.mustCnitool("del", e.netName(), c, "")
+}
+
+// TestCnitoolOverlappingSubnet: a subnet overlapping another agent
+// network fails ADD with code 7 and a message that names the field, the
+// value and the network it overlaps, with that network's subnet.
+func TestCnitoolOverlappingSubnet(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.api.PutNetwork(e.ctx, model.Network{Name: "other", Bridge: "pcother", Subnet: "198.51.0.0/16"}); err != nil {
+		t.Fatalf("create network other: %v", err)
+	}
+	c := e.topo.AddContainer("ovl")
+	conf := e.pluginConf(cniSubnet, nil)
+	e.writeList("1.0.0", conf)
+	_, err := e.cnitool("add", e.netName(), c, "")
+	t.Logf("ADD answered: %v", err)
+	for _, want := range []string{"subnet " + cniSubnet, `"other"`, "198.51.0.0/16"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ADD overlapping network other: %v; want the message to contain %s", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "invalid Prefix") {
+		t.Errorf("ADD overlapping network other: %v; want no \"invalid Prefix\"", err)
+	}
+	if ce := e.pluginError("add", "1.0.0", conf, c); ce.Code != 7 {
+		t.Errorf("ADD overlapping network other answered code %d (%s); want 7", ce.Code, ce.Msg)
+	}
+	e.assertNoNetwork()
+	// Positive control: without the other network the same ADD works.
+	if err := e.api.DeleteNetwork(e.ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNothingLeft(c)
+	e.mustCnitool("add", e.netName(), c, "")
+	e.mustCnitool("del", e.netName(), c, "")
+}
+
+// TestCnitoolStatusUnreachable: STATUS with no agent on the socket says so
+// once, with the socket path and what to do, and answers code 50 ("the
+// plugin is not available"); with the agent there STATUS succeeds.
+func TestCnitoolStatusUnreachable(t *testing.T) {
+	e := newEnv(t)
+	c := e.topo.AddContainer("st")
+	e.writeList("1.1.0", e.pluginConf(cniSubnet, nil))
+	e.mustCnitool("status", e.netName(), c, "")
+
+	sock := filepath.Join(t.TempDir(), "absent.sock")
+	conf := e.pluginConf(cniSubnet, map[string]any{"socket": sock})
+	e.writeList("1.1.0", conf)
+	_, err := e.cnitool("status", e.netName(), c, "")
+	if err == nil {
+		t.Fatal("STATUS without an agent succeeded")
+	}
+	msg := err.Error()
+	t.Logf("STATUS answered: %v", err)
+	if n := strings.Count(msg, "not reachable"); n != 1 || strings.Count(msg, "portcullisd: portcullisd") != 0 {
+		t.Errorf("STATUS without an agent: %q; want \"not reachable\" said once, portcullisd named once before it", msg)
+	}
+	if !strings.Contains(msg, sock) || !strings.Contains(msg, "start portcullisd") {
+		t.Errorf("STATUS without an agent: %q; want the socket %s and what to do (start portcullisd)", msg, sock)
+	}
+	if ce := e.pluginError("status", "1.1.0", conf, c); ce.Code != 50 {
+		t.Errorf("STATUS without an agent answered code %d (%s); want 50", ce.Code, ce.Msg)
+	}
+}
+
+// TestCnitoolFailedAddRemovesNetwork: an ADD that creates the agent
+// network and then fails (the IPAM gateway is not the bridge's) leaves no
+// network, bridge, endpoint, port mapping, veth or address behind; the
+// same ADD with a consistent IPAM configuration works.
+func TestCnitoolFailedAddRemovesNetwork(t *testing.T) {
+	e := newEnv(t)
+	c := e.topo.AddContainer("rb")
+	bad := e.pluginConf(cniSubnet, map[string]any{
+		"ipam": map[string]any{"type": "host-local", "dataDir": e.ipamDir,
+			"ranges": [][]map[string]string{{{"subnet": cniSubnet, "gateway": "198.51.100.254"}}}},
+		"capabilities": map[string]bool{"portMappings": true},
+	})
+	e.writeList("1.0.0", bad)
+	_, err := e.cnitool("add", e.netName(), c, portCap(hostPort, ctrPort))
+	if err == nil || !strings.Contains(err.Error(), "198.51.100.254") {
+		t.Fatalf("ADD with IPAM gateway 198.51.100.254: %v; want an error naming it", err)
+	}
+	e.assertNoNetwork()
+	e.assertNothingLeft(c)
+	e.mustCnitool("del", e.netName(), c, portCap(hostPort, ctrPort))
+
+	e.writeList("1.0.0", e.pluginConf(cniSubnet, map[string]any{"capabilities": map[string]bool{"portMappings": true}}))
+	_, ip := e.addResult(e.mustCnitool("add", e.netName(), c, portCap(hostPort, ctrPort)))
+	e.checkAgent(cni.EndpointID(containerID(c), "eth0"), ip)
+	e.mustCnitool("del", e.netName(), c, portCap(hostPort, ctrPort))
+}
+
+// assertNoNetwork checks that the agent has no network pcn and the node no
+// bridge pcbr0.
+func (e *env) assertNoNetwork() {
+	e.t.Helper()
+	if n, err := e.api.Network(e.ctx, "pcn"); err == nil {
+		e.t.Errorf("network pcn in the agent after a failed ADD: %+v", n)
+	}
+	if out, err := e.topo.Node.IP("link", "show", "pcbr0"); err == nil {
+		e.t.Errorf("bridge pcbr0 in the node after a failed ADD: %s", out)
+	}
+}
