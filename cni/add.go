@@ -57,47 +57,63 @@ func Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	n, err := a.agent.ensureNetwork(ctx, a.conf)
+	res, err := a.add(context.Background())
 	if err != nil {
-		return err
+		return a.rollback(err)
 	}
-	ip, err := newIPAM(args.StdinData, a.conf, args.Path)
+	return types.PrintResult(res, a.conf.CNIVersion)
+}
+
+// add does the ADD, recording in a.undo how to take back each step that
+// changed something: the network (when this ADD created it), the address,
+// the veth, the endpoint with its port mappings.
+func (a *attachment) add(ctx context.Context) (*types100.Result, error) {
+	n, created, err := a.agent.ensureNetwork(ctx, a.conf)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if created {
+		a.undo = append(a.undo, func() error { return a.agent.deleteCreatedNetwork(ctx, n.Name) })
+	}
+	ip, err := newIPAM(a.args.StdinData, a.conf, a.args.Path)
+	if err != nil {
+		return nil, err
 	}
 	// The namespace is checked before anything is allocated: a repeated
 	// ADD (which the spec forbids) then fails with nothing changed.
-	ctr, err := openContainer(args.Netns)
+	ctr, err := openContainer(a.args.Netns)
 	if err != nil {
-		return types.NewError(types.ErrInvalidNetNS, err.Error(), "")
+		return nil, types.NewError(types.ErrInvalidNetNS, err.Error(), "")
 	}
 	defer ctr.Close()
-	if err := ctr.absent(args.IfName); err != nil {
-		return err
+	if err := ctr.absent(a.args.IfName); err != nil {
+		return nil, err
 	}
 	alloc, err := ip.add(ctx)
 	if err != nil {
+		return nil, err
+	}
+	a.undo = append(a.undo, func() error { return ip.del(ctx) })
+	return a.plug(ctx, ctr, n, alloc)
+}
+
+// rollback takes back, newest first, what a failed ADD changed, so that it
+// changes nothing (the runtime also calls DEL afterwards), and returns the
+// ADD's error, with the undo's failures when there are any.
+func (a *attachment) rollback(err error) error {
+	var undos []error
+	for i := len(a.undo) - 1; i >= 0; i-- {
+		undos = append(undos, a.undo[i]())
+	}
+	undo := errors.Join(undos...)
+	if undo == nil {
 		return err
 	}
-	res, err := a.plug(ctx, ctr, n, alloc)
-	if err != nil {
-		// Leave nothing behind; the runtime also calls DEL afterwards.
-		var undos []error
-		for i := len(a.undo) - 1; i >= 0; i-- {
-			undos = append(undos, a.undo[i]())
-		}
-		undo := errors.Join(append(undos, ip.del(ctx))...)
-		if undo == nil {
-			return err
-		}
-		var te *types.Error
-		if errors.As(err, &te) {
-			return types.NewError(te.Code, te.Msg+"; undoing the ADD failed too: "+undo.Error(), te.Details)
-		}
-		return fmt.Errorf("%w; undoing the ADD failed too: %v", err, undo)
+	var te *types.Error
+	if errors.As(err, &te) {
+		return types.NewError(te.Code, te.Msg+"; undoing the ADD failed too: "+undo.Error(), te.Details)
 	}
-	return types.PrintResult(res, a.conf.CNIVersion)
+	return fmt.Errorf("%w; undoing the ADD failed too: %v", err, undo)
 }
 
 // plug does everything after IPAM and returns the result.

@@ -21,18 +21,20 @@ func Status(args *skel.CmdArgs) error {
 	}
 	ctx := context.Background()
 	ag := newAgent(c.Socket)
-	notAvailable := func(msg string, err error) error {
-		details := ""
+	// notAvailable is code 50 (spec 1.1.0) with what failed, then why;
+	// agent errors name portcullisd themselves, so they get no "what".
+	notAvailable := func(what string, err error) error {
+		msg, details := what, ""
 		var te *types.Error
 		if errors.As(err, &te) {
-			msg, details = msg+": "+te.Msg, te.Details
+			msg, details = strings.TrimPrefix(msg+": "+te.Msg, ": "), te.Details
 		} else if err != nil {
-			msg += ": " + err.Error()
+			msg = strings.TrimPrefix(msg+": "+err.Error(), ": ")
 		}
 		return types.NewError(types.ErrPluginNotAvailable, msg, details)
 	}
 	if _, err := ag.c.Status(ctx); err != nil {
-		return notAvailable("portcullisd", ag.wrap(err, "read its status"))
+		return notAvailable("", ag.wrap(err, "read portcullisd's status"))
 	}
 	n, err := ag.c.Network(ctx, c.Network)
 	switch {
@@ -40,7 +42,7 @@ func Status(args *skel.CmdArgs) error {
 		return notAvailable(fmt.Sprintf("network %q does not exist in portcullisd and the configuration gives no subnet to create it with", c.Network), nil)
 	case isNotFound(err):
 	case err != nil:
-		return notAvailable("portcullisd", ag.wrap(err, "read network %s", c.Network))
+		return notAvailable("", ag.wrap(err, "read network %s", c.Network))
 	default:
 		if err := c.mismatch(n); err != nil {
 			return notAvailable("configuration", err)
