@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,4 +210,64 @@ func (e *env) assertNoNetwork() {
 	if out, err := e.topo.Node.IP("link", "show", "pcbr0"); err == nil {
 		e.t.Errorf("bridge pcbr0 in the node after a failed ADD: %s", out)
 	}
+}
+
+// TestCnitoolFailedAddRemovesPorts: an ADD on a second CNI network that
+// creates its agent network, publishes one port and is refused the next
+// (taken by a container of the first network) leaves no network, endpoint
+// or port mapping of its own; the first container keeps its port, and the
+// same ADD without the taken port works.
+func TestCnitoolFailedAddRemovesPorts(t *testing.T) {
+	e := newEnv(t)
+	e.writeConf()
+	a, b := e.topo.AddContainer("a"), e.topo.AddContainer("b")
+	e.addResult(e.mustCnitool("add", e.netName(), a, portCap(hostPort, ctrPort)))
+
+	second := e.netName() + "b"
+	e.writeFile(second+".conflist", map[string]any{"cniVersion": "1.0.0", "name": second, "plugins": []any{
+		map[string]any{"type": "portcullis-cni", "socket": e.agent.Socket,
+			"network": "pcn2", "bridge": "pcbr2", "subnet": "203.0.113.0/24",
+			"ipam": map[string]any{"type": "host-local", "dataDir": e.ipamDir,
+				"ranges": [][]map[string]string{{{"subnet": "203.0.113.0/24"}}}},
+			"capabilities": map[string]bool{"portMappings": true}},
+	}})
+	both := fmt.Sprintf(`{"portMappings":[{"hostPort":%d,"containerPort":%d,"protocol":"tcp"},{"hostPort":%d,"containerPort":%d,"protocol":"tcp"}]}`,
+		hostPort+1, ctrPort, hostPort, ctrPort)
+	_, err := e.cnitool("add", second, b, both)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(hostPort)) {
+		t.Fatalf("ADD of b publishing %d (taken by a): %v; want a refusal naming the port", hostPort, err)
+	}
+	epA, epB := cni.EndpointID(containerID(a), "eth0"), cni.EndpointID(containerID(b), "eth0")
+	if n, err := e.api.Network(e.ctx, "pcn2"); err == nil {
+		t.Errorf("network pcn2 in the agent after the failed ADD: %+v", n)
+	}
+	if _, err := e.topo.Node.IP("link", "show", "pcbr2"); err == nil {
+		t.Error("bridge pcbr2 in the node after the failed ADD")
+	}
+	if _, err := e.api.Endpoint(e.ctx, epB); err == nil {
+		t.Errorf("endpoint %s left after the failed ADD", epB)
+	}
+	ports, err := e.api.Ports(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ports) != 1 || ports[0].Endpoint != epA || ports[0].HostPort != hostPort {
+		t.Errorf("port mappings after the failed ADD: %+v; want only a's %d", ports, hostPort)
+	}
+	if files, _ := filepath.Glob(filepath.Join(e.ipamDir, second, "*.*.*.*")); len(files) != 0 {
+		t.Errorf("host-local allocations of %s after the failed ADD: %v", second, files)
+	}
+
+	// Positive control: without the taken port the same ADD works.
+	one := fmt.Sprintf(`{"portMappings":[{"hostPort":%d,"containerPort":%d,"protocol":"tcp"}]}`, hostPort+1, ctrPort)
+	e.mustCnitool("add", second, b, one)
+	if _, err := e.api.Network(e.ctx, "pcn2"); err != nil {
+		t.Errorf("network pcn2 after a working ADD: %v", err)
+	}
+	e.mustCnitool("del", second, b, one)
+	e.mustCnitool("del", e.netName(), a, portCap(hostPort, ctrPort))
+	if err := e.api.DeleteNetwork(e.ctx, "pcn2"); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNothingLeft(a, b)
 }
