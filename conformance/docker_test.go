@@ -621,21 +621,36 @@ func dockerAgentRestartAndKill(t *testing.T) {
 // D14: 50 containers started and removed in a loop leave nothing behind in
 // the agent's state, and the agent follows the engine throughout.
 func dockerChurn(t *testing.T) {
-	counts := func() (int, int) {
-		eps, err := dk.api.Endpoints(dk.ctx)
+	// What the agent holds of the churn containers: endpoints by their
+	// container's name, mappings by the short container ID that starts
+	// their ID. (Counting everything would count other rows' containers,
+	// whose removal may still be on its way.)
+	ids := map[string]bool{}
+	left := func() (eps, ports []string) {
+		all, err := dk.api.Endpoints(dk.ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ports, err := dk.api.Ports(dk.ctx)
+		for _, e := range all {
+			if strings.HasPrefix(e.Name, "churn") {
+				eps = append(eps, e.ID)
+			}
+		}
+		pms, err := dk.api.Ports(dk.ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(eps), len(ports)
+		for _, p := range pms {
+			if cid, _, _ := strings.Cut(p.ID, "."); ids[cid] {
+				ports = append(ports, p.ID)
+			}
+		}
+		return eps, ports
 	}
-	eps0, ports0 := counts()
 	for i := range 50 {
 		name := fmt.Sprintf("churn%d", i)
-		dk.d.MustDocker(t, "run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", 9000+i), nstest.Image, "sleep", "3600")
+		id := dk.d.MustDocker(t, "run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", 9000+i), nstest.Image, "sleep", "3600")
+		ids[id[:12]] = true
 		if i%10 == 9 { // and some removed while others start
 			dk.d.MustDocker(t, "rm", "-f", fmt.Sprintf("churn%d", i-5))
 		}
@@ -645,18 +660,17 @@ func dockerChurn(t *testing.T) {
 	c1 := dk.d.ContainerNS(t, "churn1")
 	servers(t, c1, "churn1", 80)
 	reachTCP(t, dk.topo.Ext, "192.0.2.1:9001", "churn1")
-	ids := dk.d.MustDocker(t, "ps", "-aq", "--filter", "name=churn")
-	if ids != "" {
-		dk.d.MustDocker(t, append([]string{"rm", "-f"}, strings.Fields(ids)...)...)
+	if running := dk.d.MustDocker(t, "ps", "-aq", "--filter", "name=churn"); running != "" {
+		dk.d.MustDocker(t, append([]string{"rm", "-f"}, strings.Fields(running)...)...)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		eps, ports := counts()
-		if eps == eps0 && ports == ports0 {
+		eps, ports := left()
+		if len(eps) == 0 && len(ports) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after removing every churn container: %d endpoints and %d ports, want %d and %d", eps, ports, eps0, ports0)
+			t.Fatalf("after removing every churn container the agent still has endpoints %v and mappings %v", eps, ports)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
