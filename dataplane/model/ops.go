@@ -88,8 +88,11 @@ func (r *Resolved) PutNetwork(n Network) (*Delta, error) {
 		if o.Name == n.Name {
 			continue
 		}
-		if o.Subnet.Overlaps(rn.Subnet) || (rn.Subnet6.IsValid() && o.Subnet6.IsValid() && o.Subnet6.Overlaps(rn.Subnet6)) {
-			return nil, conflict("subnet", "subnet %s overlaps network %q (%s %s)", rn.Subnet, o.Name, o.Subnet, o.Subnet6)
+		if o.Subnet.Overlaps(rn.Subnet) {
+			return nil, conflict("subnet", "subnet %s overlaps network %q (subnet %s): choose a subnet outside it", rn.Subnet, o.Name, o.Subnet)
+		}
+		if rn.Subnet6.IsValid() && o.Subnet6.IsValid() && o.Subnet6.Overlaps(rn.Subnet6) {
+			return nil, conflict("subnet6", "subnet6 %s overlaps network %q (subnet6 %s): choose a subnet6 outside it", rn.Subnet6, o.Name, o.Subnet6)
 		}
 	}
 	old := r.Networks[n.Name]
