@@ -147,8 +147,12 @@ func watchUDP(t *testing.T, srv *nstest.UDPServer, tag string) func(what string)
 	return func(what string) {
 		t.Helper()
 		defer c.Close()
+		// The probe's own datagrams: a late copy of an earlier control
+		// (sent more than once) is no leak of this probe.
 		for _, d := range srv.Received()[before:] {
-			t.Errorf("%s: want blocked, but the packet got through: %s in %s received %q from %s", what, srv.Name, srv.NS, d.Payload, d.From)
+			if strings.HasPrefix(d.Payload, tag) {
+				t.Errorf("%s: want blocked, but the packet got through: %s in %s received %q from %s", what, srv.Name, srv.NS, d.Payload, d.From)
+			}
 		}
 		noArrival(t, what, c, srv.NS, "the datagram", func(a nstest.Arrival) bool {
 			return strings.HasPrefix(string(a.UDPData()), tag)
