@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -165,34 +164,6 @@ func dockerIP(t *testing.T, name, network string) string {
 	return dk.d.MustDocker(t, "inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).IPAddress}}", network), name)
 }
 
-// httpGet fetches http://addr/ from inside ns. The connection is made in
-// the namespace and the request written on it by hand: http.Transport
-// would dial from a goroutine of its own, outside the namespace.
-func httpGet(ns *nstest.NS, addr string, timeout time.Duration) (string, error) {
-	var conn net.Conn
-	err := ns.Do(func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp", addr, timeout)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
-		return "", err
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	return strings.TrimSpace(line), err
-}
-
 // waitListening waits until something in ns accepts connections on addr
 // (a server the container runs starts a moment after the container).
 func waitListening(t *testing.T, ns *nstest.NS, addr string) {
@@ -218,7 +189,7 @@ func waitListening(t *testing.T, ns *nstest.NS, addr string) {
 
 func reachHTTP(t *testing.T, ns *nstest.NS, addr string) {
 	t.Helper()
-	body, err := httpGet(ns, addr, reachTimeout)
+	body, err := nstest.HTTPGet(ns, addr, reachTimeout)
 	if err != nil || body != "busybox httpd" {
 		t.Errorf("GET http://%s/ from %s: %q, %v; want the container's httpd page", addr, ns, body, err)
 	}

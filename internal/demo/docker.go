@@ -45,7 +45,7 @@ func RunDocker(ctx context.Context, tb nstest.TB, opts Options) int {
 	web := d.ContainerNS(tb, "web")
 	webIP := docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web")
 	r.waitEndpoint(true, "web")
-	body, err := fetch(r.topo.Ext, "192.0.2.1:8080")
+	body, err := nstest.HTTPGet(r.topo.Ext, "192.0.2.1:8080", 2*time.Second)
 	r.check("the external host gets web's page at 192.0.2.1:8080", err == nil && body == "busybox httpd", fmt.Sprintf("%q %v", body, err))
 
 	r.step("docker run -d --name db --link web:web busybox")
@@ -54,7 +54,7 @@ func RunDocker(ctx context.Context, tb nstest.TB, opts Options) int {
 	r.waitEndpoint(true, "db")
 	env := docker("exec", "db", "env")
 	r.check("db has the link's variables", strings.Contains(env, "WEB_PORT_80_TCP_ADDR="+webIP), "WEB_PORT_80_TCP_ADDR="+webIP)
-	body, err = fetch(db, webIP+":80")
+	body, err = nstest.HTTPGet(db, webIP+":80", 2*time.Second)
 	r.check("db reaches web on its exposed port 80 (icc=false, linked)", err == nil && body == "busybox httpd", fmt.Sprintf("%q %v", body, err))
 
 	r.step("docker run -d --name other busybox: not linked")
@@ -67,7 +67,7 @@ func RunDocker(ctx context.Context, tb nstest.TB, opts Options) int {
 	res = nstest.DialTCP(db, webIP+":81", nstest.DialOptions{Timeout: time.Second})
 	r.check("db does not reach web:81, which is not exposed (web's listener saw nothing)",
 		isTimeout(res.Err) && len(srv.Peers()) == 0, res.String())
-	body, err = fetch(other, "192.0.2.1:8080")
+	body, err = nstest.HTTPGet(other, "192.0.2.1:8080", 2*time.Second)
 	r.check("other still reaches web's published port through the node", err == nil && body == "busybox httpd", fmt.Sprintf("%q %v", body, err))
 
 	r.step("containers reach the outside, masqueraded")
@@ -78,7 +78,7 @@ func RunDocker(ctx context.Context, tb nstest.TB, opts Options) int {
 	r.step("docker rm -f web: its port goes with it")
 	docker("rm", "-f", "web")
 	r.waitEndpoint(false, "web")
-	_, err = fetch(r.topo.Ext, "192.0.2.1:8080")
+	_, err = nstest.HTTPGet(r.topo.Ext, "192.0.2.1:8080", 2*time.Second)
 	r.check("192.0.2.1:8080 no longer leads to a container", err != nil, fmt.Sprint(err))
 	r.say("")
 	r.say("%d checks passed, %d failed", r.pass, r.fail)
@@ -102,36 +102,6 @@ func (r *run) waitEndpoint(present bool, name string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.tb.Fatalf("demo: container %s: agent endpoint present=%v not reached in 10 s", name, present)
-}
-
-// fetch gets / from an HTTP server at addr from inside ns.
-func fetch(ns *nstest.NS, addr string) (string, error) {
-	var conn net.Conn
-	err := ns.Do(func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp", addr, 2*time.Second)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
-	buf := make([]byte, 4096)
-	var all []byte
-	for {
-		n, err := conn.Read(buf)
-		all = append(all, buf[:n]...)
-		if err != nil {
-			break
-		}
-	}
-	_, body, ok := strings.Cut(string(all), "\r\n\r\n")
-	if !ok {
-		return "", fmt.Errorf("no HTTP answer: %q", all)
-	}
-	return strings.TrimSpace(body), nil
 }
 
 func isTimeout(err error) bool {
