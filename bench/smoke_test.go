@@ -9,12 +9,7 @@ import (
 	"github.com/portcullis/portcullis/internal/nstest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	nstest.ReleaseAll()
-	nstest.RemoveBuild()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { nstest.Main(m) }
 
 // TestSmokeNone runs the none mode for about a second: namespaces up,
 // the connection-rate clients against c1, namespaces gone.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,12 +14,7 @@ import (
 	"github.com/portcullis/portcullis/internal/nstest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	nstest.ReleaseAll()
-	nstest.RemoveBuild()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { nstest.Main(m) }
 
 // What only the node knows (is a path a network namespace, is an address
 // the node's, does an interface exist) is refused with 400 naming the

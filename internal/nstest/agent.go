@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -409,6 +410,16 @@ func BuildAgent() (string, error) {
 		}
 	})
 	return build.path, build.err
+}
+
+// Main runs a package's tests, then removes what nstest made that outlives
+// a test (what a failed cleanup left, and the agent BuildAgent built). Call
+// it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	ReleaseAll()
+	RemoveBuild()
+	os.Exit(code)
 }
 
 // RemoveBuild deletes the binary BuildAgent built (call it from TestMain).
