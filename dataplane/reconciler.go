@@ -110,9 +110,10 @@ func (c *Reconciler) plugAll(atStart bool) error {
 		}
 		err := c.dev.EnsureEndpoint(e)
 		switch {
-		case err != nil && (e.Spec.Source != "" || e.Netns != "") && errors.Is(err, netdev.ErrNotFound):
-			// A runtime's interface, or the namespace of a container the
-			// agent plugged, is gone: so is the container.
+		case err != nil && (e.Spec.Source != "" || e.Netns != "" || e.Net.Spec.External) && errors.Is(err, netdev.ErrNotFound):
+			// A runtime's or another plugin's interface, or the namespace
+			// of a container the agent plugged, is gone: so is the
+			// container.
 			vanished = append(vanished, model.Op{Kind: "endpoint", Delete: true, Key: id})
 		case err != nil:
 			c.log.Warn("endpoint not plugged", "endpoint", e.ID, "at_start", atStart, "err", err)

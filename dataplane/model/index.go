@@ -59,7 +59,9 @@ func (r *Resolved) setNetwork(name string, n *RNetwork) {
 	}
 	if n != nil {
 		r.Networks[name] = n
-		r.idx.bridges[n.Bridge] = name
+		if n.Bridge != "" { // routed networks have none to share
+			r.idx.bridges[n.Bridge] = name
+		}
 	}
 }
 

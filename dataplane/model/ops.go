@@ -140,6 +140,7 @@ func addressingChange(old, rn *RNetwork, inUse int) error {
 		{"subnet6", prefixOrNone(old.Subnet6), prefixOrNone(rn.Subnet6)},
 		{"gateway", old.Gateway.String(), rn.Gateway.String()},
 		{"gateway6", addrOrNone(old.Gateway6), addrOrNone(rn.Gateway6)},
+		{"external", fmt.Sprint(old.Spec.External), fmt.Sprint(rn.Spec.External)},
 	} {
 		if f.old != f.new {
 			return conflict(f.field, "network %q is in use by %d endpoints: %s cannot change from %s to %s; delete the endpoints first, or change only icc, masquerade, snat_ip and mtu",

@@ -34,7 +34,18 @@ type Network struct {
 	// ICCOverride, on a network owned by a source, says that icc was set
 	// through the API and wins over what the source says.
 	ICCOverride bool `json:"icc_override,omitempty"`
+	// External networks are plugged by another program (a CNI main
+	// plugin such as bridge or ptp, which portcullis-cni chains after):
+	// the agent never creates, addresses, attaches or removes their
+	// bridge and veths, and only programs its dataplane for them. With a
+	// bridge, the endpoints are its ports; without one (ptp), each
+	// endpoint's host veth is a routed link of its own.
+	External bool `json:"external,omitempty"`
 }
+
+// Routed reports whether the network's endpoints are routed host veths
+// with no bridge (an external network without a bridge).
+func (n *RNetwork) Routed() bool { return n.Spec.External && n.Bridge == "" }
 
 // PortProto is one exposed port of an endpoint.
 type PortProto struct {

@@ -138,14 +138,20 @@ func resolveNetwork(n Network) (*RNetwork, error) {
 	}
 	r := &RNetwork{Spec: n, Name: n.Name, Bridge: n.Bridge, MTU: n.MTU,
 		ICC: boolOr(n.ICC, true), Masquerade: boolOr(n.Masquerade, true), Internal: n.Internal}
-	if r.Bridge == "" {
+	switch {
+	case r.Bridge == "" && n.External:
+		// Routed (ptp): the other plugin made no bridge.
+	case r.Bridge == "":
 		r.Bridge = n.Name
 		if checkIfname("bridge", r.Bridge) != nil {
 			return nil, invalid("bridge", "bridge is empty and name %q is not a valid interface name: give a bridge of 1-15 characters", n.Name)
 		}
 	}
-	if err := checkIfname("bridge", r.Bridge); err != nil {
+	if err := checkIfname("bridge", r.Bridge); r.Bridge != "" && err != nil {
 		return nil, err
+	}
+	if n.External && n.Source != "" {
+		return nil, invalid("external", "network %q of %s cannot be external: a runtime source already owns its interfaces", n.Name, n.Source)
 	}
 	if n.Subnet == "" {
 		return nil, invalid("subnet", "subnet is required: give an IPv4 CIDR such as 172.17.0.0/16")
@@ -267,6 +273,8 @@ func resolveAttachment(e Endpoint, r *REndpoint) error {
 			return invalid("mac", "mac is required with host_ifname: give the container interface's MAC address")
 		}
 		r.HostIfname = e.HostIfname
+	case e.Netns != "" && r.Net.Spec.External:
+		return invalid("netns", "network %q is external (another plugin makes its veths): give host_ifname, the host end that plugin made, instead of netns", r.Net.Name)
 	case e.Netns != "":
 		if !filepath.IsAbs(e.Netns) {
 			return invalid("netns", "netns %q is not an absolute path such as /run/netns/web", e.Netns)

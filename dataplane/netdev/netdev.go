@@ -78,6 +78,9 @@ func GatewayMAC(gw netip.Addr) net.HardwareAddr {
 // EnsureBridge creates the network's bridge if absent and gives it the
 // gateway addresses, MTU and up state. It reports whether it created it.
 func (m *Manager) EnsureBridge(n *model.RNetwork) (bool, error) {
+	if n.Spec.External {
+		return false, m.checkExternalBridge(n)
+	}
 	created := false
 	l, err := m.linkByName(n.Bridge)
 	switch {
@@ -154,6 +157,9 @@ func (m *Manager) DeleteBridge(name string) error {
 // creates the veth pair, moves the peer into the namespace and configures
 // name, MAC, addresses and default routes there; it is safe to repeat.
 func (m *Manager) EnsureEndpoint(e *model.REndpoint) error {
+	if e.Net.Spec.External {
+		return m.checkExternalEndpoint(e)
+	}
 	if e.Netns != "" {
 		// Gone with its container, even while the kernel has not yet
 		// destroyed the namespace and the veth that dies with it.
@@ -306,9 +312,10 @@ func (m *Manager) DeleteEndpoint(e *model.REndpoint) error {
 		}
 		return nil
 	}
-	if e.Spec.Source != "" {
-		// A runtime's veth (Docker's) stays where the runtime put it: the
-		// endpoint goes because the runtime removed it, or is removing it.
+	if e.Spec.Source != "" || e.Net.Spec.External {
+		// A runtime's veth (Docker's), or another plugin's, stays where
+		// its maker put it: the endpoint goes because the container went,
+		// or is going.
 		return nil
 	}
 	if err := m.h.LinkSetNoMaster(l); err != nil && !os.IsNotExist(err) {
