@@ -17,6 +17,7 @@ import (
 
 	"github.com/portcullis/portcullis/dataplane/agent"
 	"github.com/portcullis/portcullis/dataplane/api"
+	"github.com/portcullis/portcullis/dataplane/ebpf"
 )
 
 func main() {
@@ -40,6 +41,10 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Attach, "attach", "auto", "eBPF attach mode: auto (tcx when the kernel has it), tcx or tc (clsact)")
 	fs.BoolVar(&cfg.FastPath, "fast-path", true, "eBPF: redirect translated traffic straight between uplink and container (redirect_peer, fib lookup + redirect_neigh)")
 	fs.StringVar(&cfg.NATPorts, "nat-ports", "auto", "eBPF: source ports SNAT picks from, MIN-MAX; auto: the longest run of ports above 1023 outside the node's ephemeral ports (net.ipv4.ip_local_port_range)")
+	sizes := ebpf.DefaultMapSizes()
+	fs.Uint64Var(&cfg.CTEntries, "ct-entries", uint64(sizes.CT), "eBPF: entries of the IPv4 flow table pc_ct, two per flow (connection tracking and NAT); preallocated, 112 bytes of kernel memory each")
+	fs.Uint64Var(&cfg.CT6Entries, "ct6-entries", uint64(sizes.CT6), "eBPF: entries of pc_ct6, one per routed (untranslated) IPv6 flow; preallocated, 120 bytes each")
+	fs.Uint64Var(&cfg.NAT6Entries, "nat6-entries", uint64(sizes.NAT6), "eBPF: entries of pc_nat6, two per published-port or masqueraded IPv6 flow; preallocated, 160 bytes each")
 	fs.DurationVar(&cfg.JournalSync, "journal-sync", 100*time.Millisecond, "fdatasync the state journal within this interval of a change; 0 syncs before every API answer (survives power loss, slower on most disks)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9642 (default: off)")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "re-apply the whole state this often, repairing what was changed behind the agent's back (a flushed nft table, a detached program); a failed change or resync is retried at once, then with backoff; 0: off")

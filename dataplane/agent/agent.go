@@ -38,6 +38,10 @@ type Config struct {
 	// syncs before the API answers. Either way the line is written before
 	// the answer, so it survives the agent being killed.
 	JournalSync time.Duration
+	// CTEntries, CT6Entries and NAT6Entries size the eBPF flow tables
+	// pc_ct, pc_ct6 and pc_nat6 (entries; 0 takes the default). They are
+	// preallocated: their memory is taken at load, whatever they hold.
+	CTEntries, CT6Entries, NAT6Entries uint64
 	// MetricsAddr, when set, is a TCP address to serve Prometheus metrics on.
 	MetricsAddr string
 	// ResyncPeriod is how often the whole state is re-applied to repair
@@ -100,7 +104,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	if err := rec.Start(ctx); err != nil {
-		return fmt.Errorf("apply state at start: %w", err)
+		return fmt.Errorf("apply state at start: %w", tableMemoryHint(err))
 	}
 	if runner != nil {
 		go runner.Run(ctx)

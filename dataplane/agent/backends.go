@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/portcullis/portcullis/dataplane"
 	"github.com/portcullis/portcullis/dataplane/ebpf"
@@ -19,6 +22,9 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 	if cfg.Backend != "nftables" {
 		// A bad flag is the operator's to fix, not a reason to fall back.
 		if err := natPorts(&dp, cfg.NATPorts); err != nil {
+			return nil, nil, err
+		}
+		if err := tableSizes(&dp, cfg); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -103,6 +109,53 @@ func natPorts(dp *ebpfSetup, spec string) error {
 		return fmt.Errorf("--nat-ports=%q: %w", spec, err)
 	}
 	return nil
+}
+
+// Bounds of the flow table flags. Below minTableEntries a table holds too
+// few flows to be of use (and the probe's own tables are that size); above
+// maxTableEntries pc_ct alone would take 7.5 GB of kernel memory, which is
+// more likely a typo than a plan.
+const (
+	minTableEntries = 1024
+	maxTableEntries = 1 << 26
+)
+
+// tableFlag is one flow table flag: its name, what one entry holds, and
+// where its value goes.
+type tableFlag struct {
+	name, holds string
+	val         uint64
+	dst         *uint32
+}
+
+// tableSizes sets the sizes of the flow tables from the flags, refusing a
+// value out of bounds with the flag's name; 0 leaves the default.
+func tableSizes(dp *ebpfSetup, cfg Config) error {
+	for _, f := range []tableFlag{
+		{"--ct-entries", "two per IPv4 flow", cfg.CTEntries, &dp.Maps.CT},
+		{"--ct6-entries", "one per routed IPv6 flow", cfg.CT6Entries, &dp.Maps.CT6},
+		{"--nat6-entries", "two per translated IPv6 flow", cfg.NAT6Entries, &dp.Maps.NAT6},
+	} {
+		if f.val == 0 {
+			continue
+		}
+		if f.val < minTableEntries || f.val > maxTableEntries {
+			return fmt.Errorf("%s=%d: want between %d and %d entries (%s)", f.name, f.val, minTableEntries, maxTableEntries, f.holds)
+		}
+		*f.dst = uint32(f.val)
+	}
+	return nil
+}
+
+// tableMemoryHint says what to do when the kernel could not allocate the
+// eBPF maps: the flow tables are preallocated, and their flags set how much
+// they take.
+func tableMemoryHint(err error) error {
+	if !errors.Is(err, unix.ENOMEM) {
+		return err
+	}
+	return fmt.Errorf("%w (the eBPF flow tables are allocated whole at load: give smaller --ct-entries, --ct6-entries or --nat6-entries, "+
+		"or check the memory cgroup's limit)", err)
 }
 
 // uninstallers returns every backend whose kernel objects may exist: the

@@ -1,6 +1,9 @@
 package model
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // index holds the lookups that keep every change O(1) in the number of
 // objects: uniqueness of bridges, addresses and interfaces, who refers to
@@ -13,7 +16,10 @@ type index struct {
 	epsByNet   map[string]map[string]struct{} // network -> endpoints
 	portsByEP  map[string]map[string]struct{} // endpoint -> port mappings
 	linksByEP  map[string]map[string]struct{} // endpoint (parent or child) -> links
-	hostPorts  map[hostPortKey]map[string]struct{}
+	// hostPorts holds the single-port mappings of each host port: nearly
+	// always one, so a slice, not a set per port (a map costs some 200
+	// bytes, and there are 100,000s of ports).
+	hostPorts  map[hostPortKey][]string
 	rangePorts map[string]struct{} // port mappings with a host port range
 }
 
@@ -27,7 +33,7 @@ func newIndex() index {
 		bridges: map[string]string{}, addrs: map[netip.Addr]string{}, ifnames: map[string]string{},
 		macs: map[string]string{}, epsByNet: map[string]map[string]struct{}{},
 		portsByEP: map[string]map[string]struct{}{}, linksByEP: map[string]map[string]struct{}{},
-		hostPorts: map[hostPortKey]map[string]struct{}{}, rangePorts: map[string]struct{}{},
+		hostPorts: map[hostPortKey][]string{}, rangePorts: map[string]struct{}{},
 	}
 }
 
@@ -92,13 +98,7 @@ func (r *Resolved) setPort(id string, p *RPort) {
 	if old := r.Ports[id]; old != nil {
 		delFrom(r.idx.portsByEP, old.EP.ID, id)
 		if old.HostLo == old.HostHi {
-			k := hostPortKey{old.Proto, old.HostLo}
-			if s := r.idx.hostPorts[k]; s != nil {
-				delete(s, id)
-				if len(s) == 0 {
-					delete(r.idx.hostPorts, k)
-				}
-			}
+			r.idx.dropHostPort(hostPortKey{old.Proto, old.HostLo}, id)
 		}
 		delete(r.idx.rangePorts, id)
 		delete(r.Ports, id)
@@ -108,10 +108,7 @@ func (r *Resolved) setPort(id string, p *RPort) {
 		addTo(r.idx.portsByEP, p.EP.ID, id)
 		if p.HostLo == p.HostHi {
 			k := hostPortKey{p.Proto, p.HostLo}
-			if r.idx.hostPorts[k] == nil {
-				r.idx.hostPorts[k] = map[string]struct{}{}
-			}
-			r.idx.hostPorts[k][id] = struct{}{}
+			r.idx.hostPorts[k] = append(r.idx.hostPorts[k], id)
 		} else {
 			r.idx.rangePorts[id] = struct{}{}
 		}
@@ -131,6 +128,21 @@ func (r *Resolved) setLink(key string, l *RLink) {
 	}
 }
 
+// dropHostPort removes mapping id from host port k.
+func (x *index) dropHostPort(k hostPortKey, id string) {
+	ids := x.hostPorts[k]
+	i := slices.Index(ids, id)
+	switch {
+	case i < 0:
+	case len(ids) == 1:
+		delete(x.hostPorts, k)
+	default:
+		// A copy: the slice may be shared with nothing, but append on a
+		// shortened one would write into what a later append sees.
+		x.hostPorts[k] = slices.Delete(slices.Clone(ids), i, i+1)
+	}
+}
+
 // collidingPort returns the id of a mapping other than p.ID that takes one of
 // p's host ports, or "".
 func (r *Resolved) collidingPort(p *RPort) string {
@@ -145,7 +157,7 @@ func (r *Resolved) collidingPort(p *RPort) string {
 		}
 	}
 	for port := int(p.HostLo); port <= int(p.HostHi); port++ {
-		for id := range r.idx.hostPorts[hostPortKey{p.Proto, uint16(port)}] {
+		for _, id := range r.idx.hostPorts[hostPortKey{p.Proto, uint16(port)}] {
 			if overlaps(id) {
 				return id
 			}

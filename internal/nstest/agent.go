@@ -148,6 +148,14 @@ func (a *Agent) Flags() []string {
 	return append(f, a.opts.Args...)
 }
 
+// SetArgs replaces the extra flags for the next Start (a restart with other
+// flags, as an operator's edited configuration would do).
+func (a *Agent) SetArgs(args ...string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.opts.Args = args
+}
+
 // Start starts the agent (again, after Stop) and waits until it answers.
 func (a *Agent) Start() error {
 	a.mu.Lock()
