@@ -196,20 +196,7 @@ func (d *Dockerd) MustDocker(tb TB, args ...string) string {
 func (d *Dockerd) ImportImage(tb TB) {
 	tb.Helper()
 	root := filepath.Join(d.Dir, "rootfs")
-	for _, sub := range []string{"bin", "etc", "tmp", "www"} {
-		if err := os.MkdirAll(filepath.Join(root, sub), 0o755); err != nil {
-			tb.Fatalf("%v", err)
-		}
-	}
-	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(root, "bin/busybox")).CombinedOutput(); err != nil {
-		tb.Fatalf("copy busybox: %v: %s", err, out)
-	}
-	for _, app := range []string{"sh", "httpd", "nc", "sleep", "cat", "echo", "ping", "ip", "hostname", "env", "timeout"} {
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
-			tb.Fatalf("%v", err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(root, "www/index.html"), []byte("busybox httpd\n"), 0o644); err != nil {
+	if err := BusyboxRootfs(root); err != nil {
 		tb.Fatalf("%v", err)
 	}
 	cmd := exec.Command("sh", "-c", fmt.Sprintf("tar -C %s -c . | %s import -c 'CMD [\"/bin/sh\"]' - %s", root, d.cli, Image))
@@ -266,6 +253,26 @@ func unmountUnder(dir string) {
 	for _, m := range mounts {
 		unix.Unmount(m, unix.MNT_DETACH)
 	}
+}
+
+// BusyboxRootfs writes at root the file system of Image: Debian's static
+// busybox (/bin/busybox) with httpd, nc, sleep and a shell, and a page for
+// httpd in /www.
+func BusyboxRootfs(root string) error {
+	for _, sub := range []string{"bin", "etc", "tmp", "www"} {
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o755); err != nil {
+			return err
+		}
+	}
+	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(root, "bin/busybox")).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy busybox: %w: %s", err, out)
+	}
+	for _, app := range []string{"sh", "httpd", "nc", "sleep", "cat", "echo", "ping", "ip", "hostname", "env", "timeout"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(root, "www/index.html"), []byte("busybox httpd\n"), 0o644)
 }
 
 func tail(path string, n int) string {
