@@ -123,11 +123,9 @@ func (a *attachment) plug(ctx context.Context, ctr *container, n model.Network, 
 		return nil, err
 	}
 	addDefaultRoutes(alloc, addrs)
-	var mac net.HardwareAddr
-	if s := a.conf.RuntimeConfig.MAC; s != "" {
-		if mac, err = net.ParseMAC(s); err != nil {
-			return nil, invalidConf("runtimeConfig.mac %q is not a MAC address", s)
-		}
+	mac, err := containerMAC(a.conf.RuntimeConfig, a.args.Args)
+	if err != nil {
+		return nil, err
 	}
 	pair, err := ctr.createVeth(a.host, a.args.IfName, vethAlias(a.conf.Name), n.MTU, mac)
 	if err != nil {

@@ -65,6 +65,7 @@ var commands = []command{
 	{"unlink", "PARENT ALIAS", "remove a link (needs the agent)", plain(unlink), []string{"endpoint", "alias"}},
 	{"flush-flows", "[-addr IP] [-port N] [-proto P]", "delete connection-tracking entries, all or those selected (needs the agent)", flushFlows, nil},
 	{"uninstall", "[-state-dir DIR] [-bpffs DIR]", "remove everything portcullisd created (the agent must be stopped)", uninstall, nil},
+	{"cni-conflist", "NAME -subnet SUBNET [-subnet6 SUBNET6] [-bridge BR] [-ipam-dir DIR] [-dir DIR]", "write a portcullis-cni network for Podman (CNI backend) and other CNI runtimes: DIR/NAME.conflist (what podman network create cannot make)", cniConflist, []string{""}},
 }
 
 func init() {

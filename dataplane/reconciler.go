@@ -110,10 +110,12 @@ func (c *Reconciler) plugAll(atStart bool) error {
 		}
 		err := c.dev.EnsureEndpoint(e)
 		switch {
-		case err != nil && (e.Spec.Source != "" || e.Netns != "" || e.Net.Spec.External) && errors.Is(err, netdev.ErrNotFound):
-			// A runtime's or another plugin's interface, or the namespace
-			// of a container the agent plugged, is gone: so is the
-			// container.
+		case err != nil && errors.Is(err, netdev.ErrNotFound):
+			// A runtime's or another plugin's interface, the host end a
+			// CNI plugin made (host_ifname: it dies with the container's
+			// namespace, and a runtime that failed its DEL while the agent
+			// was down never retries), or the namespace of a container the
+			// agent plugged, is gone: so is the container.
 			vanished = append(vanished, model.Op{Kind: "endpoint", Delete: true, Key: id})
 		case err != nil:
 			c.log.Warn("endpoint not plugged", "endpoint", e.ID, "at_start", atStart, "err", err)
