@@ -12,7 +12,7 @@ PKGS_TEST  := iproute2:ip nftables:nft iputils-ping:ping containernetworking-plu
 PKGS_GEN   := clang-14:clang-14 llvm-14:llc-14 libbpf-dev:/usr/include/bpf/bpf_helpers.h
 PKGS_BENCH := iperf3:iperf3 iptables:iptables-legacy nftables:nft containernetworking-plugins:/usr/lib/cni/portmap
 
-.PHONY: all build generate check-generate test unit conformance demo bench bench-quick install uninstall clean deps-test deps-gen deps-bench deps-docker
+.PHONY: all build generate check-generate test unit conformance demo bench bench-quick install uninstall clean deps-test deps-gen deps-bench deps-docker deps-podman
 
 all: build
 
@@ -48,6 +48,16 @@ deps-docker:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static >/dev/null; \
 	  else echo "not installing docker.io: /usr/sbin/policy-rc.d does not forbid starting services here (or not root); the Docker rows will skip"; fi; \
 	fi
+# The Podman tests of portcullis-cni (cni/podman_test.go) need a real
+# Podman with runc; its package brings services, so the same rule holds.
+deps-podman:
+	@if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 || [ ! -x /bin/busybox ]; then \
+	  /usr/sbin/policy-rc.d podman start >/dev/null 2>&1; rc=$$?; \
+	  if [ "$$rc" = 101 ] && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: podman runc busybox-static containernetworking-plugins"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc busybox-static containernetworking-plugins >/dev/null; \
+	  else echo "not installing podman: /usr/sbin/policy-rc.d does not forbid starting services here (or not root); the Podman tests will skip"; fi; \
+	fi
 deps-gen:
 	$(call install-missing,$(PKGS_GEN))
 deps-bench: deps-test
@@ -68,12 +78,12 @@ unit:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /conformance$$)
 
-conformance: deps-test deps-docker build
+conformance: deps-test deps-docker deps-podman build
 	@mkdir -p $(BIN)
 	PORTCULLISD=$(CURDIR)/$(BIN)/portcullisd $(GO) test -count=1 -timeout 30m ./conformance -run 'TestConformance|TestDocker' -v -args -backend=$(BACKEND) 2>&1 | tee $(BIN)/conformance-$(BACKEND).log; \
 	  grep -q '^conformance: [0-9]* passed, 0 failed' $(BIN)/conformance-$(BACKEND).log
 
-test: deps-test build unit
+test: deps-test deps-podman build unit
 	$(MAKE) --no-print-directory conformance BACKEND=nftables
 	$(MAKE) --no-print-directory conformance BACKEND=ebpf
 
