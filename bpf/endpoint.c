@@ -23,7 +23,8 @@
  * that a packet leaves the node, and that is where masquerade picks the
  * uplink's address.
  */
-#include "lib/nat6.h"
+#include "lib/icmp.h"
+#include "lib/redirect.h"
 
 static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 {
@@ -47,11 +48,6 @@ static __always_inline int ep_arp(struct __sk_buff *skb, const struct pkt *p, co
 		return drop(p, PC_DROP_SPOOF_ARP);
 	return TC_ACT_OK;
 }
-
-/* A policy verdict besides 0 (pass) and a drop reason: a link's parent
- * reaches its child; pass, and track the flow so the child can answer.
- */
-#define POLICY_LINKED (-1)
 
 /* link_allowed: parent may reach this exposed port of child. */
 static __always_inline int link_allowed(__u32 parent, __u32 child, __u8 proto, __be16 dport)
@@ -94,7 +90,7 @@ static __always_inline int peer_verdict(__u32 self, const struct endpoint *ep, c
 	if (mac_peer && *mac_peer != peer->ifindex)
 		return PC_DROP_ICC;
 	if (link_allowed(self, peer->ifindex, proto, p->t.dport))
-		return POLICY_LINKED;
+		return PC_LINKED;
 	return linked(self, peer->ifindex) ? PC_DROP_LINK : PC_DROP_ICC;
 }
 
@@ -106,7 +102,7 @@ static __always_inline __u32 *mac_owner(const struct pkt *p)
 	return bpf_map_lookup_elem(&pc_ep_macs, &mk);
 }
 
-/* policy4 returns 0 to let the packet on, POLICY_LINKED, or a drop reason. */
+/* policy4 returns 0 to let the packet on, PC_LINKED, or a drop reason. */
 static __always_inline int policy4(__u32 self, const struct endpoint *ep, const struct network *net,
 				   const struct pkt *p)
 {
@@ -223,9 +219,9 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 
 	if (p->flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, p, HOOK_EP_INGRESS);
-		if (rc < 0)
+		if (rc == PC_E_REWRITE)
 			return drop(p, PC_DROP_REWRITE);
-		if (rc > 0)
+		if (rc == PC_OK)
 			return ep_forward(skb, p, ep, fib_if);
 	}
 
@@ -239,7 +235,7 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 	}
 
 	rc = policy4(self, ep, net, p);
-	if (rc == POLICY_LINKED)
+	if (rc == PC_LINKED)
 		return link_flow4(skb, p);
 	if (rc)
 		return drop(p, rc);
@@ -276,13 +272,6 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 static __always_inline int addr6_is_ll(const __u8 *a)
 {
 	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
-}
-
-static __always_inline int addr6_is_unspec(const __u8 *a)
-{
-	const __u32 *x = (const __u32 *)a;
-
-	return (x[0] | x[1] | x[2] | x[3]) == 0;
 }
 
 /* ep_owns6 tells whether a is the endpoint's: its IPv6 address, or its
@@ -361,7 +350,7 @@ static __always_inline int ep_nd(struct __sk_buff *skb, const struct pkt *p, con
 	}
 	if (p->l4_len < sizeof(m) || pkt_load(skb, p->l4_off, &m, sizeof(m)) < 0)
 		return PC_DROP_MALFORMED;
-	if (p->icmp_type == ICMPV6_NEIGH_SOLICIT && addr6_is_unspec(p->saddr6)) {
+	if (p->icmp_type == ICMPV6_NEIGH_SOLICIT && addr6_is_zero(p->saddr6)) {
 		if (!ep_owns6(ep, m.target))
 			return PC_DROP_SPOOF_ND;
 	} else if (!ep_owns6(ep, p->saddr6)) {
@@ -437,7 +426,7 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	 * container is caught by its MAC below.
 	 */
 	if (!((ep->flags & EP_F_HAS_IP6) && addr6_equal(p->saddr6, ep->ip6)) && !addr6_is_ll(p->saddr6) &&
-	    !addr6_is_unspec(p->saddr6))
+	    !addr6_is_zero(p->saddr6))
 		return drop(p, PC_DROP_SPOOF_IP);
 	/* A later fragment whose first fragment was not seen has no ports:
 	 * it cannot be judged, so it cannot pass (B17b).
@@ -459,14 +448,14 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	 * node address) and the child's answers on link flows skip policy.
 	 */
 	rc = nat6_endpoint_in(skb, p);
-	if (rc == 0 && p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
+	if (rc == PC_NOT_MINE && p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
 		rc = nat6_icmp_error(skb, p, HOOK_EP_INGRESS);
-	if (rc < 0)
+	if (rc == PC_E_REWRITE)
 		return drop(p, PC_DROP_REWRITE);
-	if (rc > 0 || link_reply6(skb, p))
+	if (rc == PC_OK || link_reply6(skb, p))
 		return TC_ACT_OK;
 	rc = policy6(self, ep, net, p);
-	if (rc == POLICY_LINKED)
+	if (rc == PC_LINKED)
 		rc = ct6_track(p, CT6_F_LINK);
 	if (rc)
 		return drop(p, rc);

@@ -21,6 +21,8 @@
  * Packets the programs cannot parse are passed untouched (TC_ACT_OK): on the
  * uplink the kernel's own checks decide.
  */
+#include "lib/icmp.h"
+#include "lib/redirect.h"
 #include "lib/snat6.h"
 
 static __always_inline int in_container_subnet(__be32 a)
@@ -59,11 +61,11 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 		return TC_ACT_OK;
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR)) {
 		rc = nat6_icmp_error(skb, p, HOOK_UPLINK_INGRESS);
-		if (rc)
-			return rc < 0 ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
+		if (rc != PC_NOT_MINE)
+			return rc == PC_E_REWRITE ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
 	}
 	rc = nat6_uplink_in(skb, p);
-	if (rc != NAT6_NONE)
+	if (rc != PC_NOT_MINE)
 		return rc ? drop(p, rc) : TC_ACT_OK;
 	if (!in_container_subnet6(p->daddr6))
 		return TC_ACT_OK;
@@ -91,7 +93,8 @@ static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 	 * leaves as the flow's other end knows it.
 	 */
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
-		return nat6_icmp_error(skb, p, HOOK_UPLINK_EGRESS) < 0 ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
+		return nat6_icmp_error(skb, p, HOOK_UPLINK_EGRESS) == PC_E_REWRITE ? drop(p, PC_DROP_REWRITE)
+											  : TC_ACT_OK;
 	/* A later fragment without its first: no tuple to track it by (the
 	 * endpoint program dropped a container's already).
 	 */
@@ -134,9 +137,9 @@ int pc_uplink_ingress(struct __sk_buff *skb)
 
 	if (p.flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, &p, HOOK_UPLINK_INGRESS);
-		if (rc < 0)
+		if (rc == PC_E_REWRITE)
 			return drop(&p, PC_DROP_REWRITE);
-		if (rc > 0)
+		if (rc == PC_OK)
 			return TC_ACT_OK;
 	}
 
@@ -218,9 +221,9 @@ int pc_uplink_egress(struct __sk_buff *skb)
 
 	if (p.flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, &p, HOOK_UPLINK_EGRESS);
-		if (rc < 0)
+		if (rc == PC_E_REWRITE)
 			return drop(&p, PC_DROP_REWRITE);
-		if (rc > 0)
+		if (rc == PC_OK)
 			return TC_ACT_OK;
 	}
 

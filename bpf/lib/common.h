@@ -120,6 +120,19 @@ static __always_inline __u32 skb_csum_partial(struct __sk_buff *skb)
 	return v;
 }
 
+/* Outcomes of the datapath's steps besides 0 (done) and a PC_DROP_* reason
+ * (positive, the packet is dropped for it): negative, so the two never mix,
+ * and one meaning each. A function says which of them it returns.
+ */
+enum pc_outcome {
+	PC_OK = 0,
+	PC_E_REWRITE = -1, /* a helper writing the packet failed: the caller drops it (PC_DROP_REWRITE) */
+	PC_E_RACE = -2,    /* another CPU created the same flow first: its pair applies */
+	PC_E_TAKEN = -3,   /* the reply tuple belongs to a live flow: try another port */
+	PC_NOT_MINE = -4,  /* the packet is not one this step handles: the caller goes on */
+	PC_LINKED = -5,    /* policy: a link's parent to its child; pass, and track the flow */
+};
+
 /* Why a packet was dropped; the key of pc_drops together with the ifindex. */
 enum pc_drop_reason {
 	PC_DROP_MALFORMED = 1,   /* truncated, bad IHL/version/length */

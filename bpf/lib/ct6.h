@@ -13,7 +13,7 @@
 #ifndef __PC_CT6_H__
 #define __PC_CT6_H__
 
-#include "nat.h"
+#include "pair.h"
 
 /* ct6_reply_key: the tuple of a reply to p (p goes out). */
 static __always_inline void ct6_reply_key(const struct pkt *p, struct ct6_key *k)
@@ -79,39 +79,6 @@ static __always_inline int ct6_in(const struct ct6_key *k, const struct pkt *p, 
 		e->expires = pc_now() + ct_timeout_ns(p->nexthdr, e->state);
 	}
 	return 1;
-}
-
-/* ct6_in_error: an ICMPv6 error about a tracked flow (packet too big for
- * path MTU discovery, above all) quotes the container's packet; the flow's
- * key is that packet's reply tuple.
- */
-static __always_inline int ct6_in_error(struct __sk_buff *skb, const struct pkt *p, __u8 flags)
-{
-	__u32 in3 = p->l4_off + 8;
-	struct ipv6hdr in;
-	struct l4hdr8 l4;
-	struct ct6_key k = {};
-
-	if (bpf_skb_load_bytes(skb, in3, &in, sizeof(in)) < 0 || in.version != 6)
-		return 0;
-	__builtin_memcpy(k.saddr, in.daddr, 16);
-	__builtin_memcpy(k.daddr, in.saddr, 16);
-	k.proto = in.nexthdr;
-	if (bpf_skb_load_bytes(skb, in3 + sizeof(in), &l4, sizeof(l4)) < 0)
-		return 0;
-	switch (in.nexthdr) {
-	case IPPROTO_TCP:
-	case IPPROTO_UDP:
-	case IPPROTO_SCTP:
-		k.sport = l4.dport;
-		k.dport = l4.sport;
-		break;
-	case IPPROTO_ICMPV6:
-		if (l4.icmp.type == ICMPV6_ECHO_REQUEST)
-			k.dport = l4.icmp.id;
-		break;
-	}
-	return ct6_in(&k, p, 0, flags);
 }
 
 #endif /* __PC_CT6_H__ */

@@ -346,15 +346,30 @@ struct {
 	__type(value, struct nat6_entry);
 } pc_nat6 SEC(".maps");
 
-/* A new masqueraded IPv6 flow's pair in the making (lib/snat6.h), with the
- * keys its making needs. Not on the stack: pc_uplink_egress's call chain
- * has no room left in its 512 bytes.
+/* A new flow's pair in the making (lib/pair.h, pair_create), with the keys
+ * its making needs: the tuple it leaves with (wanted, then reserved), its
+ * reverse half (then its forward one), the reverse half's key, and the
+ * partner key of a half in the way (pair_reclaim). Not on the stack:
+ * pc_pair_reserve is a global function, whose frame adds to its caller's,
+ * and the programs' call chains have little of their 512 bytes left.
  */
+struct ct_resv {
+	struct ct_key nat;
+	struct ct_entry e;
+	struct ct_key rk;
+	struct ct_key pk;
+};
+
 struct nat6_resv {
-	struct ct6_key nat;   /* the tuple the flow leaves with: wanted, then reserved */
-	struct nat6_entry e;  /* the reverse half, then the forward one */
-	struct ct6_key rk;    /* the reverse half's key */
-	struct ct6_key pk;    /* the partner of a half in the way (nat6_reclaim) */
+	struct ct6_key nat;
+	struct nat6_entry e;
+	struct ct6_key rk;
+	struct ct6_key pk;
+};
+
+struct pair_resv {
+	struct ct_resv v4;
+	struct nat6_resv v6;
 };
 
 /* One work space per CPU: tc programs do not nest on a CPU. */
@@ -362,8 +377,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct nat6_resv);
-} pc_nat6_scratch SEC(".maps");
+	__type(value, struct pair_resv);
+} pc_pair_scratch SEC(".maps");
 
 struct frag_key {
 	__be32 saddr;

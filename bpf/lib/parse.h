@@ -455,4 +455,25 @@ static __always_inline __u32 *subnet_lookup6(const __u8 *a)
 	return bpf_map_lookup_elem(&pc_subnets, &k);
 }
 
+static __always_inline int addr6_equal(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+static __always_inline int addr6_is_zero(const __u8 *a)
+{
+	const __u32 *x = (const __u32 *)a;
+
+	return (x[0] | x[1] | x[2] | x[3]) == 0;
+}
+
+static __always_inline int addr6_is_loopback(const __u8 *a)
+{
+	const __u32 *x = (const __u32 *)a;
+
+	return (x[0] | x[1] | x[2]) == 0 && x[3] == bpf_htonl(1);
+}
+
 #endif /* __PC_PARSE_H__ */

@@ -146,14 +146,6 @@ type endpointNat6Entry struct {
 	Pad     uint8
 }
 
-type endpointNat6Resv struct {
-	_   structs.HostLayout
-	Nat endpointCt6Key
-	E   endpointNat6Entry
-	Rk  endpointCt6Key
-	Pk  endpointCt6Key
-}
-
 type endpointNetwork struct {
 	_             structs.HostLayout
 	Gw4           uint32
@@ -163,6 +155,24 @@ type endpointNetwork struct {
 	Gw6           [16]uint8
 	GwMac         [6]uint8
 	Pad           uint16
+}
+
+type endpointPairResv struct {
+	_  structs.HostLayout
+	V4 struct {
+		_   structs.HostLayout
+		Nat endpointCtKey
+		E   endpointCtEntry
+		Rk  endpointCtKey
+		Pk  endpointCtKey
+	}
+	V6 struct {
+		_   structs.HostLayout
+		Nat endpointCt6Key
+		E   endpointNat6Entry
+		Rk  endpointCt6Key
+		Pk  endpointCt6Key
+	}
 }
 
 type endpointPcConfig struct {
@@ -281,8 +291,8 @@ const (
 	endpointMapPcLocalAddrs       = "pc_local_addrs"
 	endpointMapPcLocalAddrs6      = "pc_local_addrs6"
 	endpointMapPcNat6             = "pc_nat6"
-	endpointMapPcNat6Scratch      = "pc_nat6_scratch"
 	endpointMapPcNetworks         = "pc_networks"
+	endpointMapPcPairScratch      = "pc_pair_scratch"
 	endpointMapPcPorts            = "pc_ports"
 	endpointMapPcPorts6           = "pc_ports6"
 	endpointMapPcStats            = "pc_stats"
@@ -356,8 +366,8 @@ type endpointMapSpecs struct {
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
-	PcNat6Scratch *ebpf.MapSpec `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
+	PcPairScratch *ebpf.MapSpec `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
 	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
@@ -407,8 +417,8 @@ type endpointMaps struct {
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
-	PcNat6Scratch *ebpf.Map `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
+	PcPairScratch *ebpf.Map `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
 	PcStats       *ebpf.Map `ebpf:"pc_stats"`
@@ -432,8 +442,8 @@ func (m *endpointMaps) Close() error {
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,
 		m.PcNat6,
-		m.PcNat6Scratch,
 		m.PcNetworks,
+		m.PcPairScratch,
 		m.PcPorts,
 		m.PcPorts6,
 		m.PcStats,

@@ -29,8 +29,8 @@ const (
 	uplinkMapPcLocalAddrs     = "pc_local_addrs"
 	uplinkMapPcLocalAddrs6    = "pc_local_addrs6"
 	uplinkMapPcNat6           = "pc_nat6"
-	uplinkMapPcNat6Scratch    = "pc_nat6_scratch"
 	uplinkMapPcNetworks       = "pc_networks"
+	uplinkMapPcPairScratch    = "pc_pair_scratch"
 	uplinkMapPcPorts          = "pc_ports"
 	uplinkMapPcPorts6         = "pc_ports6"
 	uplinkMapPcStats          = "pc_stats"
@@ -106,8 +106,8 @@ type uplinkMapSpecs struct {
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
-	PcNat6Scratch *ebpf.MapSpec `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
+	PcPairScratch *ebpf.MapSpec `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.MapSpec `ebpf:"pc_ports6"`
 	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
@@ -157,8 +157,8 @@ type uplinkMaps struct {
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
 	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
-	PcNat6Scratch *ebpf.Map `ebpf:"pc_nat6_scratch"`
 	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
+	PcPairScratch *ebpf.Map `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
 	PcPorts6      *ebpf.Map `ebpf:"pc_ports6"`
 	PcStats       *ebpf.Map `ebpf:"pc_stats"`
@@ -182,8 +182,8 @@ func (m *uplinkMaps) Close() error {
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,
 		m.PcNat6,
-		m.PcNat6Scratch,
 		m.PcNetworks,
+		m.PcPairScratch,
 		m.PcPorts,
 		m.PcPorts6,
 		m.PcStats,
