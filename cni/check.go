@@ -56,6 +56,9 @@ func Check(args *skel.CmdArgs) error {
 	if err := a.checkEndpoint(ep, ips); err != nil {
 		return err
 	}
+	if err := checkAgentMAC(ep, ctrIf); err != nil {
+		return err
+	}
 	hostIdx, err := a.checkHostVeth(n.Bridge)
 	if err != nil {
 		return err

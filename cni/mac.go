@@ -1,8 +1,13 @@
 package cni
 
 import (
+	"fmt"
 	"net"
 	"strings"
+
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/portcullis/portcullis/dataplane/model"
 )
 
 // containerMAC is the MAC the runtime asks for the container interface, or
@@ -31,4 +36,22 @@ func parseMAC(field, s string) (net.HardwareAddr, error) {
 		return nil, invalidConf("%s %q is not a unicast Ethernet address such as 02:42:0a:58:00:05", field, s)
 	}
 	return mac, nil
+}
+
+// checkAgentMAC (CHECK) compares the MAC the agent registered with the
+// container interface's in the result, which a later plugin that changed
+// it (tuning with a "mac" of its own) updated: the agent drops what the
+// container sends from any other MAC as spoofed.
+func checkAgentMAC(ep model.Endpoint, ctrIf *types100.Interface) error {
+	if ctrIf.Mac == "" || sameMAC(ep.MAC, ctrIf.Mac) {
+		return nil
+	}
+	return fmt.Errorf("endpoint %s has MAC %s in portcullisd, but the result gives %s its MAC %s: a plugin after portcullis-cni changed it, and the agent drops what the container sends from it; give the MAC to portcullis-cni instead (CNI_ARGS MAC=, or the mac capability) and remove the other plugin's \"mac\"",
+		ep.ID, ep.MAC, ctrIf.Name, ctrIf.Mac)
+}
+
+func sameMAC(a, b string) bool {
+	ma, err1 := net.ParseMAC(a)
+	mb, err2 := net.ParseMAC(b)
+	return err1 == nil && err2 == nil && ma.String() == mb.String()
 }
