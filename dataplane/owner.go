@@ -57,7 +57,7 @@ func currentSource(want *model.Resolved, op model.Op) ownerInfo {
 		}
 	case "port":
 		if p := want.Ports[key]; p != nil {
-			return ownerInfo{true, p.Spec.Source, "a published port of container " + p.EP.Name}
+			return ownerInfo{true, p.Spec().Source, "a published port of container " + p.EP.Name}
 		}
 	case "link":
 		if l := want.Links[key]; l != nil {

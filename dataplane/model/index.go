@@ -137,9 +137,7 @@ func (x *index) dropHostPort(k hostPortKey, id string) {
 	case len(ids) == 1:
 		delete(x.hostPorts, k)
 	default:
-		// A copy: the slice may be shared with nothing, but append on a
-		// shortened one would write into what a later append sees.
-		x.hostPorts[k] = slices.Delete(slices.Clone(ids), i, i+1)
+		x.hostPorts[k] = slices.Delete(ids, i, i+1)
 	}
 }
 

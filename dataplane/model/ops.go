@@ -55,7 +55,7 @@ func (r *Resolved) State() *State {
 		s.Endpoints[k] = v.Spec
 	}
 	for k, v := range r.Ports {
-		s.Ports[k] = v.Spec
+		s.Ports[k] = v.Spec()
 	}
 	for k, v := range r.Links {
 		s.Links[k] = v.Spec
@@ -191,7 +191,7 @@ func (r *Resolved) PutEndpoint(e Endpoint) (*Delta, error) {
 	}
 	old := r.Endpoints[e.ID]
 	for pid := range r.idx.portsByEP[e.ID] {
-		if _, err := resolvePort(r.Ports[pid].Spec, map[string]*REndpoint{e.ID: re}); err != nil {
+		if _, err := resolvePort(r.Ports[pid].Spec(), map[string]*REndpoint{e.ID: re}); err != nil {
 			return nil, conflict("ip6", "endpoint %q would break port mapping %q: %v", e.ID, pid, err)
 		}
 	}

@@ -103,12 +103,15 @@ type RPortProto struct {
 }
 
 // RPort is a resolved PortMapping. Single ports have HostLo == HostHi.
+// A node holds 100,000s of them, so it keeps the mapping as given (Spec)
+// only when its fields cannot rebuild it (see portspec.go).
 type RPort struct {
-	Spec   PortMapping
 	ID     string
 	EP     *REndpoint
-	Proto  uint8
 	HostIP netip.Addr // invalid: every node address
+	given  *PortMapping
+	source string
+	Proto  uint8
 	HostLo uint16
 	HostHi uint16
 	Lo     uint16 // container port range start; the range has HostHi-HostLo+1 ports

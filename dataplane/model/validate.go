@@ -330,7 +330,7 @@ func resolvePort(p PortMapping, eps map[string]*REndpoint) (*RPort, error) {
 	if ep.Net.Internal {
 		return nil, invalid("endpoint", "endpoint %q is on network %q, which is internal (nothing outside reaches it): publish on an endpoint of another network", ep.ID, ep.Net.Name)
 	}
-	r := &RPort{Spec: p, ID: p.ID, EP: ep}
+	r := &RPort{ID: p.ID, EP: ep, source: p.Source}
 	var err error
 	if r.Proto, err = parseProto("proto", p.Proto, true); err != nil {
 		return nil, err
@@ -346,8 +346,11 @@ func resolvePort(p PortMapping, eps map[string]*REndpoint) (*RPort, error) {
 	if r.HostLo, r.HostHi, err = hostPorts(p); err != nil {
 		return nil, err
 	}
-	r.Lo, err = containerPort(p, r.HostHi-r.HostLo)
-	return r, err
+	if r.Lo, err = containerPort(p, r.HostHi-r.HostLo); err != nil {
+		return nil, err
+	}
+	r.keepGiven(p)
+	return r, nil
 }
 
 func hostPorts(p PortMapping) (uint16, uint16, error) {

@@ -26,7 +26,7 @@ func (e *REndpoint) View() Endpoint {
 }
 
 // View returns the port mapping as given.
-func (p *RPort) View() PortMapping { return p.Spec }
+func (p *RPort) View() PortMapping { return p.Spec() }
 
 // View returns the link with its environment variables and hosts line.
 func (l *RLink) View() Link {

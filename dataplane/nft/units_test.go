@@ -149,7 +149,7 @@ func TestPlanDelta(t *testing.T) {
 	// Moving a mapping to another container port changes the data under
 	// the same key: delete then add, in one transaction; and its target
 	// (the stale-flow guard's key) is replaced in the same one.
-	spec := want.Ports["db-dns"].Spec
+	spec := want.Ports["db-dns"].Spec()
 	spec.Port = 5353
 	p = apply(model.Op{Kind: "port", Port: &spec})
 	if len(p.dels) != 2 || len(p.adds) != 2 || p.dels[0].id() != p.adds[0].id() ||
