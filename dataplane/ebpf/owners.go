@@ -3,8 +3,11 @@ package ebpf
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"net"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 
 	"github.com/portcullis/portcullis/dataplane/model"
 )
@@ -50,11 +53,41 @@ func (c *deviceCache) byName(name string) (device, error) {
 }
 
 func netOwner(devs *deviceCache, n *model.RNetwork) (owner, error) {
-	br, err := devs.byName(n.Bridge)
-	if err != nil {
-		return owner{}, fmt.Errorf("network %s: bridge: %w", n.Name, err)
+	id, mac, err := networkID(devs, n)
+	if err != nil || id == 0 {
+		return owner{}, err
 	}
-	return owner{entries: netEntries(n, uint32(br.index), br.mac)}, nil
+	return owner{entries: netEntries(n, id, mac)}, nil
+}
+
+// networkID is the id that names network n in the maps, with the MAC its
+// fast path writes as source: its bridge's ifindex and MAC. A routed
+// network (ptp: no bridge) has routedNetID and no MAC, so the datapath
+// leaves delivery to its endpoints to the stack and does its FIB lookups
+// on the endpoint's own veth. An external network whose bridge is not
+// there yet (the other plugin makes it at its first ADD) has id 0 and
+// nothing in the maps: its first endpoint programs it (refreshGatewayMAC).
+func networkID(devs *deviceCache, n *model.RNetwork) (uint32, net.HardwareAddr, error) {
+	if n.Routed() {
+		return routedNetID(n.Name), nil, nil
+	}
+	br, err := devs.byName(n.Bridge)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case err != nil && n.Spec.External && errors.As(err, &nf):
+		return 0, nil, nil
+	case err != nil:
+		return 0, nil, fmt.Errorf("network %s: bridge: %w", n.Name, err)
+	}
+	return uint32(br.index), br.mac, nil
+}
+
+// routedNetID names a routed network: a hash of its name with the top bit
+// set, so that it is never an ifindex (those stay far below 2^31).
+func routedNetID(name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return h.Sum32() | 1<<31
 }
 
 func epOwner(devs *deviceCache, e *model.REndpoint) (owner, error) {
@@ -65,12 +98,15 @@ func epOwner(devs *deviceCache, e *model.REndpoint) (owner, error) {
 	if err != nil {
 		return owner{}, fmt.Errorf("endpoint %s: host veth: %w", e.ID, err)
 	}
-	br, err := devs.byName(e.Net.Bridge)
+	nid, _, err := networkID(devs, e.Net)
+	if err == nil && nid == 0 {
+		err = fmt.Errorf("bridge %s of external network %s: not there", e.Net.Bridge, e.Net.Name)
+	}
 	if err != nil {
-		return owner{}, fmt.Errorf("endpoint %s: bridge: %w", e.ID, err)
+		return owner{}, fmt.Errorf("endpoint %s: %w", e.ID, err)
 	}
 	return owner{
-		entries: epEntries(e, uint32(veth.index), uint32(br.index)),
+		entries: epEntries(e, uint32(veth.index), nid),
 		hooks:   []hook{{ifname: e.HostIfname, ifindex: veth.index, dir: dirIngress, prog: progEndpointIngress}},
 	}, nil
 }

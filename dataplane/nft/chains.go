@@ -213,8 +213,8 @@ const (
 
 // forwardRules keep the outside and other networks away from containers
 // (B12, B18): only replies, published ports, egress and same-bridge traffic
-// (seen here when br_netfilter passes bridged frames through) go into a
-// bridge. An internal network has no egress (to other bridges the last
+// (seen here when br_netfilter passes bridged frames through), or between
+// the routed endpoints of an icc network, go into a bridge or routed veth. An internal network has no egress (to other bridges the last
 // rule drops it, as for every network).
 func forwardRules() []rule {
 	r := func(t ...term) rule { return mkRule(famInet, t...) }
@@ -224,6 +224,8 @@ func forwardRules() []rule {
 		r(inSet(setInternal, fIifname), notInSet(setBridges, fOifname), dropCounted(dropInternal)),
 		r(inSet(setBridges, fIifname), notInSet(setBridges, fOifname), accept),
 		r(inSet(setBridgePairs, fIifname, fOifname), accept),
+		r(inSet(setRoutedICC4, fIifname, fIPDaddr), accept),
+		r(inSet(setRoutedICC6, fIifname, fIP6Daddr), accept),
 		r(inSet(setBridges, fOifname), dropCounted(dropInbound)),
 	}
 }

@@ -13,16 +13,13 @@ import (
 // with masquerade off keeps container addresses (B3); a fixed snat_ip is
 // honoured even then, since it was asked for explicitly.
 func networkElems(n *model.RNetwork) []elem {
-	es := []elem{
-		el(setBridges, vIfname(n.Bridge)),
-		el(setBridgePairs, vIfname(n.Bridge), vIfname(n.Bridge)),
-		el(setBridgeNets4, vIfname(n.Bridge), vPrefix(n.Subnet)),
-	}
-	if n.Subnet6.IsValid() {
-		es = append(es, el(setBridgeNets6, vIfname(n.Bridge), vPrefix(n.Subnet6)))
+	var es []elem
+	if !n.Routed() { // a routed network's links are its endpoints' (routedElems)
+		es = ifaceElems(n, n.Bridge)
+		es = append(es, el(setBridgePairs, vIfname(n.Bridge), vIfname(n.Bridge)))
 	}
 	if n.Internal {
-		return append(es, el(setInternal, vIfname(n.Bridge)))
+		return es
 	}
 	switch {
 	case n.SNATIP.Is4():
@@ -38,6 +35,40 @@ func networkElems(n *model.RNetwork) []elem {
 		es = append(es, el(mapSNAT6Net, vPrefix(n.Subnet6)).to(vAddr(n.SNATIP)))
 	case n.Masquerade:
 		es = append(es, el(setMasq6, vPrefix(n.Subnet6)))
+	}
+	return es
+}
+
+// ifaceElems: an interface that leads into network n (its bridge, or a
+// routed endpoint's host veth) with n's subnets, for hairpin masquerade
+// and for telling traffic into and out of containers; and whether n is
+// internal.
+func ifaceElems(n *model.RNetwork, ifname string) []elem {
+	es := []elem{
+		el(setBridges, vIfname(ifname)),
+		el(setBridgeNets4, vIfname(ifname), vPrefix(n.Subnet)),
+	}
+	if n.Subnet6.IsValid() {
+		es = append(es, el(setBridgeNets6, vIfname(ifname), vPrefix(n.Subnet6)))
+	}
+	if n.Internal {
+		es = append(es, el(setInternal, vIfname(ifname)))
+	}
+	return es
+}
+
+// routedElems: the host veth of an endpoint on a routed network (ptp) is
+// that network's link to the node, as a bridge is for a bridged one; with
+// icc on, what comes from it may go to the network's other endpoints,
+// which are reached through their own veths (no bridge pairs them).
+func routedElems(e *model.REndpoint) []elem {
+	n := e.Net
+	es := ifaceElems(n, e.HostIfname)
+	if n.ICC {
+		es = append(es, el(setRoutedICC4, vIfname(e.HostIfname), vPrefix(n.Subnet)))
+		if n.Subnet6.IsValid() {
+			es = append(es, el(setRoutedICC6, vIfname(e.HostIfname), vPrefix(n.Subnet6)))
+		}
 	}
 	return es
 }
@@ -66,6 +97,9 @@ func endpointElems(e *model.REndpoint) []elem {
 	}
 	if e.SNATIP.Is6() && e.IP6.IsValid() {
 		es = append(es, el(mapSNAT6EP, vAddr(e.IP6)).to(vAddr(e.SNATIP)))
+	}
+	if e.Net.Routed() {
+		es = append(es, routedElems(e)...)
 	}
 	return es
 }

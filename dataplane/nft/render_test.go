@@ -67,6 +67,16 @@ const goldenSmallState = `table inet portcullis {
 		type ifname
 	}
 
+	set routed-icc4 {
+		type ifname . ipv4_addr
+		flags interval
+	}
+
+	set routed-icc6 {
+		type ifname . ipv6_addr
+		flags interval
+	}
+
 	map dnat4 {
 		type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
 		elements = { 127.0.0.1 . udp . 5353 : 172.18.0.3 . 53,
@@ -238,6 +248,8 @@ const goldenSmallState = `table inet portcullis {
 		iifname @internal oifname != @bridges counter name "drop-internal" drop
 		iifname @bridges oifname != @bridges accept
 		iifname . oifname @bridge-pairs accept
+		iifname . ip daddr @routed-icc4 accept
+		iifname . ip6 daddr @routed-icc6 accept
 		oifname @bridges counter name "drop-inbound" drop
 	}
 

@@ -62,6 +62,10 @@ var (
 	setBridgeNets6 = inetSet("bridge-subnets6", true, tIfname, tIP6)
 	// Bridges of internal networks: nothing of theirs leaves the node.
 	setInternal = inetSet("internal", false, tIfname)
+	// Host veths of routed endpoints (ptp) with their network's subnets,
+	// when icc is on: what enters one may go to the others.
+	setRoutedICC4 = inetSet("routed-icc4", true, tIfname, tIP4)
+	setRoutedICC6 = inetSet("routed-icc6", true, tIfname, tIP6)
 
 	// Published ports. "any" maps hold wildcard mappings (every node
 	// address); "range" maps hold port ranges whose container range equals
@@ -103,7 +107,7 @@ var (
 )
 
 var inetSets = []*setDef{
-	setBridges, setBridgePairs, setBridgeNets4, setBridgeNets6, setInternal,
+	setBridges, setBridgePairs, setBridgeNets4, setBridgeNets6, setInternal, setRoutedICC4, setRoutedICC6,
 	mapDNAT4, mapDNAT4Range, mapDNAT4Any, mapDNAT4AnyRange,
 	mapDNAT6, mapDNAT6Range, mapDNAT6Any, mapDNAT6AnyRange,
 	mapSNAT4EP, mapSNAT6EP, mapSNAT4Net, mapSNAT6Net, setMasq4, setMasq6,
