@@ -54,7 +54,7 @@ type Backend struct {
 	ownNS bool
 	log   *slog.Logger
 
-	refs     map[string]*held // what the kernel holds, by element id
+	refs     refs           // what the kernel holds, by refKey
 	counts   map[string]int   // elements per set, for Status
 	needFull bool             // the last sync failed, or none happened yet
 	saved    *uint32          // route_localnet before we set it
@@ -94,7 +94,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("nftables backend: unknown mode %v", opts.Mode)
 	}
 	b := &Backend{ns: opts.NetNS, log: opts.Log, needFull: true, mark: mark, mode: opts.Mode,
-		refs: map[string]*held{}, counts: map[string]int{}}
+		refs: refs{}, counts: map[string]int{}}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -186,27 +186,26 @@ func (b *Backend) fullSync(want *model.Resolved) error {
 	if err != nil {
 		return err
 	}
-	elems := wantElems(b.mode, want)
 	keep := el(setSavedLocalnet, vMark(saved))
-	elems[keep.id()] = &held{e: keep, n: 1}
-
 	stale, err := b.staleTables()
 	if err != nil {
 		return err
 	}
 	carry := b.carryCounters()
 	drifted := b.drifted()
-	c, err := b.conn(len(elems))
+	queued := 0
+	c, err := b.connSized(func() int { return queued })
 	if err != nil {
 		return err
 	}
-	if err := programFull(c, b.mode, elems, b.mark, carry, stale); err != nil {
+	elems, queued, err := programFull(c, b.mode, want, []elem{keep}, b.mark, carry, stale)
+	if err != nil {
 		return fmt.Errorf("nft full sync: %w", err)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nft full sync of %d elements: %w", len(elems), err)
 	}
-	b.refs, b.counts = elems, countSets(b.mode, elems)
+	b.refs, b.counts = elems, elems.counts(b.mode)
 	b.needFull = false
 	if drifted {
 		b.stats.repaired++
@@ -216,14 +215,6 @@ func (b *Backend) fullSync(want *model.Resolved) error {
 		return err
 	}
 	return nil
-}
-
-func countSets(m Mode, elems map[string]*held) map[string]int {
-	counts := map[string]int{}
-	for _, h := range elems {
-		counts[setKey(m, h.e.set)]++
-	}
-	return counts
 }
 
 func (b *Backend) deltaSync(d *model.Delta) error {
@@ -281,7 +272,7 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("delete nft tables %s and %s: %w", TableName, LocalTableName, err)
 	}
-	b.refs, b.counts, b.saved, b.needFull = map[string]*held{}, map[string]int{}, nil, true
+	b.refs, b.counts, b.saved, b.needFull = refs{}, map[string]int{}, nil, true
 	return nil
 }
 

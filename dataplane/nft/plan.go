@@ -9,12 +9,14 @@ import (
 type plan struct {
 	mode       Mode
 	dels, adds []elem
-	next       map[string]*held // nil value: the element is gone
+	next       map[string]int32 // 0: the element is deleted
 }
 
-// touch is the net effect of a delta on one element id.
+// touch is the net effect of a delta on one element.
 type touch struct {
 	dn   int
+	any  elem  // a version of it, for its key and set
+	prev *elem // the version the delta removes, if any
 	last *elem // the newest version added, if any
 }
 
@@ -24,7 +26,15 @@ type touch struct {
 // (two links between the same endpoints), and when a change deletes and adds
 // the same element (an endpoint re-resolved with the same addresses): the
 // kernel sees nothing for it. Only elements of the tables of mode m count.
-func planDelta(m Mode, refs map[string]*held, d *model.Delta) *plan {
+//
+// A deleted element is sent as the delta's old object stands for it (the
+// kernel finds it by its key, which is what makes it the same element).
+// Whether a map element's data changed is told by the old and new version
+// in the delta: map keys (a published host port, an endpoint's or a
+// network's address) stand for one object each, so the old version is the
+// one the kernel holds; a map element held and added by another object
+// without its old version is replaced, to be sure.
+func planDelta(m Mode, held refs, d *model.Delta) *plan {
 	touched := map[string]*touch{}
 	var order []string
 	bump := func(es []elem, dn int) {
@@ -32,67 +42,67 @@ func planDelta(m Mode, refs map[string]*held, d *model.Delta) *plan {
 			if !m.holds(e.set) {
 				continue
 			}
-			t := touched[e.id()]
+			k := refKey(e)
+			t := touched[k]
 			if t == nil {
-				t = &touch{}
-				touched[e.id()] = t
-				order = append(order, e.id())
+				t = &touch{any: e}
+				touched[k] = t
+				order = append(order, k)
 			}
 			t.dn += dn
+			e := e
 			if dn > 0 {
-				e := e
 				t.last = &e
+			} else {
+				t.prev = &e
 			}
 		}
 	}
 	forDelta(d, func(old, new []elem) { bump(old, -1); bump(new, +1) })
 
-	p := &plan{mode: m, next: map[string]*held{}}
-	for _, id := range order {
-		p.resolve(id, refs[id], touched[id])
+	p := &plan{mode: m, next: map[string]int32{}}
+	for _, k := range order {
+		p.resolve(k, int(held[k]), touched[k])
 	}
 	return p
 }
 
-// resolve decides the kernel operations for one element id.
-func (p *plan) resolve(id string, before *held, t *touch) {
-	n0 := 0
-	if before != nil {
-		n0 = before.n
-	}
+// resolve decides the kernel operations for one element held n0 times.
+func (p *plan) resolve(k string, n0 int, t *touch) {
 	n1 := n0 + t.dn
 	switch {
 	case n1 <= 0 && n0 > 0:
-		p.dels = append(p.dels, before.e)
-		p.next[id] = nil
+		p.dels = append(p.dels, t.any)
+		p.next[k] = 0
 	case n1 <= 0:
 		// Removing what we do not hold: nothing to do in the kernel.
 	case n0 == 0:
 		p.adds = append(p.adds, *t.last)
-		p.next[id] = &held{e: *t.last, n: n1}
-	case t.last != nil && !t.last.sameData(before.e):
-		p.dels = append(p.dels, before.e)
+		p.next[k] = int32(n1)
+	case t.last != nil && t.last.data != nil && (t.prev == nil || dataOf(*t.prev) != dataOf(*t.last)):
+		p.dels = append(p.dels, t.any)
 		p.adds = append(p.adds, *t.last)
-		p.next[id] = &held{e: *t.last, n: n1}
+		p.next[k] = int32(n1)
 	default:
-		p.next[id] = &held{e: before.e, n: n1}
+		p.next[k] = int32(n1)
 	}
 }
 
-// commit records the plan in refs after the kernel accepted it, and keeps
+// commit records the plan in held after the kernel accepted it, and keeps
 // the per-set element counts.
-func (p *plan) commit(refs map[string]*held, counts map[string]int) {
-	for id, h := range p.next {
-		before := refs[id]
+func (p *plan) commit(held refs, counts map[string]int) {
+	for k, n := range p.next {
+		_, had := held[k]
 		switch {
-		case h == nil && before != nil:
-			delete(refs, id)
-			counts[setKey(p.mode, before.e.set)]--
-		case h != nil && before == nil:
-			refs[id] = h
-			counts[setKey(p.mode, h.e.set)]++
-		case h != nil:
-			refs[id] = h
+		case n == 0 && had:
+			delete(held, k)
+			counts[setKey(p.mode, setOf(k))]--
+		case n == 0:
+		case !had:
+			held[k] = n
+			counts[setKey(p.mode, setOf(k))]++
+		default:
+			held[k] = n
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/portcullis/portcullis/dataplane/model"
 )
 
 // elemsPerMessage bounds one NEWSETELEM/DELSETELEM message: the element
@@ -18,9 +20,14 @@ const elemsPerMessage = 256
 // large state is one big batch, so the socket buffers are raised to fit it:
 // the kernel refuses a sendmsg larger than the send buffer.
 func (b *Backend) conn(elems int) (*nftables.Conn, error) {
-	size := 1<<20 + elems*256
+	return b.connSized(func() int { return elems })
+}
+
+// connSized is conn for a batch whose number of elements is known only
+// once it is queued: elems is asked when Flush opens the socket.
+func (b *Backend) connSized(elems func() int) (*nftables.Conn, error) {
 	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
-		return forceBuffers(c, size)
+		return forceBuffers(c, 1<<20+elems()*256)
 	})}
 	if b.ns >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(int(b.ns)))
@@ -62,13 +69,12 @@ func forceBuffers(c *netlink.Conn, size int) error {
 // so every established flow and its NAT binding) is not touched.
 // Re-creating rather than flushing also lets an upgraded agent change a
 // set's type. The drop counters are re-created with the values in carry, so
-// they survive full syncs and agent restarts.
-func programFull(c *nftables.Conn, m Mode, elems map[string]*held, mark uint32,
-	carry map[string]dropCount, stale []*nftables.Table) error {
-	bySet := map[*setDef][]elem{}
-	for _, h := range elems {
-		bySet[h.e.set] = append(bySet[h.e.set], h.e)
-	}
+// they survive full syncs and agent restarts. The elements are those of
+// want and extra, queued object by object (queueWant); their refs are
+// returned, with the number of kernel elements queued.
+func programFull(c *nftables.Conn, m Mode, want *model.Resolved, extra []elem, mark uint32,
+	carry map[string]dropCount, stale []*nftables.Table) (refs, int, error) {
+	q := &elemQueue{c: c, sets: map[*setDef]*nftables.Set{}, batch: map[*setDef][]nftables.SetElement{}}
 	for _, tbl := range stale {
 		c.DelTable(tbl)
 	}
@@ -83,16 +89,15 @@ func programFull(c *nftables.Conn, m Mode, elems map[string]*held, mark uint32,
 		}
 		sets, err := addSets(c, tbl, t.sets)
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		addChains(c, tbl, t.chains, sets)
 		for _, s := range t.sets {
-			if err := queueElems(c, sets[s.name], bySet[s], true); err != nil {
-				return err
-			}
+			q.sets[s] = sets[s.name]
 		}
 	}
-	return nil
+	r, err := queueWant(q, m, want, extra...)
+	return r, q.queued, err
 }
 
 func addSets(c *nftables.Conn, tbl *nftables.Table, defs []*setDef) (map[string]*nftables.Set, error) {

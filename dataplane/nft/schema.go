@@ -27,6 +27,16 @@ type setDef struct {
 	key      []nftables.SetDatatype
 	data     []nftables.SetDatatype // nil: a set, not a map
 	interval bool
+	idx      byte // in setRegistry, which names the set in a refKey
+}
+
+// setRegistry is every setDef, in the order they were made.
+var setRegistry []*setDef
+
+func register(s *setDef) *setDef {
+	s.idx = byte(len(setRegistry))
+	setRegistry = append(setRegistry, s)
+	return s
 }
 
 func types(t ...nftables.SetDatatype) []nftables.SetDatatype { return t }
@@ -42,15 +52,15 @@ var (
 )
 
 func inetSet(name string, interval bool, key ...nftables.SetDatatype) *setDef {
-	return &setDef{fam: famInet, name: name, key: key, interval: interval}
+	return register(&setDef{fam: famInet, name: name, key: key, interval: interval})
 }
 
 func inetMap(name string, interval bool, key, data []nftables.SetDatatype) *setDef {
-	return &setDef{fam: famInet, name: name, key: key, data: data, interval: interval}
+	return register(&setDef{fam: famInet, name: name, key: key, data: data, interval: interval})
 }
 
 func bridgeSet(name string, key ...nftables.SetDatatype) *setDef {
-	return &setDef{fam: famBridge, name: name, key: key}
+	return register(&setDef{fam: famBridge, name: name, key: key})
 }
 
 // The sets of table inet portcullis.

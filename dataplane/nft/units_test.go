@@ -118,7 +118,7 @@ func TestPortElemShapes(t *testing.T) {
 // endpoint re-resolved without change costs nothing.
 func TestPlanDelta(t *testing.T) {
 	want := smallState(t)
-	refs := wantElems(ModeFull, want)
+	refs := refsOf(wantElems(ModeFull, want))
 	apply := func(op model.Op) *plan {
 		t.Helper()
 		d, err := want.Do(op)
