@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -61,11 +62,7 @@ type Stats struct {
 
 // NewReconciler loads the desired state from st; Start applies it.
 func NewReconciler(be Backend, dev Devices, st *store.Store, log *slog.Logger) (*Reconciler, error) {
-	snap, ops, err := st.Load()
-	if err != nil {
-		return nil, err
-	}
-	want, err := store.Resolve(snap, ops)
+	want, err := st.LoadResolved()
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +169,12 @@ func (c *Reconciler) fullSync(ctx context.Context) error {
 	c.needFull = false
 	c.stats.FullSyncs++
 	c.log.Info("full sync", "backend", c.be.Name(), "ports", len(c.want.Ports), "took", time.Since(start))
+	// A full sync builds what the kernel needs of every object at once (a
+	// netlink batch, map entries), several times the live heap at
+	// 100,000 mappings, and the periodic resync does it every minute:
+	// hand the pages back now rather than when the scavenger gets to
+	// them, which it does no faster than the next resync comes.
+	debug.FreeOSMemory()
 	return nil
 }
 
@@ -220,7 +223,7 @@ func (c *Reconciler) DoAs(ctx context.Context, source string, op model.Op) (*mod
 	c.stats.Changes++
 	c.stats.LastDuration = time.Since(start)
 	if c.st.NeedsCompaction() {
-		if err := c.st.Compact(c.want.State()); err != nil {
+		if err := c.st.Compact(c.want.Freeze()); err != nil {
 			c.log.Error("compact state", "err", err) // the journal still holds everything
 		}
 	}

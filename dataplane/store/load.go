@@ -38,7 +38,8 @@ func (t Torn) String() string {
 
 // contents is what the state files of a directory load to.
 type contents struct {
-	state *model.State
+	state *model.State    // read without resolving
+	want  *model.Resolved // or the snapshot resolved as it was read
 	ops   []model.Op // journalled after the snapshot, in order
 	seq   uint64     // of the last change
 	lines int        // entries in the current journal
@@ -54,13 +55,22 @@ type line struct {
 
 // read loads the state files of dir and checks that no acknowledged change
 // is missing. With cut it truncates a torn last journal line so the next
-// append starts on a line of its own; without, it writes nothing.
-func read(dir string, cut bool) (*contents, error) {
-	snap, err := readSnapshot(dir)
+// append starts on a line of its own; without, it writes nothing. With
+// resolve the snapshot is resolved as it is read (contents.want), else
+// decoded (contents.state).
+func read(dir string, cut, resolve bool) (*contents, error) {
+	var snap snapshot
+	var want *model.Resolved
+	var err error
+	if resolve {
+		want, snap.Seq, err = resolveSnapshot(dir)
+	} else {
+		snap, err = readSnapshot(dir)
+	}
 	if err != nil {
 		return nil, err
 	}
-	c := &contents{state: snap.State, seq: snap.Seq}
+	c := &contents{state: snap.State, want: want, seq: snap.Seq}
 	var all []line
 	for _, name := range []string{oldJournalName, journalName} {
 		ls, torn, err := readJournal(filepath.Join(dir, name))

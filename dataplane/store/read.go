@@ -1,8 +1,10 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/portcullis/portcullis/dataplane/model"
 )
@@ -28,7 +30,7 @@ func Read(dir string) (*model.State, []model.Op, []Torn, error) {
 		return nil, nil, nil, err
 	}
 	defer release()
-	c, err := read(dir, false)
+	c, err := read(dir, false, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -43,12 +45,39 @@ func Resolve(snap *model.State, ops []model.Op) (*model.Resolved, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state snapshot: %w", err)
 	}
-	for i, op := range ops {
-		if _, err := want.Do(op); err != nil {
-			return nil, fmt.Errorf("replay journal entry %d (%s): %w", i+1, op.Kind, err)
-		}
+	if err := replayOps(want, ops); err != nil {
+		return nil, err
 	}
 	return want, nil
+}
+
+// replayOps applies journalled ops to want, in order.
+func replayOps(want *model.Resolved, ops []model.Op) error {
+	for i, op := range ops {
+		if _, err := want.Do(op); err != nil {
+			return fmt.Errorf("replay journal entry %d (%s): %w", i+1, op.Kind, err)
+		}
+	}
+	return nil
+}
+
+// resolveSnapshot resolves dir's snapshot as it reads it (streamSnapshot).
+// When that fails for any reason but damage (sections out of order, an
+// object before the one it needs, a refusal) it reads the file whole and
+// resolves it as Load does, whose answer is the one that counts.
+func resolveSnapshot(dir string) (*model.Resolved, uint64, error) {
+	want, seq, err := streamSnapshot(filepath.Join(dir, snapshotName))
+	if err == nil || errors.Is(err, ErrDamaged) {
+		return want, seq, err
+	}
+	snap, err := readSnapshot(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	if want, err = model.Load(snap.State); err != nil {
+		return nil, 0, fmt.Errorf("state snapshot: %w", err)
+	}
+	return want, snap.Seq, nil
 }
 
 // ReadResolved is Read followed by Resolve: the desired state the agent

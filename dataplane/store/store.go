@@ -36,9 +36,11 @@
 package store
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -195,12 +197,34 @@ func (s *Store) markDirty() {
 // it; it fails with ErrDamaged, changing nothing, if acknowledged changes
 // are missing.
 func (s *Store) Load() (*model.State, []model.Op, error) {
+	c, err := s.load(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.state, c.ops, nil
+}
+
+// LoadResolved is Load with the snapshot resolved as it is read and the
+// journal replayed on it (what Resolve does with Load's answer), without
+// ever holding the snapshot's file or its decoded State.
+func (s *Store) LoadResolved() (*model.Resolved, error) {
+	c, err := s.load(true)
+	if err != nil {
+		return nil, err
+	}
+	if err := replayOps(c.want, c.ops); err != nil {
+		return nil, err
+	}
+	return c.want, nil
+}
+
+func (s *Store) load(resolve bool) (*contents, error) {
 	// A snapshot still being written is waited for; if it failed, the old
 	// journal it would have retired is still there and is read instead.
 	_ = s.waitCompaction()
-	c, err := read(s.dir, true)
+	c, err := read(s.dir, true, resolve)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, t := range c.torn {
 		s.log.Warn("state journal: cut off its last line, an append that a crash cut short (never acknowledged)",
@@ -208,11 +232,11 @@ func (s *Store) Load() (*model.State, []model.Op, error) {
 	}
 	fi, err := os.Stat(filepath.Join(s.dir, journalName))
 	if err != nil {
-		return nil, nil, fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	s.seq, s.lines, s.size = c.seq, c.lines, fi.Size()
 	s.loaded = true
-	return c.state, c.ops, nil
+	return c, nil
 }
 
 // Append journals one operation. Compact is the caller's to call when
@@ -293,11 +317,12 @@ func (s *Store) waitCompaction() error {
 }
 
 // Compact makes st, which must hold every appended operation and nothing
-// the caller will change again, the new snapshot. It rotates the journal at
+// the caller will change again (a *model.State, or a *model.Frozen of the
+// live state, which costs a pointer per object), the new snapshot. It rotates the journal at
 // once and writes the snapshot in the background; the old journal is
 // removed when the snapshot is durable. Until then both are read at load.
 // An error of the previous background write is returned with this call's.
-func (s *Store) Compact(st *model.State) error {
+func (s *Store) Compact(st model.StateWriter) error {
 	prevErr := s.waitCompaction()
 	seq := s.seq
 	old := filepath.Join(s.dir, oldJournalName)
@@ -342,7 +367,7 @@ func (s *Store) Compact(st *model.State) error {
 
 // compactNow writes the snapshot and empties every journal before it
 // returns.
-func (s *Store) compactNow(st *model.State, seq uint64) error {
+func (s *Store) compactNow(st model.StateWriter, seq uint64) error {
 	if err := writeSnapshot(s.dir, st, seq); err != nil {
 		return err
 	}
@@ -358,12 +383,21 @@ func (s *Store) compactNow(st *model.State, seq uint64) error {
 	return nil
 }
 
-func writeSnapshot(dir string, st *model.State, seq uint64) error {
-	b, err := json.Marshal(snapshot{Seq: seq, State: st})
+// writeSnapshot writes the snapshot file, {"seq":N, then st's fields},
+// object by object through a buffer: the state is never marshalled whole
+// (at 100,000 mappings that is a 10 MB string, and the garbage of growing
+// it).
+func writeSnapshot(dir string, st model.StateWriter, seq uint64) error {
+	err := writeFileAtomicFunc(filepath.Join(dir, snapshotName), func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		fmt.Fprintf(bw, `{"seq":%d,`, seq)
+		if err := st.WriteStateJSON(bw); err != nil {
+			return fmt.Errorf("encode snapshot: %w", err)
+		}
+		bw.WriteString("}")
+		return bw.Flush()
+	})
 	if err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
-	}
-	if err := WriteFileAtomic(filepath.Join(dir, snapshotName), b); err != nil {
 		return err
 	}
 	// The rename must be on disk before the journals it replaces are
@@ -444,12 +478,21 @@ func (s *Store) Remove() error {
 // WriteFileAtomic writes b to path through a synced temporary file and a
 // rename, so readers see the old or the new content, never a mix.
 func WriteFileAtomic(path string, b []byte) error {
+	return writeFileAtomicFunc(path, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeFileAtomicFunc is WriteFileAtomic with the content written by
+// write.
+func writeFileAtomicFunc(path string, write func(w io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
+	if err = write(tmp); err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

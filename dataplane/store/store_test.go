@@ -12,20 +12,27 @@ import (
 	"github.com/portcullis/portcullis/dataplane/model"
 )
 
+// replay loads dir as the agent does (the snapshot resolved as it is
+// streamed), and checks that reading it whole (pcctl's way) gives the same.
 func replay(t *testing.T, dir string) *model.State {
 	t.Helper()
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	snap, ops, err := s.Load()
+	r, err := s.LoadResolved()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Resolve(snap, ops)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whole, _, err := ReadResolved(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(r.State(), whole.State()) {
+		t.Errorf("streamed load\n%+v\ndiffers from the whole file's\n%+v", r.State(), whole.State())
 	}
 	return r.State()
 }
@@ -221,7 +228,7 @@ func TestSyncInterval(t *testing.T) {
 	}
 	// Written before Append returns: another reader (a restarted agent)
 	// sees it at once, synced or not.
-	c, err := read(dir, false)
+	c, err := read(dir, false, false)
 	if err != nil || len(c.ops) != 1 {
 		t.Fatalf("journal right after Append: %+v, %v", c, err)
 	}
