@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/dataplane"
@@ -70,6 +71,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/flows", s.flows)
 	mux.HandleFunc("DELETE /v1/flows", s.flushFlows)
 	mux.HandleFunc("GET /v1/drops", s.drops)
+	mux.HandleFunc("GET /debug/pprof/heap", s.heapProfile)
+	mux.HandleFunc("GET /debug/memory", s.memStats)
 	if s.Health != nil {
 		mux.Handle("GET /healthz", s.Health)
 	}
@@ -312,7 +315,11 @@ func matchKey(field string, got *string, want string) error {
 		return &model.Error{Status: http.StatusBadRequest, Field: field,
 			Msg: fmt.Sprintf("%s %q in the body does not match %q in the path", field, *got, want)}
 	}
-	*got = want
+	if *got == "" {
+		// A copy: the path value is a slice of the request line, which the
+		// object's key would otherwise keep alive for as long as it exists.
+		*got = strings.Clone(want)
+	}
 	return nil
 }
 
