@@ -199,8 +199,9 @@ func TestSynthesizedIPAM(t *testing.T) {
 }
 
 // Without an agent, STATUS says "not available" (50) and ADD and DEL say
-// "try again later" (11) before they allocate or release anything (IPAM
-// is never reached: CNI_PATH is empty).
+// "try again later" (11): ADD before it allocates anything; DEL after it
+// removed what it can alone (here: nothing is there, and IPAM is not
+// found: CNI_PATH is empty, which it says too).
 func TestNoAgent(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "absent.sock")
 	conf := []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"n","type":"portcullis-cni","socket":%q,"subnet":"10.1.0.0/24"}`, sock))

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,43 +286,87 @@ func (e *podmanEnv) checkAgent(ctr, ip, mac string, hostPort int) {
 	}
 }
 
-// TestPodmanAgentDown: a container removed while the agent is down (its
-// DEL fails, Podman logs "Unable to clean up network" and never retries,
-// and its namespace goes): the agent starts, drops the endpoint and its
-// port, and a new container publishes the same port. On both backends:
-// the eBPF agent used to refuse to start.
+// TestPodmanAgentDown: containers stopped or removed while the agent is
+// down (their DEL cannot reach it; Podman logs "Unable to clean up
+// network", never retries, and removes their namespaces). The agent
+// starts anyway and drops their endpoints and ports; the stopped container
+// starts again (its address was released, host-local does not refuse a
+// second allocation), and a new container publishes the removed one's
+// port. On both backends (the eBPF agent used to refuse to start), and on
+// Podman's own chain, where nothing is down, as the reference.
 func TestPodmanAgentDown(t *testing.T) {
-	for _, b := range []string{"nftables", "ebpf"} {
-		t.Run(b, func(t *testing.T) {
+	for _, b := range []string{"", "nftables", "ebpf"} {
+		name := "bridge-portmap"
+		if b != "" {
+			name = "portcullis-" + b
+		}
+		t.Run(name, func(t *testing.T) {
 			e := newPodmanEnv(t, b)
-			net := e.network(pcChain("portcullis", false), "10.89.1.0/24")
-			e.httpd("old", "--network", net, "-p", "8086:80")
-			if err := e.fetch(8086); err != nil {
-				t.Fatalf("before: %v", err)
+			c := refChain
+			if b != "" {
+				c = pcChain("portcullis", false)
 			}
-			if err := e.agent.Stop(); err != nil {
-				t.Fatal(err)
+			net := e.network(c, "10.89.1.0/24")
+			e.httpd("gone", "--network", net, "-p", "8086:80")
+			e.httpd("back", "--network", net, "-p", "8088:80")
+			for _, port := range []int{8086, 8088} {
+				if err := e.fetch(port); err != nil {
+					t.Fatalf("before: %v", err)
+				}
 			}
-			// Podman reports the failed DEL and removes the container anyway.
-			e.podman.Remove(t, "old")
-			if err := e.agent.Start(); err != nil {
-				t.Fatalf("agent start after a container went while it was down: %v", err)
+			if e.agent != nil {
+				if err := e.agent.Stop(); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if eps, err := e.api.Endpoints(context.Background()); err != nil || len(eps) != 0 {
-				t.Errorf("endpoints after the restart: %+v (%v); want none (the container is gone)", eps, err)
-			}
-			if ports, err := e.api.Ports(context.Background()); err != nil || len(ports) != 0 {
-				t.Errorf("port mappings after the restart: %+v (%v); want none", ports, err)
+			e.podman.Remove(t, "gone")
+			e.podman.MustPodman(t, "stop", "-t", "0", "back")
+			if e.agent != nil {
+				if err := e.agent.Start(); err != nil {
+					t.Fatalf("agent start after containers went while it was down: %v", err)
+				}
+				if eps, err := e.api.Endpoints(context.Background()); err != nil || len(eps) != 0 {
+					t.Errorf("endpoints after the restart: %+v (%v); want none (no container runs)", eps, err)
+				}
+				if ports, err := e.api.Ports(context.Background()); err != nil || len(ports) != 0 {
+					t.Errorf("port mappings after the restart: %+v (%v); want none", ports, err)
+				}
 			}
 			if err := e.noAnswer(8086); err != nil {
 				t.Error(err)
 			}
+			e.podman.MustPodman(t, "start", "back")
 			e.httpd("new", "--network", net, "-p", "8086:80")
-			if err := e.fetch(8086); err != nil {
-				t.Errorf("-p 8086:80 again after the restart: %v", err)
+			for _, port := range []int{8086, 8088} {
+				if err := e.fetch(port); err != nil {
+					t.Errorf("after: %v", err)
+				}
 			}
 			e.checkAgent("new", "", "", 8086)
+			e.checkAgent("back", "", "", 8088)
+			e.checkAllocations(net, "back", "new")
 		})
+	}
+}
+
+// checkAllocations checks that host-local holds exactly the addresses of
+// the containers named: none is left by a container that went.
+func (e *podmanEnv) checkAllocations(net string, ctrs ...string) {
+	e.t.Helper()
+	var want []string
+	for _, c := range ctrs {
+		_, ip := e.iface(c)
+		want = append(want, ip.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(e.podman.IPAMDir(), net, "*.*.*.*"))
+	var have []string
+	for _, f := range files {
+		have = append(have, filepath.Base(f))
+	}
+	slices.Sort(want)
+	slices.Sort(have)
+	if !slices.Equal(have, want) {
+		e.t.Errorf("host-local allocations of %s: %v; want %v (those of %v)", net, have, want, ctrs)
 	}
 }
 
