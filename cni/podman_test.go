@@ -114,8 +114,9 @@ func (e *podmanEnv) fetch(port int) error {
 	return last
 }
 
-// noAnswer checks that nothing answers on the node's port from outside:
-// a timeout or no route, not a refusal (which would be the container's).
+// noAnswer checks that no container serves the node's port from outside:
+// no page comes back (the node refuses, or nothing answers). Callers
+// fetch the same port successfully afterwards, as the positive control.
 func (e *podmanEnv) noAnswer(port int) error {
 	addr := netip.AddrPortFrom(nstest.NodeAddr, uint16(port)).String()
 	body, err := nstest.HTTPGet(e.topo.Ext, addr, time.Second)
