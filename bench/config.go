@@ -49,7 +49,13 @@ type Config struct {
 	// call, each slower as the ruleset grows. Past it the engine is left
 	// out at that size, with how far it got.
 	DockerBudget time.Duration `json:"docker_budget_ns"`
-	Quick        bool          `json:"quick"`
+	// Flows is how many concurrent NAT flows the flow table scenario
+	// opens and holds on the eBPF backend (flows.go); 0 skips it.
+	Flows int `json:"flows"`
+	// Churn is how long short-lived connections run at full speed on the
+	// eBPF backend (churn.go); 0 skips it.
+	Churn time.Duration `json:"churn_ns"`
+	Quick bool          `json:"quick"`
 	// Agent is the portcullisd binary; empty: next to pcbench, or built.
 	Agent string `json:"agent"`
 	// Progress receives one line per instance (stderr in pcbench).
@@ -73,7 +79,7 @@ func Quick() Config {
 	return Config{
 		Modes: AllModes, Rounds: 1, Duration: time.Second, Ns: []int{0, 1000},
 		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, SideBySide: 1, SideBySideN: 0,
-		DockerPorts: []int{100}, DockerRounds: 1, DockerBudget: 3 * time.Minute, Quick: true,
+		DockerPorts: []int{100}, DockerRounds: 1, DockerBudget: 3 * time.Minute, Flows: 100000, Churn: 30 * time.Second, Quick: true,
 	}
 }
 
@@ -86,6 +92,7 @@ func Full() Config {
 		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
 		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8, SideBySide: 8, SideBySideN: 10000,
 		DockerPorts: []int{1000, 10000}, DockerRounds: 5, DockerBudget: 30 * time.Minute,
+		Flows: 1000000, Churn: 10 * time.Minute,
 	}
 }
 
@@ -120,6 +127,12 @@ func (c Config) Validate() error {
 		if n < 0 || n > maxFillers {
 			return fmt.Errorf("N %d: between 0 and %d", n, maxFillers)
 		}
+	}
+	if c.Flows < 0 || c.Flows > maxGenFlows(flowContainers)/2 {
+		return fmt.Errorf("flows %d: between 0 and %d", c.Flows, maxGenFlows(flowContainers)/2)
+	}
+	if c.Churn < 0 || c.Churn > 0 && (c.Churn < 5*time.Second || c.Churn > 2*time.Hour) {
+		return fmt.Errorf("churn %v: 0 (skip), or between 5s and 2h", c.Churn)
 	}
 	return c.validateDocker()
 }

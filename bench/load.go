@@ -145,16 +145,32 @@ func (r loadResult) percentiles(ps ...float64) []time.Duration {
 // d and returns what completed; every loop is bounded by d and every call
 // by ioTimeout.
 func connRate(ns *nstest.NS, dst netip.AddrPort, clients int, d time.Duration) loadResult {
-	results := make([]loadResult, clients)
+	loops := make([]connPair, clients)
+	for i := range loops {
+		loops[i] = connPair{clientAddr(i), dst}
+	}
+	return connLoops(ns, loops, d)
+}
+
+// connPair is one connection loop's source address and destination.
+type connPair struct {
+	src netip.Addr
+	dst netip.AddrPort
+}
+
+// connLoops runs one connection loop (connLoop) per pair in ns, all at
+// once, for d.
+func connLoops(ns *nstest.NS, loops []connPair, d time.Duration) loadResult {
+	results := make([]loadResult, len(loops))
 	var wg sync.WaitGroup
 	start := time.Now()
 	deadline := start.Add(d)
-	for i := range clients {
+	for i, l := range loops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			err := ns.Do(func() error {
-				results[i] = connLoop(clientAddr(i), dst, deadline)
+				results[i] = connLoop(l.src, l.dst, deadline)
 				return nil
 			})
 			if err != nil {

@@ -114,6 +114,10 @@ type Results struct {
 	SideBySide *SideBySide `json:"side_by_side,omitempty"`
 	// Docker is the Docker engine comparison, one per number of ports.
 	Docker []*DockerSide `json:"docker,omitempty"`
+	// Flows is the flow table scenario, Churn the short-lived flows run
+	// (flows.go, churn.go).
+	Flows *FlowBench `json:"flows,omitempty"`
+	Churn *Churn     `json:"churn,omitempty"`
 }
 
 // find returns the summary of a metric of a mode at N.

@@ -127,6 +127,9 @@ func Run(cfg Config) (*Results, error) {
 		}
 		res.SideBySide = runSideBySide(e, left, cfg.SideBySideN)
 	}
+	if (cfg.Flows > 0 || cfg.Churn > 0) && slices.Contains(cfg.Modes, "ebpf") && !gone["ebpf"] && e.agentErr == nil {
+		res.Flows, res.Churn = runFlows(e)
+	}
 	if cfg.DockerRounds > 0 && len(engines) > 0 {
 		res.Docker = runDockerAll(e, res, modes, gone, engines)
 	}

@@ -50,6 +50,10 @@ func run(args []string) error {
 		defaults(full.DockerRounds, short.DockerRounds))
 	dockerBudget := fs.Duration("docker-budget", 0, "time an engine may take to publish the ports before it is left out at that size "+
 		defaults(full.DockerBudget, short.DockerBudget))
+	flows := optInt(fs, "flows", "`number` of concurrent NAT flows the eBPF flow table scenario opens and holds; 0 skips "+
+		defaults(full.Flows, short.Flows))
+	churn := optDuration(fs, "churn", "`duration` of the short-lived connections run at full speed on eBPF; 0 skips "+
+		defaults(full.Churn, short.Churn))
 	clients := fs.Int("clients", 0, "parallel connection-rate clients (default "+strconv.Itoa(full.Clients)+")")
 	agent := fs.String("agent", "", "portcullisd binary (default: the one next to pcbench, else built from the repository)")
 	fs.Usage = func() {
@@ -111,6 +115,12 @@ func run(args []string) error {
 	if *dockerBudget > 0 {
 		cfg.DockerBudget = *dockerBudget
 	}
+	if *flows >= 0 {
+		cfg.Flows = *flows
+	}
+	if *churn >= 0 {
+		cfg.Churn = *churn
+	}
 	if *clients > 0 {
 		cfg.Clients = *clients
 	}
@@ -162,6 +172,21 @@ func optInt(fs *flag.FlagSet, name, usage string) *int {
 			return fmt.Errorf("%q: want a whole number, 0 or more", s)
 		}
 		v = n
+		return nil
+	})
+	return &v
+}
+
+// optDuration is a duration flag that is -1 when not given: 0 is a value
+// of its own there.
+func optDuration(fs *flag.FlagSet, name, usage string) *time.Duration {
+	v := time.Duration(-1)
+	fs.Func(name, usage, func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%q: want a duration such as 30s or 10m, 0 or more", s)
+		}
+		v = d
 		return nil
 	})
 	return &v
