@@ -308,8 +308,8 @@ func TestPodmanAgentDown(t *testing.T) {
 				c = pcChain("portcullis", false)
 			}
 			net := e.network(c, "10.89.1.0/24")
-			e.httpd("gone", "--network", net, "-p", "8086:80")
-			e.httpd("back", "--network", net, "-p", "8088:80")
+			goneID := e.httpd("gone", "--network", net, "-p", "8086:80")
+			backID := e.httpd("back", "--network", net, "-p", "8088:80")
 			for _, port := range []int{8086, 8088} {
 				if err := e.fetch(port); err != nil {
 					t.Fatalf("before: %v", err)
@@ -332,6 +332,7 @@ func TestPodmanAgentDown(t *testing.T) {
 				if ports, err := e.api.Ports(context.Background()); err != nil || len(ports) != 0 {
 					t.Errorf("port mappings after the restart: %+v (%v); want none", ports, err)
 				}
+				e.checkVanished(goneID, backID)
 			}
 			if err := e.noAnswer(8086); err != nil {
 				t.Error(err)
@@ -347,6 +348,23 @@ func TestPodmanAgentDown(t *testing.T) {
 			e.checkAgent("back", "", "", 8088)
 			e.checkAllocations(net, "back", "new")
 		})
+	}
+}
+
+// checkVanished checks that the agent's status lists the endpoints of the
+// containers ids as dropped because their interfaces went.
+func (e *podmanEnv) checkVanished(ids ...string) {
+	e.t.Helper()
+	st, err := e.api.Status(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rs, _ := st["reconciler"].(map[string]any)
+	gone := fmt.Sprint(rs["vanished"])
+	for _, id := range ids {
+		if !strings.Contains(gone, "endpoint cni-"+id[:12]) {
+			e.t.Errorf("status reconciler.vanished = %s; want the endpoint of container %s", gone, id[:12])
+		}
 	}
 }
 
