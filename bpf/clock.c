@@ -15,12 +15,12 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-struct clock_sample {
+struct sample {
 	__u64 jiffies;   /* bpf_jiffies64 */
 	__u64 coarse_ns; /* bpf_ktime_get_coarse_ns, read right after */
 };
 
-struct clock_sample CLOCK_SAMPLE;
+struct sample CLOCK_SAMPLE;
 
 SEC("tc")
 int pc_clock_sample(struct __sk_buff *skb)

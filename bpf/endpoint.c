@@ -23,6 +23,7 @@
  * that a packet leaves the node, and that is where masquerade picks the
  * uplink's address.
  */
+#include "lib/abi.h"
 #include "lib/icmp.h"
 #include "lib/redirect.h"
 
@@ -91,7 +92,7 @@ static __always_inline int peer_verdict(__u32 self, const struct endpoint *ep, c
 		return PC_DROP_ICC;
 	if (link_allowed(self, peer->ifindex, proto, p->t.dport))
 		return PC_LINKED;
-	return linked(self, peer->ifindex) ? PC_DROP_LINK : PC_DROP_ICC;
+	return linked(self, peer->ifindex) ? PC_DROP_ICC_LINK_PORT : PC_DROP_ICC;
 }
 
 static __always_inline __u32 *mac_owner(const struct pkt *p)
@@ -211,7 +212,7 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 	 * it cannot be checked against links, so it cannot pass.
 	 */
 	if (!(p->flags & PKT_F_PORTS))
-		return drop(p, PC_DROP_FRAG);
+		return drop(p, PC_DROP_FRAGMENT);
 	net = bpf_map_lookup_elem(&pc_networks, &ep->net_id);
 	if (!net)
 		return drop(p, PC_DROP_NO_ENDPOINT);
@@ -220,7 +221,7 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 	if (p->flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, p, HOOK_EP_INGRESS);
 		if (rc == PC_E_REWRITE)
-			return drop(p, PC_DROP_REWRITE);
+			return drop(p, PC_DROP_REWRITE_FAILED);
 		if (rc == PC_OK)
 			return ep_forward(skb, p, ep, fib_if);
 	}
@@ -230,7 +231,7 @@ static __always_inline int ep_ipv4(struct __sk_buff *skb, struct pkt *p, const s
 		e = 0;
 	if (e) {
 		if (ct_apply(skb, p, e) < 0)
-			return drop(p, PC_DROP_REWRITE);
+			return drop(p, PC_DROP_REWRITE_FAILED);
 		return ep_forward(skb, p, ep, fib_if);
 	}
 
@@ -432,7 +433,7 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	 * it cannot be judged, so it cannot pass (B17b).
 	 */
 	if ((p->flags & PKT_F_NONFIRST) && !(p->flags & PKT_F_PORTS))
-		return drop(p, PC_DROP_FRAG);
+		return drop(p, PC_DROP_FRAGMENT);
 	/* MLD and neighbour/router discovery are how IPv6 works on a link,
 	 * once they claim nothing that is not the endpoint's. Never in
 	 * fragments (RFC 6980): the options checked could be in another one.
@@ -451,7 +452,7 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 	if (rc == PC_NOT_MINE && p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
 		rc = nat6_icmp_error(skb, p, HOOK_EP_INGRESS);
 	if (rc == PC_E_REWRITE)
-		return drop(p, PC_DROP_REWRITE);
+		return drop(p, PC_DROP_REWRITE_FAILED);
 	if (rc == PC_OK || link_reply6(skb, p))
 		return TC_ACT_OK;
 	rc = policy6(self, ep, net, p);

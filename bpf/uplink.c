@@ -21,6 +21,7 @@
  * Packets the programs cannot parse are passed untouched (TC_ACT_OK): on the
  * uplink the kernel's own checks decide.
  */
+#include "lib/abi.h"
 #include "lib/icmp.h"
 #include "lib/redirect.h"
 #include "lib/snat6.h"
@@ -62,7 +63,7 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR)) {
 		rc = nat6_icmp_error(skb, p, HOOK_UPLINK_INGRESS);
 		if (rc != PC_NOT_MINE)
-			return rc == PC_E_REWRITE ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
+			return rc == PC_E_REWRITE ? drop(p, PC_DROP_REWRITE_FAILED) : TC_ACT_OK;
 	}
 	rc = nat6_uplink_in(skb, p);
 	if (rc != PC_NOT_MINE)
@@ -70,12 +71,12 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 	if (!in_container_subnet6(p->daddr6))
 		return TC_ACT_OK;
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
-		return ct6_in_error(skb, p, 0) ? TC_ACT_OK : drop(p, PC_DROP_UNSOLICITED);
+		return ct6_in_error(skb, p, 0) ? TC_ACT_OK : drop(p, PC_DROP_INBOUND);
 	/* A later fragment whose first was not seen. */
 	if (!(p->flags & PKT_F_PORTS) && ((p->flags & PKT_F_NONFIRST) || l4_min_len(p->nexthdr)))
-		return drop(p, PC_DROP_FRAG);
+		return drop(p, PC_DROP_FRAGMENT);
 	ct6_tuple(p, &k);
-	return ct6_in(&k, p, 1, 0) ? TC_ACT_OK : drop(p, PC_DROP_UNSOLICITED);
+	return ct6_in(&k, p, 1, 0) ? TC_ACT_OK : drop(p, PC_DROP_INBOUND);
 }
 
 static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
@@ -93,7 +94,7 @@ static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 	 * leaves as the flow's other end knows it.
 	 */
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
-		return nat6_icmp_error(skb, p, HOOK_UPLINK_EGRESS) == PC_E_REWRITE ? drop(p, PC_DROP_REWRITE)
+		return nat6_icmp_error(skb, p, HOOK_UPLINK_EGRESS) == PC_E_REWRITE ? drop(p, PC_DROP_REWRITE_FAILED)
 											  : TC_ACT_OK;
 	/* A later fragment without its first: no tuple to track it by (the
 	 * endpoint program dropped a container's already).
@@ -104,7 +105,7 @@ static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 	ct6_tuple(p, &k);
 	e = nat6_lookup(&k, HOOK_UPLINK_EGRESS);
 	if (e)
-		return nat6_apply(skb, p, &k, e) < 0 ? drop(p, PC_DROP_REWRITE) : TC_ACT_OK;
+		return nat6_apply(skb, p, &k, e) < 0 ? drop(p, PC_DROP_REWRITE_FAILED) : TC_ACT_OK;
 	nid = subnet_lookup6(p->saddr6);
 	if (!nid)
 		return TC_ACT_OK; /* the node's own traffic */
@@ -133,12 +134,12 @@ int pc_uplink_ingress(struct __sk_buff *skb)
 	if (p.eth_proto != ETH_P_IP || parse_ipv4(skb, &p) != PARSE_OK)
 		return TC_ACT_OK;
 	if (!(p.flags & PKT_F_PORTS))
-		return in_container_subnet(p.t.daddr) ? drop(&p, PC_DROP_FRAG) : TC_ACT_OK;
+		return in_container_subnet(p.t.daddr) ? drop(&p, PC_DROP_FRAGMENT) : TC_ACT_OK;
 
 	if (p.flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, &p, HOOK_UPLINK_INGRESS);
 		if (rc == PC_E_REWRITE)
-			return drop(&p, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE_FAILED);
 		if (rc == PC_OK)
 			return TC_ACT_OK;
 	}
@@ -148,7 +149,7 @@ int pc_uplink_ingress(struct __sk_buff *skb)
 		__u32 ifindex = e->ifindex;
 
 		if (ct_apply(skb, &p, e) < 0)
-			return drop(&p, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE_FAILED);
 		return redirect_peer4(skb, &p, ifindex);
 	}
 
@@ -163,7 +164,7 @@ int pc_uplink_ingress(struct __sk_buff *skb)
 	}
 
 	if (in_container_subnet(p.t.daddr))
-		return drop(&p, PC_DROP_UNSOLICITED);
+		return drop(&p, PC_DROP_INBOUND);
 	return TC_ACT_OK;
 }
 
@@ -189,7 +190,7 @@ static __always_inline int snat_source(__u32 ifindex, const struct network *net,
 		return 0;
 	up = bpf_map_lookup_elem(&pc_uplinks, &ifindex);
 	if (!up || !up->addr4)
-		return PC_DROP_NO_SNAT_ADDR;
+		return PC_DROP_NO_SNAT_ADDRESS;
 	*src = up->addr4;
 	return 0;
 }
@@ -217,12 +218,12 @@ int pc_uplink_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	/* An unknown later fragment from a container would leave untranslated. */
 	if (!(p.flags & PKT_F_PORTS))
-		return subnet_lookup4(p.t.saddr) ? drop(&p, PC_DROP_FRAG) : TC_ACT_OK;
+		return subnet_lookup4(p.t.saddr) ? drop(&p, PC_DROP_FRAGMENT) : TC_ACT_OK;
 
 	if (p.flags & PKT_F_ICMP_ERR) {
 		rc = nat_icmp_error4(skb, &p, HOOK_UPLINK_EGRESS);
 		if (rc == PC_E_REWRITE)
-			return drop(&p, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE_FAILED);
 		if (rc == PC_OK)
 			return TC_ACT_OK;
 	}
@@ -230,7 +231,7 @@ int pc_uplink_egress(struct __sk_buff *skb)
 	e = ct_lookup(&p.t, HOOK_UPLINK_EGRESS);
 	if (e) {
 		if (ct_apply(skb, &p, e) < 0)
-			return drop(&p, PC_DROP_REWRITE);
+			return drop(&p, PC_DROP_REWRITE_FAILED);
 		return TC_ACT_OK;
 	}
 

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Shared by every program family: runtime configuration, drop reasons and
- * the counters. Values here are mirrored in dataplane/ebpf/abi.go; change
- * both together.
+ * the counters. The Go side reads every enum here from the objects' BTF
+ * (bpf2go -type, dataplane/ebpf/gen.go): a new drop reason or counter is
+ * one line here, named as Go shows it (PC_DROP_SPOOF_MAC is "spoof-mac",
+ * PC_STAT_CT_CREATED "ct_created").
  */
 #ifndef __PC_COMMON_H__
 #define __PC_COMMON_H__
@@ -43,23 +45,26 @@ struct pc_config {
 	__u64 clock_offset;       /* pc_now: CLOCK_MONOTONIC at jiffies 0, mod 2^64 */
 };
 
-/* Wildcard published ports and hairpin need "is this a node address": use
- * bpf_fib_lookup besides the pc_local_addrs map. Tests switch it off so the
- * result does not depend on the test machine's routes.
- */
-#define PC_CFG_FIB_LOCAL (1U << 0)
-/* Fast paths: bpf_redirect_peer into the container from uplink ingress, and
- * FIB lookup + redirect from the container straight to the uplink. Both skip
- * the bridge, the node's IP input path and netfilter.
- */
-#define PC_CFG_FAST_PATH (1U << 1)
-/* Translations of TCP and UDP compute the L4 checksum themselves, in the
- * same store as addresses and ports, instead of a bpf_l4_csum_replace per
- * changed field: the programs read the skb's ip_summed through
- * bpf_cast_to_kern_ctx (Linux 6.2) at the offset the loader found in the
- * kernel's BTF. Without either, the helpers do it.
- */
-#define PC_CFG_CSUM_DIRECT (1U << 2)
+/* pc_config.flags. */
+enum pc_cfg_flag {
+	/* Wildcard published ports and hairpin need "is this a node address": use
+	 * bpf_fib_lookup besides the pc_local_addrs map. Tests switch it off so the
+	 * result does not depend on the test machine's routes.
+	 */
+	PC_CFG_FIB_LOCAL = 1U << 0,
+	/* Fast paths: bpf_redirect_peer into the container from uplink ingress, and
+	 * FIB lookup + redirect from the container straight to the uplink. Both skip
+	 * the bridge, the node's IP input path and netfilter.
+	 */
+	PC_CFG_FAST_PATH = 1U << 1,
+	/* Translations of TCP and UDP compute the L4 checksum themselves, in the
+	 * same store as addresses and ports, instead of a bpf_l4_csum_replace per
+	 * changed field: the programs read the skb's ip_summed through
+	 * bpf_cast_to_kern_ctx (Linux 6.2) at the offset the loader found in the
+	 * kernel's BTF. Without either, the helpers do it.
+	 */
+	PC_CFG_CSUM_DIRECT = 1U << 2,
+};
 
 #define PC_NAT_MAX_TRIES 32
 
@@ -126,7 +131,7 @@ static __always_inline __u32 skb_csum_partial(struct __sk_buff *skb)
  */
 enum pc_outcome {
 	PC_OK = 0,
-	PC_E_REWRITE = -1, /* a helper writing the packet failed: the caller drops it (PC_DROP_REWRITE) */
+	PC_E_REWRITE = -1, /* a helper writing the packet failed: the caller drops it (PC_DROP_REWRITE_FAILED) */
 	PC_E_RACE = -2,    /* another CPU created the same flow first: its pair applies */
 	PC_E_TAKEN = -3,   /* the reply tuple belongs to a live flow: try another port */
 	PC_NOT_MINE = -4,  /* the packet is not one this step handles: the caller goes on */
@@ -135,26 +140,26 @@ enum pc_outcome {
 
 /* Why a packet was dropped; the key of pc_drops together with the ifindex. */
 enum pc_drop_reason {
-	PC_DROP_MALFORMED = 1,   /* truncated, bad IHL/version/length */
-	PC_DROP_VLAN = 2,        /* tagged frame from a container */
-	PC_DROP_NON_IP = 3,      /* neither IPv4, IPv6 nor ARP from a container */
-	PC_DROP_NO_ENDPOINT = 4, /* program on an interface we have no endpoint for */
-	PC_DROP_SPOOF_MAC = 5,   /* Ethernet source is not the endpoint's */
-	PC_DROP_SPOOF_IP = 6,    /* IP source is not the endpoint's */
-	PC_DROP_SPOOF_ARP = 7,   /* ARP sender MAC/IP is not the endpoint's */
-	PC_DROP_ICC = 8,         /* icc=false and not linked */
-	PC_DROP_LINK = 9,        /* linked pair, but not an exposed port */
-	PC_DROP_ISOLATION = 10,  /* to another network's subnet */
-	PC_DROP_FRAG = 11,       /* non-first fragment whose first was not seen */
-	PC_DROP_NAT_EXHAUSTED = 12, /* no free source port after the retries */
-	PC_DROP_CT_FULL = 13,    /* conntrack table full */
-	PC_DROP_UNSOLICITED = 14,/* from outside to a container without a flow */
-	PC_DROP_NO_SNAT_ADDR = 15,  /* masquerade with no address on the uplink */
-	PC_DROP_REWRITE = 16,    /* a store or checksum helper failed */
-	PC_DROP_NAT_CONFLICT = 17,  /* reply tuple already owned by another flow */
-	PC_DROP_SPOOF_ND = 18,   /* neighbour solicitation/advertisement for another's address or MAC */
-	PC_DROP_SPOOF_ROUTER = 19, /* router advertisement, redirect or renumbering from a container */
-	PC_DROP_MAX,
+	PC_DROP_MALFORMED = 1,            /* truncated, bad IHL/version/length */
+	PC_DROP_VLAN = 2,                 /* tagged frame from a container */
+	PC_DROP_NON_IP = 3,               /* neither IPv4, IPv6 nor ARP from a container */
+	PC_DROP_NO_ENDPOINT = 4,          /* program on an interface we have no endpoint for */
+	PC_DROP_SPOOF_MAC = 5,            /* Ethernet source is not the endpoint's */
+	PC_DROP_SPOOF_IP = 6,             /* IP source is not the endpoint's */
+	PC_DROP_SPOOF_ARP = 7,            /* ARP sender MAC/IP is not the endpoint's */
+	PC_DROP_ICC = 8,                  /* icc=false and not linked */
+	PC_DROP_ICC_LINK_PORT = 9,        /* linked pair, but not an exposed port */
+	PC_DROP_ISOLATION = 10,           /* to another network's subnet */
+	PC_DROP_FRAGMENT = 11,            /* non-first fragment whose first was not seen */
+	PC_DROP_NAT_PORTS_EXHAUSTED = 12, /* no free source port after the retries */
+	PC_DROP_CONNTRACK_FULL = 13,      /* conntrack table full */
+	PC_DROP_INBOUND = 14,             /* from outside to a container without a flow */
+	PC_DROP_NO_SNAT_ADDRESS = 15,     /* masquerade with no address on the uplink */
+	PC_DROP_REWRITE_FAILED = 16,      /* a store or checksum helper failed */
+	PC_DROP_NAT_CONFLICT = 17,        /* reply tuple already owned by another flow */
+	PC_DROP_SPOOF_ND = 18,            /* neighbour solicitation/advertisement for another's address or MAC */
+	PC_DROP_SPOOF_ROUTER = 19,        /* router advertisement, redirect or renumbering from a container */
+	PC_DROP_MAX,                      /* not a reason: one past the last */
 };
 
 struct drop_key {
@@ -164,12 +169,12 @@ struct drop_key {
 
 /* Event counters, index of pc_stats. */
 enum pc_stat {
-	PC_STAT_CT_CREATED = 0,  /* flows created (pairs) */
-	PC_STAT_NAT_RETRY = 1,   /* source port collisions that needed another port */
-	PC_STAT_CT_RECLAIMED = 2,/* expired pairs taken over in the datapath */
-	PC_STAT_ICMP_ERR_NAT = 3,/* ICMP errors translated through the inner header */
-	PC_STAT_REDIRECT = 4,    /* packets sent on a fast path */
-	PC_STAT_MAX = 8,
+	PC_STAT_CT_CREATED = 0,             /* flows created (pairs) */
+	PC_STAT_NAT_PORT_RETRIES = 1,       /* source port collisions that needed another port */
+	PC_STAT_CT_RECLAIMED = 2,           /* expired pairs taken over in the datapath */
+	PC_STAT_ICMP_ERRORS_TRANSLATED = 3, /* ICMP errors translated through the inner header */
+	PC_STAT_FAST_PATH = 4,              /* packets the program sent on itself (fast paths, routed replies) */
+	PC_STAT_MAX = 8,                    /* not a counter: the size of pc_stats */
 };
 
 #endif /* __PC_COMMON_H__ */

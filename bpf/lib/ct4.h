@@ -61,7 +61,7 @@ static __always_inline int ct_create(const struct ct_key *fwd, struct ct_key *na
 
 	r = bpf_map_lookup_elem(&pc_pair_scratch, &zero);
 	if (!r)
-		return PC_DROP_CT_FULL; /* an array's one element: never */
+		return PC_DROP_CONNTRACK_FULL; /* an array's one element: never */
 	c = &r->v4;
 	c->nat = *nat;
 	rc = pair_create(&pc_ct, PAIR_KEY4, r, c, fwd, n);
@@ -94,14 +94,14 @@ static __always_inline int ct_new_flow(struct __sk_buff *skb, const struct pkt *
 		e = ct_lookup(&p->t, hook);
 		if (!e)
 			return PC_DROP_NAT_CONFLICT;
-		return ct_apply(skb, p, e) < 0 ? PC_DROP_REWRITE : PC_OK;
+		return ct_apply(skb, p, e) < 0 ? PC_DROP_REWRITE_FAILED : PC_OK;
 	}
 	if (rc)
 		return rc;
 	if (trace_on(PC_TRACE_NAT))
 		pc_trace_nat4(p, nat, n->flags);
 	if (nat_rewrite4(skb, p, &p->t, nat) < 0)
-		return PC_DROP_REWRITE;
+		return PC_DROP_REWRITE_FAILED;
 	return PC_OK;
 }
 

@@ -60,7 +60,7 @@ static __always_inline int ct6_track(const struct pkt *p, __u8 flags)
 	ne.expires = now + ct_timeout_ns(p->nexthdr, ne.state);
 	err = bpf_map_update_elem(&pc_ct6, &k, &ne, BPF_NOEXIST);
 	if (err && err != -EEXIST)
-		return PC_DROP_CT_FULL;
+		return PC_DROP_CONNTRACK_FULL;
 	return 0;
 }
 

@@ -91,7 +91,7 @@ static __always_inline int nat_icmp_error4(struct __sk_buff *skb, const struct p
 		oto.daddr = to.daddr;
 	if (nat_rewrite4(skb, p, &p->t, &oto) < 0)
 		return PC_E_REWRITE;
-	stat_inc(PC_STAT_ICMP_ERR_NAT);
+	stat_inc(PC_STAT_ICMP_ERRORS_TRANSLATED);
 	return PC_OK;
 }
 
@@ -174,7 +174,7 @@ static __always_inline int nat6_icmp_error(struct __sk_buff *skb, const struct p
 	if (addr6_equal(p->daddr6, k.daddr) && !addr6_equal(k.daddr, e->nat.daddr) &&
 	    nat6_addr(skb, csum, BPF_F_PSEUDO_HDR, p->l3_off + 24, p->daddr6, e->nat.daddr) < 0)
 		return PC_E_REWRITE;
-	stat_inc(PC_STAT_ICMP_ERR_NAT);
+	stat_inc(PC_STAT_ICMP_ERRORS_TRANSLATED);
 	return PC_OK;
 }
 

@@ -18,8 +18,10 @@
  * endpoints costs memory for the endpoints there are, not for the limit.
  */
 
-#define EP_F_HAS_MAC (1U << 0) /* mac is set: check Ethernet and ARP sources */
-#define EP_F_HAS_IP6 (1U << 1) /* ip6 is set */
+enum ep_flag {
+	EP_F_HAS_MAC = 1U << 0, /* mac is set: check Ethernet and ARP sources */
+	EP_F_HAS_IP6 = 1U << 1, /* ip6 is set */
+};
 
 struct endpoint {
 	__be32 ip4;      /* the endpoint's IPv4 address */
@@ -76,9 +78,11 @@ struct {
 	__type(value, __u32); /* ifindex of the endpoint's host veth */
 } pc_ep_macs SEC(".maps");
 
-#define NET_F_ICC (1U << 0)  /* containers on this network may talk freely */
-#define NET_F_MASQ (1U << 1) /* masquerade traffic that leaves through an uplink */
-#define NET_F_INTERNAL (1U << 2) /* no egress: own subnet and gateway only */
+enum net_flag {
+	NET_F_ICC = 1U << 0,      /* containers on this network may talk freely */
+	NET_F_MASQ = 1U << 1,     /* masquerade traffic that leaves through an uplink */
+	NET_F_INTERNAL = 1U << 2, /* no egress: own subnet and gateway only */
+};
 
 struct network {
 	__be32 gw4;             /* gateway (bridge) IPv4 address */
@@ -126,7 +130,7 @@ struct link_key {
 /* Legacy links (icc=false): parent may open connections to child:port.
  * One entry per exposed port, and one with port and proto 0 that only says
  * the pair is linked (it allows nothing: link_allowed never looks up proto
- * 0); it tells a drop for a port the child does not expose (PC_DROP_LINK)
+ * 0); it tells a drop for a port the child does not expose (PC_DROP_ICC_LINK_PORT)
  * from one between endpoints that are not linked at all (PC_DROP_ICC). The
  * child may only answer: its packets pass when they belong to a flow the
  * parent opened (CT_F_LINK in pc_ct, CT6_F_LINK in pc_ct6), never on the
@@ -255,22 +259,28 @@ struct ct_key {
 	__u8 pad[3];
 };
 
-#define CT_F_REVERSE (1U << 0) /* the reply half of the pair */
-#define CT_F_SNAT (1U << 1)    /* created for source NAT (or routed, identity) */
-#define CT_F_DNAT (1U << 2)    /* created for a published port */
-#define CT_F_HAIRPIN (1U << 3) /* DNAT from a container, maybe with SNAT too */
-#define CT_F_LINK (1U << 4)    /* parent to child of a link, untranslated: the
-				* reverse half is what lets the child answer */
+enum ct_flag {
+	CT_F_REVERSE = 1U << 0, /* the reply half of the pair */
+	CT_F_SNAT = 1U << 1,    /* created for source NAT (or routed, identity) */
+	CT_F_DNAT = 1U << 2,    /* created for a published port */
+	CT_F_HAIRPIN = 1U << 3, /* DNAT from a container, maybe with SNAT too */
+	CT_F_LINK = 1U << 4,    /* parent to child of a link, untranslated: the
+				 * reverse half is what lets the child answer */
+};
 
 /* Where a half is applied: each program only acts on its own halves. */
-#define HOOK_EP_INGRESS (1U << 0)
-#define HOOK_UPLINK_INGRESS (1U << 1)
-#define HOOK_UPLINK_EGRESS (1U << 2)
+enum ct_hook {
+	HOOK_EP_INGRESS = 1U << 0,
+	HOOK_UPLINK_INGRESS = 1U << 1,
+	HOOK_UPLINK_EGRESS = 1U << 2,
+};
 
-#define CT_S_REPLIED (1U << 0) /* a packet of the reverse half was seen */
-#define CT_S_FIN_FWD (1U << 1)
-#define CT_S_FIN_REV (1U << 2)
-#define CT_S_RST (1U << 3)
+enum ct_state {
+	CT_S_REPLIED = 1U << 0, /* a packet of the reverse half was seen */
+	CT_S_FIN_FWD = 1U << 1,
+	CT_S_FIN_REV = 1U << 2,
+	CT_S_RST = 1U << 3,
+};
 
 struct ct_entry {
 	__u64 expires;      /* pc_now() deadline of this half */
@@ -307,8 +317,10 @@ struct ct6_key {
 	__u8 pad[3];
 };
 
-#define CT6_F_LINK (1U << 0) /* a link flow, parent to child: the key is the child's
-			      * reply; never matches traffic from outside */
+enum ct6_flag {
+	CT6_F_LINK = 1U << 0, /* a link flow, parent to child: the key is the child's
+			       * reply; never matches traffic from outside */
+};
 
 struct ct6_entry {
 	__u64 expires; /* pc_now() deadline; the agent's GC deletes it after */
@@ -449,8 +461,10 @@ struct {
 
 /* ---- tracing: pcctl trace (lib/trace.h) ---- */
 
-#define PC_TRACE_DROPS (1U << 0) /* an event for every drop */
-#define PC_TRACE_NAT (1U << 1)   /* an event for every new translated flow */
+enum pc_trace_flag {
+	PC_TRACE_DROPS = 1U << 0, /* an event for every drop */
+	PC_TRACE_NAT = 1U << 1,   /* an event for every new translated flow */
+};
 
 struct trace_cfg {
 	__u32 flags;  /* PC_TRACE_*, 0: tracing off, and nothing but this lookup costs */

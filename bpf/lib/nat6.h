@@ -80,13 +80,13 @@ static __always_inline int nat6_first(struct __sk_buff *skb, const struct pkt *p
 		e = nat6_lookup(k, hook);
 		if (!e)
 			return PC_DROP_NAT_CONFLICT;
-		return nat6_apply(skb, p, k, e) < 0 ? PC_DROP_REWRITE : PC_OK;
+		return nat6_apply(skb, p, k, e) < 0 ? PC_DROP_REWRITE_FAILED : PC_OK;
 	}
 	if (rc)
 		return rc;
 	if (trace_on(PC_TRACE_NAT))
 		pc_trace_nat6(p, nat, flags);
-	return nat6_rewrite(skb, p, k, nat) < 0 ? PC_DROP_REWRITE : PC_OK;
+	return nat6_rewrite(skb, p, k, nat) < 0 ? PC_DROP_REWRITE_FAILED : PC_OK;
 }
 
 /* nat6_uplink_in translates a packet arriving on an uplink for a published
@@ -110,10 +110,10 @@ static __always_inline int nat6_uplink_in(struct __sk_buff *skb, const struct pk
 	ct6_tuple(p, &k);
 	e = nat6_lookup(&k, HOOK_UPLINK_INGRESS);
 	if (e)
-		return nat6_apply(skb, p, &k, e) < 0 ? PC_DROP_REWRITE : PC_OK;
+		return nat6_apply(skb, p, &k, e) < 0 ? PC_DROP_REWRITE_FAILED : PC_OK;
 	r = bpf_map_lookup_elem(&pc_pair_scratch, &zero);
 	if (!r)
-		return PC_DROP_CT_FULL; /* an array's one element: never */
+		return PC_DROP_CONNTRACK_FULL; /* an array's one element: never */
 	if (!dnat6_target(skb, p, &k, &r->v6.nat, &n.ifindex))
 		return PC_NOT_MINE;
 	return nat6_first(skb, p, &k, &r->v6.nat, nat6_create(r, &k, &n), CT_F_DNAT, HOOK_UPLINK_INGRESS);

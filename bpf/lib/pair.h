@@ -210,7 +210,7 @@ static __always_inline int pair_reclaim(void *map, const __u32 ksz, const void *
  * keyed rk (nat reversed, built here), with BPF_NOEXIST: that reserves the
  * reply tuple, and so the source port, atomically against other CPUs. An
  * expired pair holding the tuple is taken over. pk: room for a key.
- * Returns PC_OK, PC_E_TAKEN (a live flow has the tuple) or PC_DROP_CT_FULL.
+ * Returns PC_OK, PC_E_TAKEN (a live flow has the tuple) or PC_DROP_CONNTRACK_FULL.
  */
 static __always_inline int pair_put_rev(void *map, const __u32 ksz, const void *nat, const void *rev, void *rk,
 					void *pk, __u64 now)
@@ -225,12 +225,12 @@ static __always_inline int pair_put_rev(void *map, const __u32 ksz, const void *
 		return PC_OK;
 	if (err == -EEXIST)
 		return PC_E_TAKEN;
-	return PC_DROP_CT_FULL;
+	return PC_DROP_CONNTRACK_FULL;
 }
 
 /* pair_put_fwd completes a pair whose reverse half is in, keyed rk: fwd,
  * keyed k. If that fails the reservation is given back. Returns PC_OK,
- * PC_E_RACE (another CPU made the flow first) or PC_DROP_CT_FULL.
+ * PC_E_RACE (another CPU made the flow first) or PC_DROP_CONNTRACK_FULL.
  */
 static __always_inline int pair_put_fwd(void *map, const void *k, const void *fwd, const void *rk)
 {
@@ -238,7 +238,7 @@ static __always_inline int pair_put_fwd(void *map, const void *k, const void *fw
 
 	if (err) {
 		bpf_map_delete_elem(map, rk);
-		return err == -EEXIST ? PC_E_RACE : PC_DROP_CT_FULL;
+		return err == -EEXIST ? PC_E_RACE : PC_DROP_CONNTRACK_FULL;
 	}
 	stat_inc(PC_STAT_CT_CREATED);
 	return PC_OK;
@@ -320,7 +320,7 @@ static __always_inline void *resv_pk(void *w, const __u32 ksz)
  * CONFIG.nat_retries of them. Everything it works on is derived from w, so
  * that little lives across its helper calls (its frame, see
  * pc_pair_reserve). Returns PC_OK (the tuple reserved in w, the half's key
- * beside it), PC_DROP_NAT_EXHAUSTED or PC_DROP_CT_FULL.
+ * beside it), PC_DROP_NAT_PORTS_EXHAUSTED or PC_DROP_CONNTRACK_FULL.
  */
 static __always_inline int pair_reserve(void *map, const __u32 ksz, void *w)
 {
@@ -333,7 +333,7 @@ static __always_inline int pair_reserve(void *map, const __u32 ksz, void *w)
 	for (i = 0; i <= PC_NAT_MAX_TRIES && i <= tries; i++) {
 		if (i > 0) {
 			key_ports(resv_nat(w), ksz)->sport = nat_port_random();
-			stat_inc(PC_STAT_NAT_RETRY);
+			stat_inc(PC_STAT_NAT_PORT_RETRIES);
 		}
 		/* Derive every pointer from w anew: kept apart, they would be
 		 * spilled across the helper calls, and this frame adds to the
@@ -344,7 +344,7 @@ static __always_inline int pair_reserve(void *map, const __u32 ksz, void *w)
 		if (rc != PC_E_TAKEN)
 			return rc;
 	}
-	return PC_DROP_NAT_EXHAUSTED;
+	return PC_DROP_NAT_PORTS_EXHAUSTED;
 }
 
 /* pc_pair_reserve is pair_reserve on the work space r of family
@@ -357,7 +357,7 @@ static __always_inline int pair_reserve(void *map, const __u32 ksz, void *w)
 __attribute__((noinline)) int pc_pair_reserve(struct pair_resv *r, __u32 family)
 {
 	if (!r)
-		return PC_DROP_NAT_EXHAUSTED;
+		return PC_DROP_NAT_PORTS_EXHAUSTED;
 	if (family == AF_INET)
 		return pair_reserve(&pc_ct, PAIR_KEY4, &r->v4);
 	return pair_reserve(&pc_nat6, PAIR_KEY6, &r->v6);

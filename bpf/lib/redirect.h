@@ -88,7 +88,7 @@ static __always_inline int redirect_routed4(struct __sk_buff *skb, const struct 
 
 	if (ip_dec_ttl(skb, p->l3_off, &ip) < 0)
 		return TC_ACT_SHOT;
-	stat_inc(PC_STAT_REDIRECT);
+	stat_inc(PC_STAT_FAST_PATH);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = f.ipv4_dst };
 
@@ -123,7 +123,7 @@ static __always_inline int redirect_peer4(struct __sk_buff *skb, const struct pk
 		return TC_ACT_OK;
 	if (ip_dec_ttl(skb, p->l3_off, &ip) < 0 || set_macs(skb, ep->mac, net->gw_mac) < 0)
 		return TC_ACT_SHOT;
-	stat_inc(PC_STAT_REDIRECT);
+	stat_inc(PC_STAT_FAST_PATH);
 	return bpf_redirect_peer(ifindex, 0);
 }
 

@@ -29,10 +29,10 @@ static __always_inline int snat6_new_flow(struct __sk_buff *skb, const struct pk
 
 	up = bpf_map_lookup_elem(&pc_uplinks, &ifindex);
 	if (!up || addr6_is_zero(up->addr6))
-		return PC_DROP_NO_SNAT_ADDR;
+		return PC_DROP_NO_SNAT_ADDRESS;
 	r = bpf_map_lookup_elem(&pc_pair_scratch, &zero);
 	if (!r)
-		return PC_DROP_CT_FULL; /* an array's one element: never */
+		return PC_DROP_CONNTRACK_FULL; /* an array's one element: never */
 	r->v6.nat = *k;
 	__builtin_memcpy(r->v6.nat.saddr, up->addr6, 16);
 	n.pick_port = can_pick_port6(p);

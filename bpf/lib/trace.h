@@ -41,11 +41,6 @@ struct pc_event {
 	__u8 nat_daddr[16];
 };
 
-/* Unused: it puts struct pc_event in the object's BTF (local variables are
- * not described there), where bpf2go finds it for the Go decoder.
- */
-const struct pc_event pc_event_abi __attribute__((unused)) = {};
-
 /* trace_on tells whether the tracer asked for what (PC_TRACE_*). */
 static __always_inline int trace_on(__u32 what)
 {

@@ -1,20 +1,25 @@
 package ebpf
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf/btf"
 )
 
-// Values shared with the C side (bpf/lib/common.h, bpf/lib/maps.h). The
-// generated types carry the layouts; these are the constants bpf2go does
-// not export.
+// Values shared with the C side. The layouts are the generated types; the
+// flags, codes and names are the generated constants of the C enums
+// (bpf/lib/abi.h, gen.go), so each is declared once, in C.
 
-// Config flags (PC_CFG_*).
+// Config flags (enum pc_cfg_flag).
 const (
-	cfgFIBLocal   = 1 << 0
-	cfgFastPath   = 1 << 1
-	cfgCsumDirect = 1 << 2
+	cfgFIBLocal   = uint32(bpfPcCfgFlagPC_CFG_FIB_LOCAL)
+	cfgFastPath   = uint32(bpfPcCfgFlagPC_CFG_FAST_PATH)
+	cfgCsumDirect = uint32(bpfPcCfgFlagPC_CFG_CSUM_DIRECT)
 )
 
 // Address families as the maps store them.
@@ -23,90 +28,122 @@ const (
 	afInet6 = 10
 )
 
-// endpoint.flags (EP_F_*).
+// endpoint.flags (enum ep_flag).
 const (
-	epHasMAC = 1 << 0
-	epHasIP6 = 1 << 1
+	epHasMAC = uint16(bpfEpFlagEP_F_HAS_MAC)
+	epHasIP6 = uint16(bpfEpFlagEP_F_HAS_IP6)
 )
 
-// network.flags (NET_F_*).
+// network.flags (enum net_flag).
 const (
-	netICC      = 1 << 0
-	netMasq     = 1 << 1
-	netInternal = 1 << 2
+	netICC      = uint32(bpfNetFlagNET_F_ICC)
+	netMasq     = uint32(bpfNetFlagNET_F_MASQ)
+	netInternal = uint32(bpfNetFlagNET_F_INTERNAL)
 )
 
-// ct_entry.flags (CT_F_*), hooks (HOOK_*) and state (CT_S_*).
+// ct_entry.flags (enum ct_flag), hooks (enum ct_hook) and state (enum
+// ct_state).
 const (
-	ctReverse = 1 << 0
-	ctSNAT    = 1 << 1
-	ctDNAT    = 1 << 2
-	ctHairpin = 1 << 3
-	ctLink    = 1 << 4
+	ctReverse = uint8(bpfCtFlagCT_F_REVERSE)
+	ctSNAT    = uint8(bpfCtFlagCT_F_SNAT)
+	ctDNAT    = uint8(bpfCtFlagCT_F_DNAT)
+	ctHairpin = uint8(bpfCtFlagCT_F_HAIRPIN)
+	ctLink    = uint8(bpfCtFlagCT_F_LINK)
 
-	hookEndpointIngress = 1 << 0
-	hookUplinkIngress   = 1 << 1
-	hookUplinkEgress    = 1 << 2
+	hookEndpointIngress = uint8(bpfCtHookHOOK_EP_INGRESS)
+	hookUplinkIngress   = uint8(bpfCtHookHOOK_UPLINK_INGRESS)
+	hookUplinkEgress    = uint8(bpfCtHookHOOK_UPLINK_EGRESS)
 
-	ctReplied = 1 << 0
-	ctFinFwd  = 1 << 1
-	ctFinRev  = 1 << 2
-	ctRST     = 1 << 3
+	ctReplied = uint8(bpfCtStateCT_S_REPLIED)
+	ctFinFwd  = uint8(bpfCtStateCT_S_FIN_FWD)
+	ctFinRev  = uint8(bpfCtStateCT_S_FIN_REV)
+	ctRST     = uint8(bpfCtStateCT_S_RST)
 )
 
-// ct6_entry.flags (CT6_F_*).
-const ct6Link = 1 << 0
+// ct6_entry.flags (enum ct6_flag).
+const ct6Link = uint8(bpfCt6FlagCT6F_LINK)
+
+// Tracing (lib/trace.h): pc_trace_cfg flags (enum pc_trace_flag) and event
+// types (enum pc_event_type).
+const (
+	traceDrops = uint32(bpfPcTraceFlagPC_TRACE_DROPS)
+	traceNAT   = uint32(bpfPcTraceFlagPC_TRACE_NAT)
+
+	eventDrop = uint8(bpfPcEventTypePC_EV_DROP)
+	eventNAT  = uint8(bpfPcEventTypePC_EV_NAT)
+)
 
 // DropReasons names the datapath's drop reasons (enum pc_drop_reason) by
-// their number, for counters, events and logs. Where a reason means what
-// one of the nftables backend's does, it has its name ("icc", "inbound"), or
-// that name as a prefix when the eBPF datapath tells finer cases apart
-// ("spoof-mac", "spoof-ip", "spoof-arp" are nftables' "spoof";
-// "icc-link-port" is an "icc" drop between linked endpoints). The list,
-// with what each means, is in bpf/README.md.
-var DropReasons = map[uint32]string{
-	1:  "malformed",
-	2:  "vlan",
-	3:  "non-ip",
-	4:  "no-endpoint",
-	5:  "spoof-mac",
-	6:  "spoof-ip",
-	7:  "spoof-arp",
-	8:  "icc",
-	9:  "icc-link-port",
-	10: "isolation",
-	11: "fragment",
-	12: "nat-ports-exhausted",
-	13: "conntrack-full",
-	14: "inbound",
-	15: "no-snat-address",
-	16: "rewrite-failed",
-	17: "nat-conflict",
-	18: "spoof-nd",
-	19: "spoof-router",
+// their number, for counters, events and logs: PC_DROP_SPOOF_MAC is
+// "spoof-mac". Where a reason means what one of the nftables backend's
+// does, it has its name ("icc", "inbound"), or that name as a prefix when
+// the eBPF datapath tells finer cases apart ("spoof-mac", "spoof-ip",
+// "spoof-arp" are nftables' "spoof"; "icc-link-port" is an "icc" drop
+// between linked endpoints). The list, with what each means, is in
+// bpf/README.md.
+func DropReasons() map[uint32]string {
+	return abiNames().drops
 }
 
 // dropReasonName names reason, numbered when the datapath is newer than
 // this table.
 func dropReasonName(reason uint32) string {
-	if name, ok := DropReasons[reason]; ok {
+	if name, ok := abiNames().drops[reason]; ok {
 		return name
 	}
 	return fmt.Sprintf("reason-%d", reason)
 }
 
-// Tracing (lib/trace.h): pc_trace_cfg flags (PC_TRACE_*) and event types
-// (enum pc_event_type).
-const (
-	traceDrops = 1 << 0
-	traceNAT   = 1 << 1
+// statNames are the event counters (enum pc_stat) by their index in
+// pc_stats: PC_STAT_CT_CREATED is "ct_created".
+func statNames() []string {
+	return abiNames().stats
+}
 
-	eventDrop = 1
-	eventNAT  = 2
-)
+type enumNames struct {
+	drops map[uint32]string
+	stats []string
+}
 
-// Event counters (enum pc_stat), index of pc_stats.
-var statNames = []string{"ct_created", "nat_port_retries", "ct_reclaimed", "icmp_errors_translated", "fast_path"}
+// abiNames reads the names of the drop reasons and counters from the
+// enums in the endpoint object's BTF, once.
+var abiNames = sync.OnceValue(func() enumNames {
+	spec, err := btf.LoadSpecFromReader(bytes.NewReader(_BpfBytes))
+	if err != nil {
+		panic(fmt.Sprintf("the embedded endpoint object has no BTF: %v", err))
+	}
+	n := enumNames{drops: map[uint32]string{}}
+	for _, v := range enumValues(spec, "pc_drop_reason", "PC_DROP_") {
+		n.drops[uint32(v.Value)] = strings.ReplaceAll(v.Name, "_", "-")
+	}
+	vals := enumValues(spec, "pc_stat", "PC_STAT_")
+	n.stats = make([]string, len(vals))
+	for _, v := range vals {
+		if v.Value >= uint64(len(vals)) {
+			panic(fmt.Sprintf("enum pc_stat: %s is %d, want the counters numbered from 0 without gaps", v.Name, v.Value))
+		}
+		n.stats[v.Value] = v.Name
+	}
+	return n
+})
+
+// enumValues returns the values of the named enum, their names lower case
+// without prefix, leaving out the _MAX bound.
+func enumValues(spec *btf.Spec, name, prefix string) []btf.EnumValue {
+	var e *btf.Enum
+	if err := spec.TypeByName(name, &e); err != nil {
+		panic(fmt.Sprintf("the embedded endpoint object has no enum %s: %v", name, err))
+	}
+	var out []btf.EnumValue
+	for _, v := range e.Values {
+		short := strings.ToLower(strings.TrimPrefix(v.Name, prefix))
+		if short == "max" {
+			continue
+		}
+		out = append(out, btf.EnumValue{Name: short, Value: v.Value})
+	}
+	return out
+}
 
 // be32 returns the uint32 whose in-memory (host order) bytes are a's bytes
 // in network order: what a __be32 field holds.

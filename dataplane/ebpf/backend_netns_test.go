@@ -178,16 +178,16 @@ func TestBackendAttach(t *testing.T) {
 				requireAttached(t, "veth-b", dirIngress, progEndpointIngress, m)
 				requireAttached(t, "up0", dirIngress, progUplinkIngress, m)
 				requireAttached(t, "up0", dirEgress, progUplinkEgress, m)
-				var ep endpointEndpoint
+				var ep bpfEndpoint
 				if err := be.dp.maps[mapEndpoints].Lookup(uint32(ifindex("veth-a")), &ep); err != nil || ep.Ip4 != be32(ipA) {
 					t.Errorf("endpoint a in the map: %+v, %v", ep, err)
 				}
-				var up endpointUplink
+				var up bpfUplink
 				if err := be.dp.maps[mapUplinks].Lookup(uint32(ifindex("up0")), &up); err != nil || up.Addr4 != be32(ipNode) {
 					t.Errorf("uplink in the map: %+v, %v", up, err)
 				}
 				var lk uint8
-				lkey := endpointLinkKey{Parent: uint32(ifindex("veth-a")), Child: uint32(ifindex("veth-b")), Port: 5432, Proto: 6}
+				lkey := bpfLinkKey{Parent: uint32(ifindex("veth-a")), Child: uint32(ifindex("veth-b")), Port: 5432, Proto: 6}
 				if err := be.dp.maps[mapLinks].Lookup(lkey, &lk); err != nil {
 					t.Errorf("link entry: %v", err)
 				}
@@ -257,8 +257,8 @@ func TestBackendAttach(t *testing.T) {
 
 			// Junk that nothing wants, as a crashed agent could leave: the
 			// full resync at restart must remove it.
-			junk := endpointPortKey{Prefixlen: 80, Proto: 6, Port: be16(1)}
-			if err := be.dp.maps[mapPorts].Update(junk, endpointPortTarget{}, 0); err != nil {
+			junk := bpfPortKey{Prefixlen: 80, Proto: 6, Port: be16(1)}
+			if err := be.dp.maps[mapPorts].Update(junk, bpfPortTarget{}, 0); err != nil {
 				t.Fatal(err)
 			}
 

@@ -191,12 +191,12 @@ func fillFlows(m *ebpf.Map, n int) error {
 	exp := monotonicNow() + uint64(time.Hour)
 	for i := 0; i < n; i++ {
 		src := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		fwd := endpointCtKey{Saddr: be32(src), Daddr: be32(benchExt), Sport: be16(40000), Dport: be16(443), Proto: 6}
+		fwd := bpfCtKey{Saddr: be32(src), Daddr: be32(benchExt), Sport: be16(40000), Dport: be16(443), Proto: 6}
 		nat := fwd
 		nat.Saddr, nat.Sport = be32(benchNode), be16(uint16(1024+i%60000))
 		nat.Daddr = be32(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}))
-		fe := endpointCtEntry{Expires: exp, Nat: nat, Flags: ctSNAT, Hooks: hookUplinkEgress, State: ctReplied}
-		re := endpointCtEntry{Expires: exp, Nat: partner(endpointCtEntry{Nat: fwd}), Flags: ctSNAT | ctReverse,
+		fe := bpfCtEntry{Expires: exp, Nat: nat, Flags: ctSNAT, Hooks: hookUplinkEgress, State: ctReplied}
+		re := bpfCtEntry{Expires: exp, Nat: partner(bpfCtEntry{Nat: fwd}), Flags: ctSNAT | ctReverse,
 			Hooks: hookUplinkIngress, State: ctReplied}
 		if err := m.Update(fwd, fe, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("fill conntrack: %w", err)
@@ -240,8 +240,8 @@ func benchPathsOn(d *datapath, icc bool) ([]BenchPath, error) {
 			return nil, fmt.Errorf("open bench flows: %w", err)
 		}
 	}
-	snat := endpointCtKey{Saddr: be32(benchA), Daddr: be32(benchExt), Sport: be16(40000), Dport: be16(443), Proto: 6}
-	var fwd endpointCtEntry
+	snat := bpfCtKey{Saddr: be32(benchA), Daddr: be32(benchExt), Sport: be16(40000), Dport: be16(443), Proto: 6}
+	var fwd bpfCtEntry
 	if err := d.maps[mapCT].Lookup(snat, &fwd); err != nil {
 		return nil, fmt.Errorf("masqueraded bench flow: %w", err)
 	}
@@ -251,8 +251,8 @@ func benchPathsOn(d *datapath, icc bool) ([]BenchPath, error) {
 	if _, err := d.progs[progUplinkIngress].Run(&ebpf.RunOptions{Data: replyFrame}); err != nil {
 		return nil, err
 	}
-	dnat := endpointCtKey{Saddr: be32(benchExt), Daddr: be32(benchNode), Sport: be16(50000), Dport: be16(8080), Proto: 6}
-	for _, k := range []endpointCtKey{snat, reply, dnat} {
+	dnat := bpfCtKey{Saddr: be32(benchExt), Daddr: be32(benchNode), Sport: be16(50000), Dport: be16(8080), Proto: 6}
+	for _, k := range []bpfCtKey{snat, reply, dnat} {
 		if err := mirror(d.maps[mapCT], k); err != nil {
 			return nil, err
 		}
@@ -278,8 +278,8 @@ func benchPathsOn(d *datapath, icc bool) ([]BenchPath, error) {
 
 // mirror adds the half that translates the packet back after the half
 // keyed by k translated it (see Bench).
-func mirror(m *ebpf.Map, k endpointCtKey) error {
-	var e endpointCtEntry
+func mirror(m *ebpf.Map, k bpfCtKey) error {
+	var e bpfCtEntry
 	if err := m.Lookup(k, &e); err != nil {
 		return fmt.Errorf("bench flow half %+v: %w", k, err)
 	}

@@ -83,7 +83,7 @@ func calibrateClock() tickClock {
 		return fail(errors.New("clock sampler object lacks its program or variable"))
 	}
 	frame := make([]byte, 14)
-	sample := func() (s clockClockSample, err error) {
+	sample := func() (s clockSample, err error) {
 		if _, err = prog.Run(&ebpf.RunOptions{Data: frame}); err != nil {
 			return s, fmt.Errorf("run the clock sampler: %w", err)
 		}
@@ -91,7 +91,7 @@ func calibrateClock() tickClock {
 	}
 	// edge waits for jiffies to move, at most a second (a tick is 10 ms
 	// at most).
-	edge := func() (clockClockSample, error) {
+	edge := func() (clockSample, error) {
 		first, err := sample()
 		if err != nil {
 			return first, err

@@ -13,7 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type clockClockSample struct {
+type clockSample struct {
 	_        structs.HostLayout
 	Jiffies  uint64
 	CoarseNs uint64

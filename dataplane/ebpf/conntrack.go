@@ -20,10 +20,10 @@ type half[K comparable, V any] struct {
 }
 
 // ctPair is one half as read from pc_ct.
-type ctPair = half[endpointCtKey, endpointCtEntry]
+type ctPair = half[bpfCtKey, bpfCtEntry]
 
 // nat6Half is one half as read from pc_nat6.
-type nat6Half = half[endpointCt6Key, endpointNat6Entry]
+type nat6Half = half[bpfCt6Key, bpfNat6Entry]
 
 func readHalves[K comparable, V any](m *ebpf.Map) ([]half[K, V], error) {
 	keys, vals, err := readAll[K, V](m)
@@ -37,22 +37,22 @@ func readHalves[K comparable, V any](m *ebpf.Map) ([]half[K, V], error) {
 	return out, nil
 }
 
-func readCT(m *ebpf.Map) ([]ctPair, error) { return readHalves[endpointCtKey, endpointCtEntry](m) }
+func readCT(m *ebpf.Map) ([]ctPair, error) { return readHalves[bpfCtKey, bpfCtEntry](m) }
 
 func readNAT6(m *ebpf.Map) ([]nat6Half, error) {
-	return readHalves[endpointCt6Key, endpointNat6Entry](m)
+	return readHalves[bpfCt6Key, bpfNat6Entry](m)
 }
 
 // partner is the key of the other half: the reverse of this half's
 // translated tuple.
-func partner(v endpointCtEntry) endpointCtKey {
+func partner(v bpfCtEntry) bpfCtKey {
 	n := v.Nat
-	return endpointCtKey{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
+	return bpfCtKey{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
 }
 
-func partner6(v endpointNat6Entry) endpointCt6Key {
+func partner6(v bpfNat6Entry) bpfCt6Key {
 	n := v.Nat
-	return endpointCt6Key{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
+	return bpfCt6Key{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
 }
 
 // pairTable is how the generic code sees pc_ct or pc_nat6.
@@ -62,12 +62,12 @@ type pairTable[K comparable, V any] struct {
 	expires func(V) uint64
 }
 
-func ctTable(m *ebpf.Map) pairTable[endpointCtKey, endpointCtEntry] {
-	return pairTable[endpointCtKey, endpointCtEntry]{m, partner, func(v endpointCtEntry) uint64 { return v.Expires }}
+func ctTable(m *ebpf.Map) pairTable[bpfCtKey, bpfCtEntry] {
+	return pairTable[bpfCtKey, bpfCtEntry]{m, partner, func(v bpfCtEntry) uint64 { return v.Expires }}
 }
 
-func nat6Table(m *ebpf.Map) pairTable[endpointCt6Key, endpointNat6Entry] {
-	return pairTable[endpointCt6Key, endpointNat6Entry]{m, partner6, func(v endpointNat6Entry) uint64 { return v.Expires }}
+func nat6Table(m *ebpf.Map) pairTable[bpfCt6Key, bpfNat6Entry] {
+	return pairTable[bpfCt6Key, bpfNat6Entry]{m, partner6, func(v bpfNat6Entry) uint64 { return v.Expires }}
 }
 
 // deletePairs removes the halves and their partners.
@@ -246,7 +246,7 @@ type GCResult struct {
 func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
 	res := GCResult{At: time.Now()}
 	var err error
-	res.Entries, res.Deleted, err = prune(m, func(_ endpointCt6Key, v endpointCt6Entry) bool { return v.Expires <= now })
+	res.Entries, res.Deleted, err = prune(m, func(_ bpfCt6Key, v bpfCt6Entry) bool { return v.Expires <= now })
 	return res, err
 }
 
@@ -272,7 +272,7 @@ func flushCT6(m *ebpf.Map, rules []flushRule) (int, error) {
 	// Flows to the outside are keyed by their replies, so the container is
 	// the destination; link flows by the child's answers, from child to
 	// parent.
-	_, n, err := prune(m, func(k endpointCt6Key, v endpointCt6Entry) bool {
+	_, n, err := prune(m, func(k bpfCt6Key, v bpfCt6Entry) bool {
 		return want[k.Daddr] || want[k.Saddr] || v.Flags&ct6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}]
 	})
 	return n, err
@@ -322,8 +322,8 @@ func startCollector(m, m6, nat6 *ebpf.Map, longest time.Duration, log *slog.Logg
 	go func() {
 		defer close(c.done)
 		var (
-			ctBuf   gcBuffers[endpointCtKey, endpointCtEntry]
-			nat6Buf gcBuffers[endpointCt6Key, endpointNat6Entry]
+			ctBuf   gcBuffers[bpfCtKey, bpfCtEntry]
+			nat6Buf gcBuffers[bpfCt6Key, bpfNat6Entry]
 		)
 		wait := longest
 		for {

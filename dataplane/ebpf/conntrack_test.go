@@ -33,11 +33,11 @@ func TestPortBlocks(t *testing.T) {
 	}
 }
 
-func (f *fixture) age(keys ...endpointCtKey) {
+func (f *fixture) age(keys ...bpfCtKey) {
 	f.t.Helper()
 	m := f.d.maps[mapCT]
 	for _, k := range keys {
-		var e endpointCtEntry
+		var e bpfCtEntry
 		if err := m.Lookup(k, &e); err != nil {
 			f.t.Fatal(err)
 		}
@@ -81,8 +81,8 @@ func TestConntrackGC(t *testing.T) {
 		f.passUnchanged(progUplinkEgress, pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 17, sport: port, dport: 53}.frame())
 	}
 	m6 := f.d.maps[mapCT6]
-	k := endpointCt6Key{Saddr: remote.As16(), Daddr: ipA6.As16(), Sport: be16(53), Dport: be16(1), Proto: 17}
-	var e endpointCt6Entry
+	k := bpfCt6Key{Saddr: remote.As16(), Daddr: ipA6.As16(), Sport: be16(53), Dport: be16(1), Proto: 17}
+	var e bpfCt6Entry
 	if err := m6.Lookup(k, &e); err != nil {
 		t.Fatalf("ipv6 flow: %v", err)
 	}
@@ -128,28 +128,28 @@ func TestFlushCT(t *testing.T) {
 // what a pass allocates.
 func BenchmarkCollect(b *testing.B) {
 	requireBPF(b)
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: uint32(binary.Size(endpointCtKey{})),
-		ValueSize: uint32(binary.Size(endpointCtEntry{})), MaxEntries: 65536})
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: uint32(binary.Size(bpfCtKey{})),
+		ValueSize: uint32(binary.Size(bpfCtEntry{})), MaxEntries: 65536})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer m.Close()
 	far := monotonicNow() + uint64(time.Hour)
 	for i := range 25000 {
-		k := endpointCtKey{Saddr: uint32(i), Daddr: 7, Sport: 1, Dport: 2, Proto: 6}
-		e := endpointCtEntry{Expires: far, Nat: endpointCtKey{Saddr: uint32(i), Daddr: 8, Sport: 1, Dport: 2, Proto: 6}}
+		k := bpfCtKey{Saddr: uint32(i), Daddr: 7, Sport: 1, Dport: 2, Proto: 6}
+		e := bpfCtEntry{Expires: far, Nat: bpfCtKey{Saddr: uint32(i), Daddr: 8, Sport: 1, Dport: 2, Proto: 6}}
 		if err := m.Put(k, e); err != nil {
 			b.Fatal(err)
 		}
-		if err := m.Put(partner(e), endpointCtEntry{Expires: far, Nat: partner(endpointCtEntry{Nat: k})}); err != nil {
+		if err := m.Put(partner(e), bpfCtEntry{Expires: far, Nat: partner(bpfCtEntry{Nat: k})}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for _, kept := range []bool{true, false} {
 		b.Run(fmt.Sprintf("kept=%v", kept), func(b *testing.B) {
-			var buf *gcBuffers[endpointCtKey, endpointCtEntry]
+			var buf *gcBuffers[bpfCtKey, bpfCtEntry]
 			if kept {
-				buf = &gcBuffers[endpointCtKey, endpointCtEntry]{}
+				buf = &gcBuffers[bpfCtKey, bpfCtEntry]{}
 			}
 			b.ReportAllocs()
 			for b.Loop() {

@@ -13,18 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type endpointAddr6 struct {
+type bpfAddr6 struct {
 	_ structs.HostLayout
 	A [16]uint8
 }
 
-type endpointAddrKey struct {
+type bpfAddrKey struct {
 	_      structs.HostLayout
 	Family uint32
 	Addr   [16]uint8
 }
 
-type endpointCt6Entry struct {
+type bpfCt6Entry struct {
 	_       structs.HostLayout
 	Expires uint64
 	State   uint8
@@ -33,7 +33,13 @@ type endpointCt6Entry struct {
 	Pad2    uint32
 }
 
-type endpointCt6Key struct {
+type bpfCt6Flag uint32
+
+const (
+	bpfCt6FlagCT6F_LINK bpfCt6Flag = 1
+)
+
+type bpfCt6Key struct {
 	_     structs.HostLayout
 	Saddr [16]uint8
 	Daddr [16]uint8
@@ -43,10 +49,10 @@ type endpointCt6Key struct {
 	Pad   [3]uint8
 }
 
-type endpointCtEntry struct {
+type bpfCtEntry struct {
 	_       structs.HostLayout
 	Expires uint64
-	Nat     endpointCtKey
+	Nat     bpfCtKey
 	Ifindex uint32
 	Flags   uint8
 	Hooks   uint8
@@ -54,7 +60,25 @@ type endpointCtEntry struct {
 	Pad     uint8
 }
 
-type endpointCtKey struct {
+type bpfCtFlag uint32
+
+const (
+	bpfCtFlagCT_F_REVERSE bpfCtFlag = 1
+	bpfCtFlagCT_F_SNAT    bpfCtFlag = 2
+	bpfCtFlagCT_F_DNAT    bpfCtFlag = 4
+	bpfCtFlagCT_F_HAIRPIN bpfCtFlag = 8
+	bpfCtFlagCT_F_LINK    bpfCtFlag = 16
+)
+
+type bpfCtHook uint32
+
+const (
+	bpfCtHookHOOK_EP_INGRESS     bpfCtHook = 1
+	bpfCtHookHOOK_UPLINK_INGRESS bpfCtHook = 2
+	bpfCtHookHOOK_UPLINK_EGRESS  bpfCtHook = 4
+)
+
+type bpfCtKey struct {
 	_     structs.HostLayout
 	Saddr uint32
 	Daddr uint32
@@ -64,13 +88,22 @@ type endpointCtKey struct {
 	Pad   [3]uint8
 }
 
-type endpointDropKey struct {
+type bpfCtState uint32
+
+const (
+	bpfCtStateCT_S_REPLIED bpfCtState = 1
+	bpfCtStateCT_S_FIN_FWD bpfCtState = 2
+	bpfCtStateCT_S_FIN_REV bpfCtState = 4
+	bpfCtStateCT_S_RST     bpfCtState = 8
+)
+
+type bpfDropKey struct {
 	_       structs.HostLayout
 	Reason  uint32
 	Ifindex uint32
 }
 
-type endpointEndpoint struct {
+type bpfEndpoint struct {
 	_     structs.HostLayout
 	Ip4   uint32
 	NetId uint32
@@ -80,7 +113,14 @@ type endpointEndpoint struct {
 	Snat4 uint32
 }
 
-type endpointEpRef struct {
+type bpfEpFlag uint32
+
+const (
+	bpfEpFlagEP_F_HAS_MAC bpfEpFlag = 1
+	bpfEpFlagEP_F_HAS_IP6 bpfEpFlag = 2
+)
+
+type bpfEpRef struct {
 	_       structs.HostLayout
 	Ifindex uint32
 	NetId   uint32
@@ -88,7 +128,7 @@ type endpointEpRef struct {
 	Pad     uint32
 }
 
-type endpointFrag6Key struct {
+type bpfFrag6Key struct {
 	_     structs.HostLayout
 	Saddr [16]uint8
 	Daddr [16]uint8
@@ -97,7 +137,7 @@ type endpointFrag6Key struct {
 	Pad   [3]uint8
 }
 
-type endpointFrag6Ports struct {
+type bpfFrag6Ports struct {
 	_     structs.HostLayout
 	Sport uint16
 	Dport uint16
@@ -105,7 +145,7 @@ type endpointFrag6Ports struct {
 	Pad   [3]uint8
 }
 
-type endpointFragKey struct {
+type bpfFragKey struct {
 	_     structs.HostLayout
 	Saddr uint32
 	Daddr uint32
@@ -114,13 +154,13 @@ type endpointFragKey struct {
 	Pad   uint8
 }
 
-type endpointFragPorts struct {
+type bpfFragPorts struct {
 	_     structs.HostLayout
 	Sport uint16
 	Dport uint16
 }
 
-type endpointLinkKey struct {
+type bpfLinkKey struct {
 	_      structs.HostLayout
 	Parent uint32
 	Child  uint32
@@ -129,16 +169,16 @@ type endpointLinkKey struct {
 	Pad    uint8
 }
 
-type endpointMacKey struct {
+type bpfMacKey struct {
 	_   structs.HostLayout
 	Mac [6]uint8
 	Pad uint16
 }
 
-type endpointNat6Entry struct {
+type bpfNat6Entry struct {
 	_       structs.HostLayout
 	Expires uint64
-	Nat     endpointCt6Key
+	Nat     bpfCt6Key
 	Ifindex uint32
 	Flags   uint8
 	Hooks   uint8
@@ -146,7 +186,15 @@ type endpointNat6Entry struct {
 	Pad     uint8
 }
 
-type endpointNetwork struct {
+type bpfNetFlag uint32
+
+const (
+	bpfNetFlagNET_F_ICC      bpfNetFlag = 1
+	bpfNetFlagNET_F_MASQ     bpfNetFlag = 2
+	bpfNetFlagNET_F_INTERNAL bpfNetFlag = 4
+)
+
+type bpfNetwork struct {
 	_             structs.HostLayout
 	Gw4           uint32
 	Snat4         uint32
@@ -157,25 +205,68 @@ type endpointNetwork struct {
 	Pad           uint16
 }
 
-type endpointPairResv struct {
+type bpfPairResv struct {
 	_  structs.HostLayout
 	V4 struct {
 		_   structs.HostLayout
-		Nat endpointCtKey
-		E   endpointCtEntry
-		Rk  endpointCtKey
-		Pk  endpointCtKey
+		Nat bpfCtKey
+		E   bpfCtEntry
+		Rk  bpfCtKey
+		Pk  bpfCtKey
 	}
 	V6 struct {
 		_   structs.HostLayout
-		Nat endpointCt6Key
-		E   endpointNat6Entry
-		Rk  endpointCt6Key
-		Pk  endpointCt6Key
+		Nat bpfCt6Key
+		E   bpfNat6Entry
+		Rk  bpfCt6Key
+		Pk  bpfCt6Key
 	}
 }
 
-type endpointPcConfig struct {
+type bpfPcAbi struct {
+	_     structs.HostLayout
+	Event struct {
+		_        structs.HostLayout
+		Ts       uint64
+		Ifindex  uint32
+		Reason   uint32
+		Type     uint8
+		Family   uint8
+		Proto    uint8
+		Flags    uint8
+		Sport    uint16
+		Dport    uint16
+		NatSport uint16
+		NatDport uint16
+		Pad      uint32
+		Saddr    [16]uint8
+		Daddr    [16]uint8
+		NatSaddr [16]uint8
+		NatDaddr [16]uint8
+	}
+	EventType  uint32
+	DropReason uint32
+	Stat       uint32
+	Outcome    uint32
+	CfgFlag    uint32
+	TraceFlag  uint32
+	EpFlag     uint32
+	NetFlag    uint32
+	CtFlag     uint32
+	CtHook     uint32
+	CtState    uint32
+	Ct6Flag    uint32
+}
+
+type bpfPcCfgFlag uint32
+
+const (
+	bpfPcCfgFlagPC_CFG_FIB_LOCAL   bpfPcCfgFlag = 1
+	bpfPcCfgFlagPC_CFG_FAST_PATH   bpfPcCfgFlag = 2
+	bpfPcCfgFlagPC_CFG_CSUM_DIRECT bpfPcCfgFlag = 4
+)
+
+type bpfPcConfig struct {
 	_               structs.HostLayout
 	Flags           uint32
 	NatPortMin      uint16
@@ -193,7 +284,32 @@ type endpointPcConfig struct {
 	ClockOffset     uint64
 }
 
-type endpointPcEvent struct {
+type bpfPcDropReason uint32
+
+const (
+	bpfPcDropReasonPC_DROP_MALFORMED           bpfPcDropReason = 1
+	bpfPcDropReasonPC_DROP_VLAN                bpfPcDropReason = 2
+	bpfPcDropReasonPC_DROP_NON_IP              bpfPcDropReason = 3
+	bpfPcDropReasonPC_DROP_NO_ENDPOINT         bpfPcDropReason = 4
+	bpfPcDropReasonPC_DROP_SPOOF_MAC           bpfPcDropReason = 5
+	bpfPcDropReasonPC_DROP_SPOOF_IP            bpfPcDropReason = 6
+	bpfPcDropReasonPC_DROP_SPOOF_ARP           bpfPcDropReason = 7
+	bpfPcDropReasonPC_DROP_ICC                 bpfPcDropReason = 8
+	bpfPcDropReasonPC_DROP_ICC_LINK_PORT       bpfPcDropReason = 9
+	bpfPcDropReasonPC_DROP_ISOLATION           bpfPcDropReason = 10
+	bpfPcDropReasonPC_DROP_FRAGMENT            bpfPcDropReason = 11
+	bpfPcDropReasonPC_DROP_NAT_PORTS_EXHAUSTED bpfPcDropReason = 12
+	bpfPcDropReasonPC_DROP_CONNTRACK_FULL      bpfPcDropReason = 13
+	bpfPcDropReasonPC_DROP_INBOUND             bpfPcDropReason = 14
+	bpfPcDropReasonPC_DROP_NO_SNAT_ADDRESS     bpfPcDropReason = 15
+	bpfPcDropReasonPC_DROP_REWRITE_FAILED      bpfPcDropReason = 16
+	bpfPcDropReasonPC_DROP_NAT_CONFLICT        bpfPcDropReason = 17
+	bpfPcDropReasonPC_DROP_SPOOF_ND            bpfPcDropReason = 18
+	bpfPcDropReasonPC_DROP_SPOOF_ROUTER        bpfPcDropReason = 19
+	bpfPcDropReasonPC_DROP_MAX                 bpfPcDropReason = 20
+)
+
+type bpfPcEvent struct {
 	_        structs.HostLayout
 	Ts       uint64
 	Ifindex  uint32
@@ -213,7 +329,32 @@ type endpointPcEvent struct {
 	NatDaddr [16]uint8
 }
 
-type endpointPort6Key struct {
+type bpfPcEventType uint32
+
+const (
+	bpfPcEventTypePC_EV_DROP bpfPcEventType = 1
+	bpfPcEventTypePC_EV_NAT  bpfPcEventType = 2
+)
+
+type bpfPcStat uint32
+
+const (
+	bpfPcStatPC_STAT_CT_CREATED             bpfPcStat = 0
+	bpfPcStatPC_STAT_NAT_PORT_RETRIES       bpfPcStat = 1
+	bpfPcStatPC_STAT_CT_RECLAIMED           bpfPcStat = 2
+	bpfPcStatPC_STAT_ICMP_ERRORS_TRANSLATED bpfPcStat = 3
+	bpfPcStatPC_STAT_FAST_PATH              bpfPcStat = 4
+	bpfPcStatPC_STAT_MAX                    bpfPcStat = 8
+)
+
+type bpfPcTraceFlag uint32
+
+const (
+	bpfPcTraceFlagPC_TRACE_DROPS bpfPcTraceFlag = 1
+	bpfPcTraceFlagPC_TRACE_NAT   bpfPcTraceFlag = 2
+)
+
+type bpfPort6Key struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Proto     uint8
@@ -223,7 +364,7 @@ type endpointPort6Key struct {
 	Pad2      uint16
 }
 
-type endpointPort6Target struct {
+type bpfPort6Target struct {
 	_       structs.HostLayout
 	Addr    [16]uint8
 	PortLo  uint16
@@ -233,7 +374,7 @@ type endpointPort6Target struct {
 	Pad     uint16
 }
 
-type endpointPortKey struct {
+type bpfPortKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Proto     uint8
@@ -243,7 +384,7 @@ type endpointPortKey struct {
 	Pad2      uint16
 }
 
-type endpointPortTarget struct {
+type bpfPortTarget struct {
 	_       structs.HostLayout
 	Addr    uint32
 	PortLo  uint16
@@ -253,21 +394,21 @@ type endpointPortTarget struct {
 	Pad     uint16
 }
 
-type endpointSubnetKey struct {
+type bpfSubnetKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Family    uint32
 	Addr      [16]uint8
 }
 
-type endpointTraceCfg struct {
+type bpfTraceCfg struct {
 	_     structs.HostLayout
 	Flags uint32
 	Pad   uint32
 	Until uint64
 }
 
-type endpointUplink struct {
+type bpfUplink struct {
 	_     structs.HostLayout
 	Addr4 uint32
 	Flags uint32
@@ -278,54 +419,54 @@ type endpointUplink struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	endpointMapPcCt               = "pc_ct"
-	endpointMapPcCt6              = "pc_ct6"
-	endpointMapPcDrops            = "pc_drops"
-	endpointMapPcEndpoints        = "pc_endpoints"
-	endpointMapPcEpAddrs          = "pc_ep_addrs"
-	endpointMapPcEpMacs           = "pc_ep_macs"
-	endpointMapPcEvents           = "pc_events"
-	endpointMapPcFrags            = "pc_frags"
-	endpointMapPcFrags6           = "pc_frags6"
-	endpointMapPcLinks            = "pc_links"
-	endpointMapPcLocalAddrs       = "pc_local_addrs"
-	endpointMapPcLocalAddrs6      = "pc_local_addrs6"
-	endpointMapPcNat6             = "pc_nat6"
-	endpointMapPcNetworks         = "pc_networks"
-	endpointMapPcPairScratch      = "pc_pair_scratch"
-	endpointMapPcPorts            = "pc_ports"
-	endpointMapPcPorts6           = "pc_ports6"
-	endpointMapPcStats            = "pc_stats"
-	endpointMapPcSubnets          = "pc_subnets"
-	endpointMapPcTraceCfg         = "pc_trace_cfg"
-	endpointMapPcUplinks          = "pc_uplinks"
-	endpointProgPcEndpointIngress = "pc_endpoint_ingress"
-	endpointVarCONFIG             = "CONFIG"
-	endpointVarPcEventAbi         = "pc_event_abi"
+	bpfMapPcCt               = "pc_ct"
+	bpfMapPcCt6              = "pc_ct6"
+	bpfMapPcDrops            = "pc_drops"
+	bpfMapPcEndpoints        = "pc_endpoints"
+	bpfMapPcEpAddrs          = "pc_ep_addrs"
+	bpfMapPcEpMacs           = "pc_ep_macs"
+	bpfMapPcEvents           = "pc_events"
+	bpfMapPcFrags            = "pc_frags"
+	bpfMapPcFrags6           = "pc_frags6"
+	bpfMapPcLinks            = "pc_links"
+	bpfMapPcLocalAddrs       = "pc_local_addrs"
+	bpfMapPcLocalAddrs6      = "pc_local_addrs6"
+	bpfMapPcNat6             = "pc_nat6"
+	bpfMapPcNetworks         = "pc_networks"
+	bpfMapPcPairScratch      = "pc_pair_scratch"
+	bpfMapPcPorts            = "pc_ports"
+	bpfMapPcPorts6           = "pc_ports6"
+	bpfMapPcStats            = "pc_stats"
+	bpfMapPcSubnets          = "pc_subnets"
+	bpfMapPcTraceCfg         = "pc_trace_cfg"
+	bpfMapPcUplinks          = "pc_uplinks"
+	bpfProgPcEndpointIngress = "pc_endpoint_ingress"
+	bpfVarCONFIG             = "CONFIG"
+	bpfVarPcAbi              = "pc_abi"
 )
 
-// loadEndpoint returns the embedded CollectionSpec for endpoint.
-func loadEndpoint() (*ebpf.CollectionSpec, error) {
-	reader := bytes.NewReader(_EndpointBytes)
+// loadBpf returns the embedded CollectionSpec for bpf.
+func loadBpf() (*ebpf.CollectionSpec, error) {
+	reader := bytes.NewReader(_BpfBytes)
 	spec, err := ebpf.LoadCollectionSpecFromReader(reader)
 	if err != nil {
-		return nil, fmt.Errorf("can't load endpoint: %w", err)
+		return nil, fmt.Errorf("can't load bpf: %w", err)
 	}
 
 	return spec, err
 }
 
-// loadEndpointObjects loads endpoint and converts it into a struct.
+// loadBpfObjects loads bpf and converts it into a struct.
 //
 // The following types are suitable as obj argument:
 //
-//	*endpointObjects
-//	*endpointPrograms
-//	*endpointMaps
+//	*bpfObjects
+//	*bpfPrograms
+//	*bpfMaps
 //
 // See ebpf.CollectionSpec.LoadAndAssign documentation for details.
-func loadEndpointObjects(obj any, opts *ebpf.CollectionOptions) error {
-	spec, err := loadEndpoint()
+func loadBpfObjects(obj any, opts *ebpf.CollectionOptions) error {
+	spec, err := loadBpf()
 	if err != nil {
 		return err
 	}
@@ -333,26 +474,26 @@ func loadEndpointObjects(obj any, opts *ebpf.CollectionOptions) error {
 	return spec.LoadAndAssign(obj, opts)
 }
 
-// endpointSpecs contains maps and programs before they are loaded into the kernel.
+// bpfSpecs contains maps and programs before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type endpointSpecs struct {
-	endpointProgramSpecs
-	endpointMapSpecs
-	endpointVariableSpecs
+type bpfSpecs struct {
+	bpfProgramSpecs
+	bpfMapSpecs
+	bpfVariableSpecs
 }
 
-// endpointProgramSpecs contains programs before they are loaded into the kernel.
+// bpfProgramSpecs contains programs before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type endpointProgramSpecs struct {
+type bpfProgramSpecs struct {
 	PcEndpointIngress *ebpf.ProgramSpec `ebpf:"pc_endpoint_ingress"`
 }
 
-// endpointMapSpecs contains maps before they are loaded into the kernel.
+// bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type endpointMapSpecs struct {
+type bpfMapSpecs struct {
 	PcCt          *ebpf.MapSpec `ebpf:"pc_ct"`
 	PcCt6         *ebpf.MapSpec `ebpf:"pc_ct6"`
 	PcDrops       *ebpf.MapSpec `ebpf:"pc_drops"`
@@ -376,34 +517,34 @@ type endpointMapSpecs struct {
 	PcUplinks     *ebpf.MapSpec `ebpf:"pc_uplinks"`
 }
 
-// endpointVariableSpecs contains global variables before they are loaded into the kernel.
+// bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type endpointVariableSpecs struct {
-	CONFIG     *ebpf.VariableSpec `ebpf:"CONFIG"`
-	PcEventAbi *ebpf.VariableSpec `ebpf:"pc_event_abi"`
+type bpfVariableSpecs struct {
+	CONFIG *ebpf.VariableSpec `ebpf:"CONFIG"`
+	PcAbi  *ebpf.VariableSpec `ebpf:"pc_abi"`
 }
 
-// endpointObjects contains all objects after they have been loaded into the kernel.
+// bpfObjects contains all objects after they have been loaded into the kernel.
 //
-// It can be passed to loadEndpointObjects or ebpf.CollectionSpec.LoadAndAssign.
-type endpointObjects struct {
-	endpointPrograms
-	endpointMaps
-	endpointVariables
+// It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
+type bpfObjects struct {
+	bpfPrograms
+	bpfMaps
+	bpfVariables
 }
 
-func (o *endpointObjects) Close() error {
-	return _EndpointClose(
-		&o.endpointPrograms,
-		&o.endpointMaps,
+func (o *bpfObjects) Close() error {
+	return _BpfClose(
+		&o.bpfPrograms,
+		&o.bpfMaps,
 	)
 }
 
-// endpointMaps contains all maps after they have been loaded into the kernel.
+// bpfMaps contains all maps after they have been loaded into the kernel.
 //
-// It can be passed to loadEndpointObjects or ebpf.CollectionSpec.LoadAndAssign.
-type endpointMaps struct {
+// It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
+type bpfMaps struct {
 	PcCt          *ebpf.Map `ebpf:"pc_ct"`
 	PcCt6         *ebpf.Map `ebpf:"pc_ct6"`
 	PcDrops       *ebpf.Map `ebpf:"pc_drops"`
@@ -427,8 +568,8 @@ type endpointMaps struct {
 	PcUplinks     *ebpf.Map `ebpf:"pc_uplinks"`
 }
 
-func (m *endpointMaps) Close() error {
-	return _EndpointClose(
+func (m *bpfMaps) Close() error {
+	return _BpfClose(
 		m.PcCt,
 		m.PcCt6,
 		m.PcDrops,
@@ -453,28 +594,28 @@ func (m *endpointMaps) Close() error {
 	)
 }
 
-// endpointVariables contains all global variables after they have been loaded into the kernel.
+// bpfVariables contains all global variables after they have been loaded into the kernel.
 //
-// It can be passed to loadEndpointObjects or ebpf.CollectionSpec.LoadAndAssign.
-type endpointVariables struct {
-	CONFIG     *ebpf.Variable `ebpf:"CONFIG"`
-	PcEventAbi *ebpf.Variable `ebpf:"pc_event_abi"`
+// It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
+type bpfVariables struct {
+	CONFIG *ebpf.Variable `ebpf:"CONFIG"`
+	PcAbi  *ebpf.Variable `ebpf:"pc_abi"`
 }
 
-// endpointPrograms contains all programs after they have been loaded into the kernel.
+// bpfPrograms contains all programs after they have been loaded into the kernel.
 //
-// It can be passed to loadEndpointObjects or ebpf.CollectionSpec.LoadAndAssign.
-type endpointPrograms struct {
+// It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
+type bpfPrograms struct {
 	PcEndpointIngress *ebpf.Program `ebpf:"pc_endpoint_ingress"`
 }
 
-func (p *endpointPrograms) Close() error {
-	return _EndpointClose(
+func (p *bpfPrograms) Close() error {
+	return _BpfClose(
 		p.PcEndpointIngress,
 	)
 }
 
-func _EndpointClose(closers ...io.Closer) error {
+func _BpfClose(closers ...io.Closer) error {
 	for _, closer := range closers {
 		if err := closer.Close(); err != nil {
 			return err
@@ -486,4 +627,4 @@ func _EndpointClose(closers ...io.Closer) error {
 // Do not access this directly.
 //
 //go:embed endpoint_bpfel.o
-var _EndpointBytes []byte
+var _BpfBytes []byte

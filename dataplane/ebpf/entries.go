@@ -49,8 +49,8 @@ type entry struct {
 
 var one = uint8(1)
 
-func addrKey(a netip.Addr) endpointAddrKey {
-	k := endpointAddrKey{Family: afInet}
+func addrKey(a netip.Addr) bpfAddrKey {
+	k := bpfAddrKey{Family: afInet}
 	if a.Is6() && !a.Is4In6() {
 		k.Family = afInet6
 		k.Addr = a.As16()
@@ -61,14 +61,14 @@ func addrKey(a netip.Addr) endpointAddrKey {
 	return k
 }
 
-func subnetKey(p netip.Prefix) endpointSubnetKey {
+func subnetKey(p netip.Prefix) bpfSubnetKey {
 	p = p.Masked()
 	a := addrKey(p.Addr())
-	return endpointSubnetKey{Prefixlen: uint32(32 + p.Bits()), Family: a.Family, Addr: a.Addr}
+	return bpfSubnetKey{Prefixlen: uint32(32 + p.Bits()), Family: a.Family, Addr: a.Addr}
 }
 
-func macKey(mac net.HardwareAddr) (endpointMacKey, bool) {
-	var k endpointMacKey
+func macKey(mac net.HardwareAddr) (bpfMacKey, bool) {
+	var k bpfMacKey
 	if len(mac) != 6 {
 		return k, false
 	}
@@ -79,7 +79,7 @@ func macKey(mac net.HardwareAddr) (endpointMacKey, bool) {
 // netEntries: the network's record, its subnets and its node addresses.
 // id is the bridge's ifindex, which also names the network in the maps.
 func netEntries(n *model.RNetwork, id uint32, bridgeMAC net.HardwareAddr) []entry {
-	v := endpointNetwork{Gw4: be32(n.Gateway), Snat4: be32(n.SNATIP), BridgeIfindex: id}
+	v := bpfNetwork{Gw4: be32(n.Gateway), Snat4: be32(n.SNATIP), BridgeIfindex: id}
 	if n.ICC {
 		v.Flags |= netICC
 	}
@@ -112,13 +112,13 @@ func netEntries(n *model.RNetwork, id uint32, bridgeMAC net.HardwareAddr) []entr
 	return es
 }
 
-func addr6(a netip.Addr) endpointAddr6 {
-	return endpointAddr6{A: a.As16()}
+func addr6(a netip.Addr) bpfAddr6 {
+	return bpfAddr6{A: a.As16()}
 }
 
 // epEntries: who the endpoint is (by veth, address and MAC).
 func epEntries(e *model.REndpoint, ifindex, netID uint32) []entry {
-	v := endpointEndpoint{Ip4: be32(e.IP), NetId: netID, Snat4: be32(e.SNATIP)}
+	v := bpfEndpoint{Ip4: be32(e.IP), NetId: netID, Snat4: be32(e.SNATIP)}
 	mk, hasMAC := macKey(e.MAC)
 	if hasMAC {
 		v.Flags |= epHasMAC
@@ -128,7 +128,7 @@ func epEntries(e *model.REndpoint, ifindex, netID uint32) []entry {
 		v.Flags |= epHasIP6
 		v.Ip6 = e.IP6.As16()
 	}
-	ref := endpointEpRef{Ifindex: ifindex, NetId: netID, Snat4: v.Snat4}
+	ref := bpfEpRef{Ifindex: ifindex, NetId: netID, Snat4: v.Snat4}
 	es := []entry{{mapEndpoints, ifindex, v}}
 	if e.IP.IsValid() {
 		es = append(es, entry{mapEpAddrs, addrKey(e.IP), ref})
@@ -178,20 +178,20 @@ func portEntries(p *model.RPort, epIfindex uint32) []entry {
 	var es []entry
 	blocks := portBlocks(p.HostLo, p.HostHi)
 	if p.Is4() && p.EP.IP.Is4() {
-		t := endpointPortTarget{Addr: be32(p.EP.IP), PortLo: p.Lo, HostLo: p.HostLo, HostHi: p.HostHi, Ifindex: epIfindex}
+		t := bpfPortTarget{Addr: be32(p.EP.IP), PortLo: p.Lo, HostLo: p.HostLo, HostHi: p.HostHi, Ifindex: epIfindex}
 		for _, b := range blocks {
-			k := endpointPortKey{Prefixlen: uint32(64 + b.bits), Proto: p.Proto, Addr: be32(p.HostIP), Port: be16(b.first)}
+			k := bpfPortKey{Prefixlen: uint32(64 + b.bits), Proto: p.Proto, Addr: be32(p.HostIP), Port: be16(b.first)}
 			es = append(es, entry{mapPorts, k, t})
 		}
 	}
 	if p.Is6() {
-		t := endpointPort6Target{Addr: p.EP.IP6.As16(), PortLo: p.Lo, HostLo: p.HostLo, HostHi: p.HostHi, Ifindex: epIfindex}
+		t := bpfPort6Target{Addr: p.EP.IP6.As16(), PortLo: p.Lo, HostLo: p.HostLo, HostHi: p.HostHi, Ifindex: epIfindex}
 		var host [16]byte
 		if p.HostIP.IsValid() {
 			host = p.HostIP.As16()
 		}
 		for _, b := range blocks {
-			k := endpointPort6Key{Prefixlen: uint32(160 + b.bits), Proto: p.Proto, Addr: host, Port: be16(b.first)}
+			k := bpfPort6Key{Prefixlen: uint32(160 + b.bits), Proto: p.Proto, Addr: host, Port: be16(b.first)}
 			es = append(es, entry{mapPorts6, k, t})
 		}
 	}
@@ -203,9 +203,9 @@ func portEntries(p *model.RPort, epIfindex uint32) []entry {
 // tells the datapath's drop reasons apart (a port the child does not
 // expose, or no link at all).
 func linkEntries(l *model.RLink, parent, child uint32) []entry {
-	es := []entry{{mapLinks, endpointLinkKey{Parent: parent, Child: child}, one}}
+	es := []entry{{mapLinks, bpfLinkKey{Parent: parent, Child: child}, one}}
 	for _, pp := range l.Child.Exposed {
-		k := endpointLinkKey{Parent: parent, Child: child, Port: pp.Port, Proto: pp.Proto}
+		k := bpfLinkKey{Parent: parent, Child: child, Port: pp.Port, Proto: pp.Proto}
 		es = append(es, entry{mapLinks, k, one})
 	}
 	return es
@@ -215,7 +215,7 @@ func linkEntries(l *model.RLink, parent, child uint32) []entry {
 // address and its first global IPv6 one (a link-local source would not be
 // routed back), and its addresses (IPv4 and IPv6) as node addresses.
 func uplinkEntries(ifindex uint32, addrs []netip.Addr) []entry {
-	v := endpointUplink{}
+	v := bpfUplink{}
 	var es []entry
 	has6 := false
 	for _, a := range addrs {

@@ -256,11 +256,11 @@ func (f *fixture) drops() map[string]uint64 {
 	return out
 }
 
-func (f *fixture) ct() map[endpointCtKey]endpointCtEntry {
+func (f *fixture) ct() map[bpfCtKey]bpfCtEntry {
 	f.t.Helper()
-	out := map[endpointCtKey]endpointCtEntry{}
-	var k endpointCtKey
-	var v endpointCtEntry
+	out := map[bpfCtKey]bpfCtEntry{}
+	var k bpfCtKey
+	var v bpfCtEntry
 	it := f.d.maps[mapCT].Iterate()
 	for it.Next(&k, &v) {
 		out[k] = v
@@ -271,8 +271,8 @@ func (f *fixture) ct() map[endpointCtKey]endpointCtEntry {
 	return out
 }
 
-func ctKey(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, proto uint8) endpointCtKey {
-	return endpointCtKey{Saddr: be32(src), Daddr: be32(dst), Sport: be16(sport), Dport: be16(dport), Proto: proto}
+func ctKey(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, proto uint8) bpfCtKey {
+	return bpfCtKey{Saddr: be32(src), Daddr: be32(dst), Sport: be16(sport), Dport: be16(dport), Proto: proto}
 }
 
 var modelPort8000 = model.RPort{EP: &model.REndpoint{IP: ipA}, Proto: 17, HostLo: 8000, HostHi: 8999, Lo: 9000}

@@ -26,12 +26,12 @@ type tuple struct {
 
 func (t tuple) reversed() tuple { return tuple{t.proto, t.dst, t.src} }
 
-func tuple4(k endpointCtKey) tuple {
+func tuple4(k bpfCtKey) tuple {
 	ap := func(a uint32, p uint16) netip.AddrPort { return netip.AddrPortFrom(addrFromBE32(a), portFromBE16(p)) }
 	return tuple{k.Proto, ap(k.Saddr, k.Sport), ap(k.Daddr, k.Dport)}
 }
 
-func tuple6(k endpointCt6Key) tuple {
+func tuple6(k bpfCt6Key) tuple {
 	ap := func(a [16]byte, p uint16) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(a), portFromBE16(p))
 	}
@@ -101,7 +101,7 @@ func pairFlows(halves []pairHalf, now uint64) ([]dataplane.Flow, []int) {
 
 // ct6Flow is a pc_ct6 entry as a flow: opened by a container (or a link's
 // parent), replies as the key says, never translated.
-func ct6Flow(k endpointCt6Key, v endpointCt6Entry, now uint64) dataplane.Flow {
+func ct6Flow(k bpfCt6Key, v bpfCt6Entry, now uint64) dataplane.Flow {
 	reply := tuple6(k)
 	orig := reply.reversed()
 	return dataplane.Flow{
@@ -244,7 +244,7 @@ func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int
 	}
 	deleted += n
 
-	_, n, err = prune(ms[mapCT6], func(k endpointCt6Key, v endpointCt6Entry) bool { return visit(ct6Flow(k, v, now)) })
+	_, n, err = prune(ms[mapCT6], func(k bpfCt6Key, v bpfCt6Entry) bool { return visit(ct6Flow(k, v, now)) })
 	return deleted + n, err
 }
 

@@ -117,7 +117,7 @@ func TestFlowTable(t *testing.T) {
 // by the datapath for long) still lists as its flow, and flushes.
 func TestFlowOrphanHalf(t *testing.T) {
 	f := newFixture(t, fixtureOpts{icc: true, masquerade: true})
-	rev := endpointCtEntry{Expires: monoNow(t) + uint64(time.Minute), Flags: ctSNAT | ctReverse, Hooks: hookUplinkIngress,
+	rev := bpfCtEntry{Expires: monoNow(t) + uint64(time.Minute), Flags: ctSNAT | ctReverse, Hooks: hookUplinkIngress,
 		Nat: ctKey(ipExt, 53, ipA, 4000, 17)}
 	if err := f.d.maps[mapCT].Put(ctKey(ipExt, 53, ipNode, 33000, 17), rev); err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestDropsAndFill(t *testing.T) {
 	for _, ifindex := range []uint32{998, 999} {
 		per := make([]uint64, ncpu)
 		per[0] = 5
-		if err := f.d.maps[mapDrops].Put(endpointDropKey{Reason: 14, Ifindex: ifindex}, per); err != nil {
+		if err := f.d.maps[mapDrops].Put(bpfDropKey{Reason: 14, Ifindex: ifindex}, per); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -36,7 +36,7 @@ func TestGatewayMACFollowsAdoptedBridge(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			var v endpointNetwork
+			var v bpfNetwork
 			if err := be.dp.maps[mapNetworks].Lookup(uint32(br.Attrs().Index), &v); err != nil {
 				return err
 			}

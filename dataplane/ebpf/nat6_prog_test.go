@@ -19,21 +19,21 @@ func want6(t *testing.T, got *decoded, src netip.Addr, sport uint16, dst netip.A
 	want(t, got, src, sport, dst, dport)
 }
 
-func (f *fixture) nat6() map[endpointCt6Key]endpointNat6Entry {
+func (f *fixture) nat6() map[bpfCt6Key]bpfNat6Entry {
 	f.t.Helper()
 	hs, err := readNAT6(f.d.maps[mapNAT6])
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	out := map[endpointCt6Key]endpointNat6Entry{}
+	out := map[bpfCt6Key]bpfNat6Entry{}
 	for _, h := range hs {
 		out[h.k] = h.v
 	}
 	return out
 }
 
-func ct6Key(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, proto uint8) endpointCt6Key {
-	return endpointCt6Key{Saddr: src.As16(), Daddr: dst.As16(), Sport: be16(sport), Dport: be16(dport), Proto: proto}
+func ct6Key(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, proto uint8) bpfCt6Key {
+	return bpfCt6Key{Saddr: src.As16(), Daddr: dst.As16(), Sport: be16(sport), Dport: be16(dport), Proto: proto}
 }
 
 // TestPublishedPorts6 is B6 over IPv6: a wildcard mapping answers on the

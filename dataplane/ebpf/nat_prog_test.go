@@ -17,7 +17,7 @@ func monoNow(t *testing.T) uint64 {
 }
 
 // requireTimeout checks that a CT half expires about d from now.
-func requireTimeout(t *testing.T, e endpointCtEntry, d time.Duration) {
+func requireTimeout(t *testing.T, e bpfCtEntry, d time.Duration) {
 	t.Helper()
 	left := time.Duration(e.Expires - monoNow(t))
 	if left > d || left < d-5*time.Second {
@@ -164,8 +164,8 @@ func TestNATExhaustion(t *testing.T) {
 
 	// Age A's pair.
 	m := f.d.maps[mapCT]
-	for _, k := range []endpointCtKey{ctKey(ipA, 40000, ipExt, 53, 17), ctKey(ipExt, 53, ipNode, 40000, 17)} {
-		var e endpointCtEntry
+	for _, k := range []bpfCtKey{ctKey(ipA, 40000, ipExt, 53, 17), ctKey(ipExt, 53, ipNode, 40000, 17)} {
+		var e bpfCtEntry
 		if err := m.Lookup(k, &e); err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +471,7 @@ func TestIPv6Routed(t *testing.T) {
 	finBack := reply
 	finBack.tcpFlags = 0x11
 	f.passUnchanged(progUplinkIngress, finBack.frame())
-	var e endpointCt6Entry
+	var e bpfCt6Entry
 	if err := f.d.maps[mapCT6].Lookup(ct6Key(remote, 443, ipA6, 40000, 6), &e); err != nil {
 		t.Fatal(err)
 	}

@@ -156,12 +156,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (c Config) rodata() (endpointPcConfig, error) {
+func (c Config) rodata() (bpfPcConfig, error) {
 	if err := c.Validate(); err != nil {
-		return endpointPcConfig{}, err
+		return bpfPcConfig{}, err
 	}
 	secs := func(d time.Duration) uint32 { return uint32(d / time.Second) }
-	r := endpointPcConfig{
+	r := bpfPcConfig{
 		NatPortMin:      c.NATPortMin,
 		NatPortMax:      c.NATPortMax,
 		NatRetries:      c.NATRetries,
@@ -242,7 +242,7 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 	if clock.err == nil {
 		rodata.TickNs, rodata.ClockOffset = clock.tickNs, clock.offset
 	}
-	epSpec, err := loadEndpoint()
+	epSpec, err := loadBpf()
 	if err != nil {
 		return nil, err
 	}

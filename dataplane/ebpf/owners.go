@@ -212,21 +212,21 @@ func staleKeys(m *ebpf.Map, name string, ns *state) ([]any, error) {
 	case mapEndpoints, mapNetworks, mapUplinks:
 		return stale[uint32](m, name, ns)
 	case mapEpAddrs:
-		return stale[endpointAddrKey](m, name, ns)
+		return stale[bpfAddrKey](m, name, ns)
 	case mapEpMACs:
-		return stale[endpointMacKey](m, name, ns)
+		return stale[bpfMacKey](m, name, ns)
 	case mapSubnets:
-		return stale[endpointSubnetKey](m, name, ns)
+		return stale[bpfSubnetKey](m, name, ns)
 	case mapLinks:
-		return stale[endpointLinkKey](m, name, ns)
+		return stale[bpfLinkKey](m, name, ns)
 	case mapPorts:
-		return stale[endpointPortKey](m, name, ns)
+		return stale[bpfPortKey](m, name, ns)
 	case mapPorts6:
-		return stale[endpointPort6Key](m, name, ns)
+		return stale[bpfPort6Key](m, name, ns)
 	case mapLocalAddrs:
 		return stale[uint32](m, name, ns)
 	case mapLocalAddrs6:
-		return stale[endpointAddr6](m, name, ns)
+		return stale[bpfAddr6](m, name, ns)
 	}
 	return nil, fmt.Errorf("no key type for map %s", name)
 }

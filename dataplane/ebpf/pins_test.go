@@ -37,18 +37,18 @@ func TestPinnedMapResize(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := uint16(0); i < 10; i++ {
-		k := endpointPortKey{Prefixlen: 80, Proto: 6, Port: be16(1000 + i)}
-		if err := d.maps[mapPorts].Put(k, endpointPortTarget{Addr: be32(ipA), PortLo: i}); err != nil {
+		k := bpfPortKey{Prefixlen: 80, Proto: 6, Port: be16(1000 + i)}
+		if err := d.maps[mapPorts].Put(k, bpfPortTarget{Addr: be32(ipA), PortLo: i}); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.maps[mapCT].Put(ctKey(ipA, 1000+i, ipExt, 80, 6), endpointCtEntry{Ifindex: uint32(i)}); err != nil {
+		if err := d.maps[mapCT].Put(ctKey(ipA, 1000+i, ipExt, 80, 6), bpfCtEntry{Ifindex: uint32(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ncpu, _ := ebpf.PossibleCPU()
 	per := make([]uint64, ncpu)
 	per[0] = 7
-	if err := d.maps[mapDrops].Put(endpointDropKey{Reason: 6, Ifindex: 3}, per); err != nil {
+	if err := d.maps[mapDrops].Put(bpfDropKey{Reason: 6, Ifindex: 3}, per); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
@@ -66,8 +66,8 @@ func TestPinnedMapResize(t *testing.T) {
 	if n, _ := countEntries(d.maps[mapPorts]); n != 10 {
 		t.Fatalf("pc_ports holds %d entries after the resize, want 10", n)
 	}
-	var v endpointPortTarget
-	if err := d.maps[mapPorts].Lookup(endpointPortKey{Prefixlen: 80, Proto: 6, Port: be16(1007)}, &v); err != nil || v.PortLo != 7 {
+	var v bpfPortTarget
+	if err := d.maps[mapPorts].Lookup(bpfPortKey{Prefixlen: 80, Proto: 6, Port: be16(1007)}, &v); err != nil || v.PortLo != 7 {
 		t.Fatalf("copied entry: %+v, %v", v, err)
 	}
 	if n, _ := countEntries(d.maps[mapCT]); n != 4 || d.maps[mapCT].MaxEntries() != 4 {

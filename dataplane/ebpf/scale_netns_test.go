@@ -64,8 +64,8 @@ func TestApplyManyPorts(t *testing.T) {
 			return be.Apply(ctx, tp.want, &model.Delta{Ports: []model.PortChange{{New: p}}}, false)
 		})
 		times = append(times, time.Since(start))
-		var v endpointPortTarget
-		k := endpointPortKey{Prefixlen: 80, Proto: model.ProtoTCP, Port: be16(p.HostLo)}
+		var v bpfPortTarget
+		k := bpfPortKey{Prefixlen: 80, Proto: model.ProtoTCP, Port: be16(p.HostLo)}
 		if err := be.dp.maps[mapPorts].Lookup(k, &v); err != nil || v.Addr != be32(ipA) {
 			t.Fatalf("mapping %s: %+v, %v", p.ID, v, err)
 		}

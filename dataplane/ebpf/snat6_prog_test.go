@@ -167,7 +167,7 @@ func TestMasquerade6Limits(t *testing.T) {
 
 	f.put(uplinkEntries(ifUplink, []netip.Addr{ipNode, ipNode6}))
 	old := ct6Key(ipExt6, 443, ipA6, 40301, 6)
-	if err := f.d.maps[mapCT6].Put(old, endpointCt6Entry{Expires: monoNow(t) + uint64(time.Hour), State: ctReplied}); err != nil {
+	if err := f.d.maps[mapCT6].Put(old, bpfCt6Entry{Expires: monoNow(t) + uint64(time.Hour), State: ctReplied}); err != nil {
 		t.Fatal(err)
 	}
 	f.passUnchanged(progUplinkEgress, pkt6{src: ipA6, dst: ipExt6, next: 6, sport: 40301, dport: 443, tcpFlags: 0x10}.frame())

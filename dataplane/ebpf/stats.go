@@ -20,7 +20,7 @@ type dropCount struct {
 
 func readDrops(m *ebpf.Map) ([]dropCount, error) {
 	var (
-		k   endpointDropKey
+		k   bpfDropKey
 		vs  []uint64
 		out []dropCount
 	)
@@ -167,7 +167,7 @@ func countEntries(m *ebpf.Map) (int, error) {
 
 func readStats(m *ebpf.Map) (map[string]uint64, error) {
 	out := map[string]uint64{}
-	for i, name := range statNames {
+	for i, name := range statNames() {
 		var vs []uint64
 		if err := m.Lookup(uint32(i), &vs); err != nil {
 			return nil, fmt.Errorf("read stat %s: %w", name, err)

@@ -146,7 +146,7 @@ func (t *Tracer) drain() {
 
 // renew turns the events on until a lease from now.
 func (t *Tracer) renew() error {
-	v := endpointTraceCfg{Flags: t.flags, Until: monotonicNow() + uint64(traceLease)}
+	v := bpfTraceCfg{Flags: t.flags, Until: monotonicNow() + uint64(traceLease)}
 	if err := t.cfg.Put(uint32(0), v); err != nil {
 		return fmt.Errorf("switch tracing on: %w", err)
 	}
@@ -184,7 +184,7 @@ func (t *Tracer) Next(ctx context.Context) (TraceEvent, error) {
 }
 
 func (t *Tracer) decode(raw []byte) (TraceEvent, error) {
-	var e endpointPcEvent
+	var e bpfPcEvent
 	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &e); err != nil {
 		return TraceEvent{}, fmt.Errorf("decode event of %d bytes: %w", len(raw), err)
 	}
@@ -227,7 +227,7 @@ func (t *Tracer) decode(raw []byte) (TraceEvent, error) {
 // EndpointAddrs returns the addresses of the endpoint whose host veth has
 // ifindex, from the pinned pc_endpoints (nil when there is none).
 func (t *Tracer) EndpointAddrs(ifindex uint32) []netip.Addr {
-	var ep endpointEndpoint
+	var ep bpfEndpoint
 	if err := t.eps.Lookup(ifindex, &ep); err != nil {
 		return nil
 	}
@@ -241,7 +241,7 @@ func (t *Tracer) EndpointAddrs(ifindex uint32) []netip.Addr {
 // Close turns the events off and releases the maps. Events the datapath
 // wrote meanwhile stay in the ring buffer for the next tracer to discard.
 func (t *Tracer) Close() error {
-	err := t.cfg.Put(uint32(0), endpointTraceCfg{})
+	err := t.cfg.Put(uint32(0), bpfTraceCfg{})
 	if err != nil {
 		err = fmt.Errorf("switch tracing off: %w", err)
 	}

@@ -45,7 +45,7 @@ func TestTraceEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	var cfg endpointTraceCfg
+	var cfg bpfTraceCfg
 	if err := f.d.maps[mapTraceCfg].Lookup(uint32(0), &cfg); err != nil || cfg.Flags != traceDrops|traceNAT || cfg.Until <= monoNow(t) {
 		t.Fatalf("trace switch %+v, %v", cfg, err)
 	}
@@ -105,7 +105,7 @@ func TestTraceEvents(t *testing.T) {
 	}
 	// A tracer that died leaves the switch on, with a lease that ends (the
 	// datapath's clock is coarse: a second ago is over for it too).
-	if err := f.d.maps[mapTraceCfg].Put(uint32(0), endpointTraceCfg{Flags: traceDrops, Until: monoNow(t) - uint64(time.Second)}); err != nil {
+	if err := f.d.maps[mapTraceCfg].Put(uint32(0), bpfTraceCfg{Flags: traceDrops, Until: monoNow(t) - uint64(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	f.dropped(progEndpointIngress, pkt4{srcMAC: macA, src: ipB, dst: ipExt, proto: 6, sport: 1, dport: 2}.frame(), "spoof-ip")

@@ -40,7 +40,7 @@ const (
 	uplinkProgPcUplinkEgress  = "pc_uplink_egress"
 	uplinkProgPcUplinkIngress = "pc_uplink_ingress"
 	uplinkVarCONFIG           = "CONFIG"
-	uplinkVarPcEventAbi       = "pc_event_abi"
+	uplinkVarPcAbi            = "pc_abi"
 )
 
 // loadUplink returns the embedded CollectionSpec for uplink.
@@ -120,8 +120,8 @@ type uplinkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type uplinkVariableSpecs struct {
-	CONFIG     *ebpf.VariableSpec `ebpf:"CONFIG"`
-	PcEventAbi *ebpf.VariableSpec `ebpf:"pc_event_abi"`
+	CONFIG *ebpf.VariableSpec `ebpf:"CONFIG"`
+	PcAbi  *ebpf.VariableSpec `ebpf:"pc_abi"`
 }
 
 // uplinkObjects contains all objects after they have been loaded into the kernel.
@@ -197,8 +197,8 @@ func (m *uplinkMaps) Close() error {
 //
 // It can be passed to loadUplinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uplinkVariables struct {
-	CONFIG     *ebpf.Variable `ebpf:"CONFIG"`
-	PcEventAbi *ebpf.Variable `ebpf:"pc_event_abi"`
+	CONFIG *ebpf.Variable `ebpf:"CONFIG"`
+	PcAbi  *ebpf.Variable `ebpf:"pc_abi"`
 }
 
 // uplinkPrograms contains all programs after they have been loaded into the kernel.
