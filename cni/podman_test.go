@@ -38,7 +38,7 @@ type podmanEnv struct {
 	podman *nstest.Podman
 }
 
-func newPodmanEnv(t *testing.T, agentBackend string) *podmanEnv {
+func newPodmanEnv(t *testing.T, agentBackend string, agentArgs ...string) *podmanEnv {
 	t.Helper()
 	nstest.RequirePodman(t)
 	tools.once.Do(findTools)
@@ -48,7 +48,7 @@ func newPodmanEnv(t *testing.T, agentBackend string) *podmanEnv {
 	topo := nstest.NewTopology(t, nstest.Options{})
 	e := &podmanEnv{t: t, topo: topo}
 	if agentBackend != "" {
-		e.agent = topo.StartAgent(nstest.AgentOptions{Backend: agentBackend})
+		e.agent = topo.StartAgent(nstest.AgentOptions{Backend: agentBackend, Args: agentArgs})
 		e.api = api.NewClient(e.agent.Socket)
 	}
 	// Registered after the agent: Podman's cleanup (which DELs every
@@ -349,6 +349,53 @@ func TestPodmanAgentDown(t *testing.T) {
 			e.checkAllocations(net, "back", "new")
 		})
 	}
+}
+
+// TestPodmanVethGoneResync: a container's veth goes while the agent runs
+// and nobody tells it (here removed by hand). The agent's periodic resync
+// drops the endpoint with its port mapping and says so in its status;
+// Podman's DEL of that container then finds nothing to undo and succeeds,
+// and another container publishes the same port. (Podman itself holds the
+// host ports of its running containers, so the port is taken for Podman
+// until the container is removed, as with its own chain.)
+func TestPodmanVethGoneResync(t *testing.T) {
+	e := newPodmanEnv(t, *backend, "--resync-period", "1s")
+	net := e.network(pcChain("portcullis", false), "10.89.1.0/24")
+	lostID := e.httpd("lost", "--network", net, "-p", "8089:80")
+	e.httpd("kept", "--network", net, "-p", "8092:80")
+	if err := e.fetch(8089); err != nil {
+		t.Fatalf("before: %v", err)
+	}
+	e.topo.Node.MustIP(t, "link", "del", cni.HostVethName(cni.EndpointID(lostID, "eth0")))
+	start := time.Now()
+	deadline := start.Add(20 * time.Second)
+	for {
+		ports, err := e.api.Ports(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(ports, func(p model.PortMapping) bool { return p.HostPort == 8089 }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port 8089 of the container whose veth went is still mapped after 20 s: %+v", ports)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("mapping dropped %v after the veth went (resync period 1 s)", time.Since(start).Round(100*time.Millisecond))
+	e.checkVanished(lostID)
+	if err := e.noAnswer(8089); err != nil {
+		t.Error(err)
+	}
+	e.podman.Remove(t, "lost")
+	e.httpd("new", "--network", net, "-p", "8089:80")
+	for _, port := range []int{8089, 8092} {
+		if err := e.fetch(port); err != nil {
+			t.Errorf("after the resync: %v", err)
+		}
+	}
+	e.checkAgent("new", "", "", 8089)
+	e.checkAgent("kept", "", "", 8092)
 }
 
 // checkVanished checks that the agent's status lists the endpoints of the
