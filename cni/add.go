@@ -57,6 +57,9 @@ func Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if handled, err := a.chainedAdd(); handled { // after another plugin: chained.go
+		return err
+	}
 	res, err := a.add(context.Background())
 	if err != nil {
 		return a.rollback(err)
@@ -68,12 +71,9 @@ func Add(args *skel.CmdArgs) error {
 // changed something: the network (when this ADD created it), the address,
 // the veth, the endpoint with its port mappings.
 func (a *attachment) add(ctx context.Context) (*types100.Result, error) {
-	n, created, err := a.agent.ensureNetwork(ctx, a.conf)
+	n, err := a.network(ctx, a.conf)
 	if err != nil {
 		return nil, err
-	}
-	if created {
-		a.undo = append(a.undo, func() error { return a.agent.deleteCreatedNetwork(ctx, n.Name) })
 	}
 	ip, err := newIPAM(a.args.StdinData, a.conf, a.args.Path)
 	if err != nil {
@@ -95,6 +95,16 @@ func (a *attachment) add(ctx context.Context) (*types100.Result, error) {
 	}
 	a.undo = append(a.undo, func() error { return ip.del(ctx) })
 	return a.plug(ctx, ctr, n, alloc)
+}
+
+// network returns the agent network conf names, creating it if absent, and
+// records how to take it back when this ADD created it.
+func (a *attachment) network(ctx context.Context, conf *NetConf) (model.Network, error) {
+	n, created, err := a.agent.ensureNetwork(ctx, conf)
+	if err == nil && created {
+		a.undo = append(a.undo, func() error { return a.agent.deleteCreatedNetwork(ctx, n.Name) })
+	}
+	return n, err
 }
 
 // rollback takes back, newest first, what a failed ADD changed, so that it

@@ -30,6 +30,9 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return invalidConf("prevResult: %v", err)
 	}
+	if handled, err := a.chainedCheck(prev); handled { // chained.go
+		return err
+	}
 	ctx := context.Background()
 	ip, err := newIPAM(args.StdinData, a.conf, args.Path)
 	if err != nil {

@@ -47,6 +47,9 @@ type NetConf struct {
 	ICC        *bool  `json:"icc,omitempty"`
 	Masquerade *bool  `json:"masquerade,omitempty"`
 	MTU        int    `json:"mtu,omitempty"`
+	// External is set in chained mode (chained.go), never read from the
+	// configuration: the network's interfaces are the main plugin's.
+	External bool `json:"-"`
 
 	RuntimeConfig RuntimeConfig `json:"runtimeConfig,omitempty"`
 }
@@ -104,7 +107,7 @@ func (c *NetConf) wantNetwork() model.Network {
 		Name: c.Network, Bridge: c.Bridge,
 		Subnet: c.Subnet, Gateway: c.Gateway,
 		Subnet6: c.Subnet6, Gateway6: c.Gateway6,
-		ICC: c.ICC, Masquerade: c.Masquerade, MTU: c.MTU,
+		ICC: c.ICC, Masquerade: c.Masquerade, MTU: c.MTU, External: c.External,
 	}
 }
 

@@ -30,6 +30,9 @@ func Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if handled, err := a.chainedDel(); handled { // chained.go
+		return err
+	}
 	ctx := context.Background()
 	agentErr := a.agent.deleteEndpoint(ctx, a.epID)
 	var te *types.Error

@@ -36,6 +36,9 @@ func Status(args *skel.CmdArgs) error {
 	if _, err := ag.c.Status(ctx); err != nil {
 		return notAvailable("", ag.wrap(err, "read portcullisd's status"))
 	}
+	if handled, err := chainedStatus(ctx, args.StdinData, c, ag); handled { // chained.go
+		return err
+	}
 	n, err := ag.c.Network(ctx, c.Network)
 	switch {
 	case isNotFound(err) && c.Subnet == "":
@@ -70,6 +73,9 @@ func GC(args *skel.CmdArgs) error {
 	}
 	ctx := context.Background()
 	ag := newAgent(c.Socket)
+	if handled, err := chainedGC(ctx, args.StdinData, c, ag); handled { // chained.go
+		return err
+	}
 	valid := map[string]bool{}
 	validVeth := map[string]bool{}
 	for _, at := range c.ValidAttachments {
