@@ -9,17 +9,19 @@ import (
 // objects: uniqueness of bridges, addresses and interfaces, who refers to
 // whom, and which host ports are taken.
 type index struct {
-	bridges    map[string]string              // bridge -> network
-	addrs      map[netip.Addr]string          // endpoint IPv4/IPv6 -> endpoint
-	ifnames    map[string]string              // host ifname -> endpoint
-	macs       map[string]string              // network/mac -> endpoint
-	epsByNet   map[string]map[string]struct{} // network -> endpoints
-	portsByEP  map[string]map[string]struct{} // endpoint -> port mappings
-	linksByEP  map[string]map[string]struct{} // endpoint (parent or child) -> links
+	bridges   map[string]string              // bridge -> network
+	addrs     map[netip.Addr]string          // endpoint IPv4/IPv6 -> endpoint
+	ifnames   map[string]string              // host ifname -> endpoint
+	macs      map[string]string              // network/mac -> endpoint
+	epsByNet  map[string]map[string]struct{} // network -> endpoints
+	portsByEP map[string]map[string]struct{} // endpoint -> port mappings
+	linksByEP map[string]map[string]struct{} // endpoint (parent or child) -> links
 	// hostPorts holds the single-port mappings of each host port: nearly
-	// always one, so a slice, not a set per port (a map costs some 200
-	// bytes, and there are 100,000s of ports).
-	hostPorts  map[hostPortKey][]string
+	// always one (there are 100,000s of ports, and a set per port costs
+	// some 200 bytes), so the first is here and any others, on other host
+	// addresses, in morePorts.
+	hostPorts  map[hostPortKey]string
+	morePorts  map[hostPortKey][]string
 	rangePorts map[string]struct{} // port mappings with a host port range
 }
 
@@ -33,7 +35,7 @@ func newIndex() index {
 		bridges: map[string]string{}, addrs: map[netip.Addr]string{}, ifnames: map[string]string{},
 		macs: map[string]string{}, epsByNet: map[string]map[string]struct{}{},
 		portsByEP: map[string]map[string]struct{}{}, linksByEP: map[string]map[string]struct{}{},
-		hostPorts: map[hostPortKey][]string{}, rangePorts: map[string]struct{}{},
+		hostPorts: map[hostPortKey]string{}, morePorts: map[hostPortKey][]string{}, rangePorts: map[string]struct{}{},
 	}
 }
 
@@ -108,7 +110,7 @@ func (r *Resolved) setPort(id string, p *RPort) {
 		addTo(r.idx.portsByEP, p.EP.ID, id)
 		if p.HostLo == p.HostHi {
 			k := hostPortKey{p.Proto, p.HostLo}
-			r.idx.hostPorts[k] = append(r.idx.hostPorts[k], id)
+			r.idx.addHostPort(k, id)
 		} else {
 			r.idx.rangePorts[id] = struct{}{}
 		}
@@ -128,16 +130,31 @@ func (r *Resolved) setLink(key string, l *RLink) {
 	}
 }
 
+// addHostPort records mapping id on host port k.
+func (x *index) addHostPort(k hostPortKey, id string) {
+	if _, taken := x.hostPorts[k]; !taken {
+		x.hostPorts[k] = id
+		return
+	}
+	x.morePorts[k] = append(x.morePorts[k], id)
+}
+
 // dropHostPort removes mapping id from host port k.
 func (x *index) dropHostPort(k hostPortKey, id string) {
-	ids := x.hostPorts[k]
-	i := slices.Index(ids, id)
-	switch {
-	case i < 0:
-	case len(ids) == 1:
-		delete(x.hostPorts, k)
-	default:
-		x.hostPorts[k] = slices.Delete(ids, i, i+1)
+	more := x.morePorts[k]
+	if first, ok := x.hostPorts[k]; ok && first == id {
+		if len(more) == 0 {
+			delete(x.hostPorts, k)
+			return
+		}
+		x.hostPorts[k], more = more[0], more[1:]
+	} else if i := slices.Index(more, id); i >= 0 {
+		more = slices.Delete(slices.Clone(more), i, i+1)
+	}
+	if len(more) == 0 {
+		delete(x.morePorts, k)
+	} else {
+		x.morePorts[k] = more
 	}
 }
 
@@ -155,7 +172,15 @@ func (r *Resolved) collidingPort(p *RPort) string {
 		}
 	}
 	for port := int(p.HostLo); port <= int(p.HostHi); port++ {
-		for _, id := range r.idx.hostPorts[hostPortKey{p.Proto, uint16(port)}] {
+		k := hostPortKey{p.Proto, uint16(port)}
+		first, ok := r.idx.hostPorts[k]
+		if !ok {
+			continue
+		}
+		if overlaps(first) {
+			return first
+		}
+		for _, id := range r.idx.morePorts[k] {
 			if overlaps(id) {
 				return id
 			}

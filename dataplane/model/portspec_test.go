@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -85,5 +86,33 @@ func TestFrozenWritesState(t *testing.T) {
 	direct.WriteString("}")
 	if !bytes.Equal(buf.Bytes(), direct.Bytes()) {
 		t.Errorf("frozen JSON\n%s\ndiffers from the State's\n%s", buf.Bytes(), direct.Bytes())
+	}
+}
+
+// One host port published on several host addresses: each mapping holds
+// its own, whichever of them goes first.
+func TestHostPortOnSeveralAddresses(t *testing.T) {
+	r := base(t)
+	on := func(id, addr string) PortMapping {
+		return PortMapping{ID: id, Endpoint: "web", Proto: "tcp", HostIP: addr, HostPort: 9090, Port: 80}
+	}
+	must(t)(r.PutPort(on("a", "192.0.2.1")))
+	must(t)(r.PutPort(on("b", "192.0.2.2")))
+	must(t)(r.PutPort(on("c", "192.0.2.3")))
+	for _, gone := range []string{"a", "c"} {
+		must(t)(r.DeletePort(gone))
+		for _, held := range []struct{ addr, by string }{{"192.0.2.2", "b"}} {
+			_, err := r.PutPort(on("x", held.addr))
+			if err == nil || !strings.Contains(err.Error(), `"`+held.by+`"`) {
+				t.Errorf("after %s went, 9090 on %s: %v, want refused naming %s", gone, held.addr, err, held.by)
+			}
+		}
+		// The address that went is free again (positive control).
+		addr := map[string]string{"a": "192.0.2.1", "c": "192.0.2.3"}[gone]
+		must(t)(r.PutPort(on("x"+gone, addr)))
+	}
+	// A wildcard mapping on that port collides with every one of them.
+	if _, err := r.PutPort(on("any", "")); err == nil {
+		t.Error("a wildcard on 9090 was accepted beside mappings on host addresses")
 	}
 }
