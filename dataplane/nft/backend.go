@@ -55,11 +55,11 @@ type Backend struct {
 	log   *slog.Logger
 
 	refs     refs           // what the kernel holds, by refKey
-	counts   map[string]int   // elements per set, for Status
-	needFull bool             // the last sync failed, or none happened yet
-	saved    *uint32          // route_localnet before we set it
-	mark     uint32           // Options.PublishedMark
-	mode     Mode             // Options.Mode
+	counts   map[string]int // elements per set, for Status
+	needFull bool           // the last sync failed, or none happened yet
+	saved    *uint32        // route_localnet before we set it
+	mark     uint32         // Options.PublishedMark
+	mode     Mode           // Options.Mode
 
 	stats stats
 	ct    *bgqueue.Queue[ctMatch] // deletes stale conntrack entries off the API path

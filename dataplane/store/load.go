@@ -40,9 +40,9 @@ func (t Torn) String() string {
 type contents struct {
 	state *model.State    // read without resolving
 	want  *model.Resolved // or the snapshot resolved as it was read
-	ops   []model.Op // journalled after the snapshot, in order
-	seq   uint64     // of the last change
-	lines int        // entries in the current journal
+	ops   []model.Op      // journalled after the snapshot, in order
+	seq   uint64          // of the last change
+	lines int             // entries in the current journal
 	torn  []Torn
 }
 
