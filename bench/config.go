@@ -49,6 +49,9 @@ type Config struct {
 	// call, each slower as the ruleset grows. Past it the engine is left
 	// out at that size, with how far it got.
 	DockerBudget time.Duration `json:"docker_budget_ns"`
+	// Memory are the numbers of mappings at which the agent's memory is
+	// read, each way a node gets them (memory.go); empty skips it.
+	Memory []int `json:"memory"`
 	// Flows is how many concurrent NAT flows the flow table scenario
 	// opens and holds on the eBPF backend (flows.go); 0 skips it.
 	Flows int `json:"flows"`
@@ -79,7 +82,7 @@ func Quick() Config {
 	return Config{
 		Modes: AllModes, Rounds: 1, Duration: time.Second, Ns: []int{0, 1000},
 		Adds: 20, AddBudget: 2 * time.Second, PerCall: 100, Clients: 8, SideBySide: 1, SideBySideN: 0,
-		DockerPorts: []int{100}, DockerRounds: 1, DockerBudget: 3 * time.Minute, Flows: 100000, Churn: 30 * time.Second, Quick: true,
+		DockerPorts: []int{100}, DockerRounds: 1, DockerBudget: 3 * time.Minute, Memory: []int{1000}, Flows: 100000, Churn: 30 * time.Second, Quick: true,
 	}
 }
 
@@ -92,7 +95,7 @@ func Full() Config {
 		Modes: AllModes, Rounds: 3, Duration: 3 * time.Second, Ns: []int{0, 1000, 10000, 100000},
 		Adds: 200, AddBudget: 10 * time.Second, PerCall: 1000, Clients: 8, SideBySide: 8, SideBySideN: 10000,
 		DockerPorts: []int{1000, 10000}, DockerRounds: 5, DockerBudget: 30 * time.Minute,
-		Flows: 1000000, Churn: 10 * time.Minute,
+		Memory: []int{10000, 100000}, Flows: 1000000, Churn: 10 * time.Minute,
 	}
 }
 
@@ -107,8 +110,8 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case c.Rounds < 1:
-		return fmt.Errorf("rounds %d: at least 1", c.Rounds)
+	case c.Rounds < 1 && len(c.Memory) == 0:
+		return fmt.Errorf("rounds %d: at least 1 (0 only with -memory)", c.Rounds)
 	case c.Duration < 200*time.Millisecond || c.Duration > 10*time.Minute:
 		return fmt.Errorf("duration %v: between 200ms and 10m", c.Duration)
 	case len(c.Ns) == 0:
@@ -126,6 +129,11 @@ func (c Config) Validate() error {
 	for _, n := range c.Ns {
 		if n < 0 || n > maxFillers {
 			return fmt.Errorf("N %d: between 0 and %d", n, maxFillers)
+		}
+	}
+	for i, n := range c.Memory {
+		if n < 1 || n > maxFillers || (i > 0 && n <= c.Memory[i-1]) {
+			return fmt.Errorf("memory N %d: ascending, between 1 and %d", n, maxFillers)
 		}
 	}
 	if c.Flows < 0 || c.Flows > maxGenFlows(flowContainers)/2 {

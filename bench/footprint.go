@@ -33,11 +33,12 @@ func findAgent(socket string) (int, error) {
 // procMemory is what a process holds.
 type procMemory struct {
 	RSS        int64 // bytes
+	Peak       int64 // bytes: VmHWM, the most RSS the process ever had
 	BPFMemlock int64 // bytes charged for the BPF maps it has open
 	Maps       int
 }
 
-// processMemory reads VmRSS from /proc/PID/status and adds up the memlock
+// processMemory reads VmRSS and VmHWM from /proc/PID/status and adds up the memlock
 // of every distinct BPF map the process holds a descriptor of
 // (/proc/PID/fdinfo), which works whatever the backend pins.
 func processMemory(pid int) (procMemory, error) {
@@ -48,8 +49,10 @@ func processMemory(pid int) (procMemory, error) {
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			m.RSS = kb * 1024
+			m.RSS = statusKB(v)
+		}
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			m.Peak = statusKB(v)
 		}
 	}
 	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
@@ -64,6 +67,12 @@ func processMemory(pid int) (procMemory, error) {
 		m.BPFMemlock += memlock
 	}
 	return m, nil
+}
+
+// statusKB reads a "  1234 kB" value of /proc/PID/status, in bytes.
+func statusKB(v string) int64 {
+	kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+	return kb * 1024
 }
 
 // bpfMapInfo returns map_id and memlock of a BPF map descriptor's fdinfo,

@@ -114,6 +114,8 @@ type Results struct {
 	SideBySide *SideBySide `json:"side_by_side,omitempty"`
 	// Docker is the Docker engine comparison, one per number of ports.
 	Docker []*DockerSide `json:"docker,omitempty"`
+	// Memory is the agent's memory at each N, each way (memory.go).
+	Memory *Memory `json:"memory,omitempty"`
 	// Flows is the flow table scenario, Churn the short-lived flows run
 	// (flows.go, churn.go).
 	Flows *FlowBench `json:"flows,omitempty"`

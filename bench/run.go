@@ -118,6 +118,15 @@ func Run(cfg Config) (*Results, error) {
 			}
 		}
 	}
+	if len(cfg.Memory) > 0 {
+		var left []mode
+		for _, m := range modes {
+			if !gone[m.name()] {
+				left = append(left, m)
+			}
+		}
+		res.Memory = runMemory(e, left, cfg.Memory)
+	}
 	if cfg.SideBySide > 0 && !cfg.skipSuite && iperfFound && len(modes) > 0 {
 		var left []mode
 		for _, m := range modes {

@@ -157,6 +157,7 @@ func RenderMarkdown(r *Results) string {
 		}
 		return v
 	}))
+	renderMemory(&b, r.Memory)
 	renderFlows(&b, r.Flows, r.Churn)
 
 	if fails := failures(r); len(fails) > 0 {

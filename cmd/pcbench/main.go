@@ -50,6 +50,8 @@ func run(args []string) error {
 		defaults(full.DockerRounds, short.DockerRounds))
 	dockerBudget := fs.Duration("docker-budget", 0, "time an engine may take to publish the ports before it is left out at that size "+
 		defaults(full.DockerBudget, short.DockerBudget))
+	memory := fs.String("memory", "", "comma-separated numbers of mappings at which the agent's memory is read, one PUT each, after a restart and bulk; 0 skips "+
+		defaults(joinInts(full.Memory), joinInts(short.Memory)))
 	flows := optInt(fs, "flows", "`number` of concurrent NAT flows the eBPF flow table scenario opens and holds; 0 skips "+
 		defaults(full.Flows, short.Flows))
 	churn := optDuration(fs, "churn", "`duration` of the short-lived connections run at full speed on eBPF; 0 skips "+
@@ -114,6 +116,15 @@ func run(args []string) error {
 	}
 	if *dockerBudget > 0 {
 		cfg.DockerBudget = *dockerBudget
+	}
+	if *memory != "" {
+		var err error
+		if cfg.Memory, err = parseInts(*memory); err != nil {
+			return fmt.Errorf("-memory: %w", err)
+		}
+		if len(cfg.Memory) == 1 && cfg.Memory[0] == 0 {
+			cfg.Memory = nil
+		}
 	}
 	if *flows >= 0 {
 		cfg.Flows = *flows
