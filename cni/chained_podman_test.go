@@ -14,16 +14,14 @@ import (
 // replaced by portcullis-cni in chained mode, and the bridge's ipMasq off
 // (the agent masquerades).
 var chainedChain = chain{name: "bridge-portcullis", conf: func(e *podmanEnv, net, subnet string) map[string]any {
-	return map[string]any{"cniVersion": "0.4.0", "name": net, "plugins": []any{
-		map[string]any{"type": "bridge", "bridge": "cni-pct1", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-			"ipam": map[string]any{"type": "host-local", "dataDir": e.podman.IPAMDir(),
-				"routes": []any{map[string]string{"dst": "0.0.0.0/0"}},
-				"ranges": [][]map[string]string{{{"subnet": subnet, "gateway": gatewayOf(subnet)}}}},
-			"capabilities": map[string]bool{"ips": true}},
-		map[string]any{"type": "portcullis-cni", "socket": e.agent.Socket,
-			"capabilities": map[string]bool{"portMappings": true}},
-		map[string]any{"type": "tuning"},
-	}}
+	m := refChain.conf(e, net, subnet)
+	ref := m["plugins"].([]any)
+	br := ref[0].(map[string]any)
+	br["bridge"], br["ipMasq"] = "cni-pct1", false
+	pc := map[string]any{"type": "portcullis-cni", "socket": e.agent.Socket,
+		"capabilities": map[string]bool{"portMappings": true}}
+	m["plugins"] = []any{br, pc, ref[3]} // bridge, portcullis-cni, tuning
+	return m
 }}
 
 // TestPodmanChained: `podman run -p` on Podman's bridge chain with
