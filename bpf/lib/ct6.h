@@ -37,6 +37,24 @@ static __always_inline void ct6_tuple(const struct pkt *p, struct ct6_key *k)
 	k->pad[0] = k->pad[1] = k->pad[2] = 0;
 }
 
+_Static_assert(__builtin_offsetof(struct ct6_entry, state) == 8, "ct6_entry: state opens an aligned 64-bit word");
+
+/* ct6_refresh records what p (reverse: a reply) says about the flow of e
+ * and pushes its deadline. Both ways of a flow write the one entry, from
+ * two CPUs at times: new bits are added with an atomic OR, as pair_touch
+ * does, so crossing FINs both stay; a new SYN on a closed tuple clears it.
+ */
+static __always_inline void ct6_refresh(struct ct6_entry *e, int reverse, const struct pkt *p, __u64 now)
+{
+	__u8 old = e->state, st = ct_next_state(old, reverse, p);
+
+	if (st & ~old & 0xff)
+		st = state_or((__u64 *)&e->state, 0, st);
+	else if (st != old)
+		e->state = st;
+	e->expires = now + ct_timeout_ns(p->nexthdr, st);
+}
+
 /* ct6_track records (or refreshes) the flow of a packet that opens flows:
  * leaving a container (flags 0), or from a link's parent to its child
  * (CT6_F_LINK). Returns 0 or a drop reason.
@@ -51,8 +69,7 @@ static __always_inline int ct6_track(const struct pkt *p, __u8 flags)
 	ct6_reply_key(p, &k);
 	e = bpf_map_lookup_elem(&pc_ct6, &k);
 	if (e) {
-		e->state = ct_next_state(e->state, 0, p);
-		e->expires = now + ct_timeout_ns(p->nexthdr, e->state);
+		ct6_refresh(e, 0, p, now);
 		return 0;
 	}
 	ne.state = ct_next_state(0, 0, p);
@@ -74,10 +91,8 @@ static __always_inline int ct6_in(const struct ct6_key *k, const struct pkt *p, 
 
 	if (!e || (e->flags & CT6_F_LINK) != flags)
 		return 0;
-	if (refresh) {
-		e->state = ct_next_state(e->state, 1, p);
-		e->expires = pc_now() + ct_timeout_ns(p->nexthdr, e->state);
-	}
+	if (refresh)
+		ct6_refresh(e, 1, p, pc_now());
 	return 1;
 }
 

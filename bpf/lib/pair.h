@@ -108,12 +108,18 @@ static __always_inline void ct6_swap(struct ct6_key *out, const struct ct6_key *
 	pair_key_swap(PAIR_KEY6, out, in);
 }
 
+/* ct_closing: the flow ended (RST, or FIN both ways): the short timeout. */
+static __always_inline int ct_closing(__u8 state)
+{
+	return (state & CT_S_RST) || ((state & CT_S_FIN_FWD) && (state & CT_S_FIN_REV));
+}
+
 static __always_inline __u64 ct_timeout_ns(__u8 proto, __u8 state)
 {
 	__u32 s = CONFIG.other_timeout;
 
 	if (proto == IPPROTO_TCP) {
-		if ((state & CT_S_RST) || ((state & CT_S_FIN_FWD) && (state & CT_S_FIN_REV)))
+		if (ct_closing(state))
 			s = CONFIG.tcp_close_timeout;
 		else if (state & CT_S_REPLIED)
 			s = CONFIG.tcp_est_timeout;
@@ -147,26 +153,64 @@ static __always_inline __u8 ct_next_state(__u8 old, int reverse, const struct pk
 	return st;
 }
 
+/* state_or sets bits in the state byte at shift of the aligned 64-bit word
+ * w, atomically: two CPUs that each add a bit (the FINs of both ways of a
+ * flow, crossing) both keep theirs. The other bytes of the word are ORed
+ * with 0. Returns the state as it is after, with every bit set before.
+ */
+static __always_inline __u8 state_or(__u64 *w, const __u32 shift, __u8 bits)
+{
+	__sync_fetch_and_or(w, (__u64)bits << shift);
+	return *(volatile __u8 *)((void *)w + shift / 8);
+}
+
 /* pair_touch records what the packet says about the flow and pushes the
- * deadline of the half e it matched. State changes (first reply, FIN, RST, a
- * new SYN on a closed tuple) are copied to the partner half with its
- * deadline, so both halves time out alike; an ordinary packet writes only its
- * own half. The GC looks at both deadlines. pk: room for the partner's key.
+ * deadline of the half e it matched. State changes (first reply, FIN, RST)
+ * go to both halves, with the partner's deadline, so both halves time out
+ * alike; an ordinary packet writes only its own half. The GC looks at both
+ * deadlines. pk: room for the partner's key.
+ *
+ * Two CPUs may touch the two halves of a flow at once (a FIN each way,
+ * crossing): the bits are added with an atomic OR (state_or), never a
+ * read-modify-write, so neither is lost, and each deadline is computed
+ * from the state read back after the OR. A deadline can still be written
+ * from a state that lacks the other CPU's bit, landed a moment later: it
+ * is then that of the state before, the established timeout instead of
+ * the closing one; so every packet of a closing flow writes the partner's
+ * deadline too (a lookup, for the few packets after the FINs), and the
+ * last ACK leaves both closing. (A deadline never ends a flow alone: the
+ * GC and pair_reclaim free a pair only when both halves expired.) A new
+ * SYN on a closed tuple clears the state with plain stores: that is the
+ * start of another connection, whose first packets cross nothing.
  */
 static __always_inline void pair_touch(void *map, const __u32 ksz, void *e, const struct pkt *p, __u64 now, void *pk)
 {
 	struct half_tail *t = half_tail(e, ksz);
 	__u8 old = t->state, st = ct_next_state(old, t->flags & CT_F_REVERSE, p);
+	void *pe;
 
-	if (st != old) {
-		void *pe;
-
+	if (st == old && !ct_closing(st)) {
+		*half_expires(e) = now + ct_timeout_ns(p->t.proto, st);
+		return;
+	}
+	pair_key_swap(ksz, pk, half_nat(e));
+	pe = bpf_map_lookup_elem(map, pk);
+	if (old & ~st) {
+		/* A new SYN on a closed tuple: the state starts over. */
 		t->state = st;
-		pair_key_swap(ksz, pk, half_nat(e));
-		pe = bpf_map_lookup_elem(map, pk);
 		if (pe) {
 			half_tail(pe, ksz)->state = st;
 			*half_expires(pe) = now + ct_timeout_ns(p->t.proto, st);
+		}
+	} else {
+		/* Bits added, or a closing flow's packet: the partner's
+		 * deadline may predate the other CPU's bit.
+		 */
+		st = state_or((__u64 *)t, HALF_STATE_SHIFT, st);
+		if (pe) {
+			__u8 pst = state_or((__u64 *)half_tail(pe, ksz), HALF_STATE_SHIFT, st);
+
+			*half_expires(pe) = now + ct_timeout_ns(p->t.proto, pst);
 		}
 	}
 	*half_expires(e) = now + ct_timeout_ns(p->t.proto, st);
