@@ -44,6 +44,10 @@ type Podman struct {
 	env      []string
 	networks []string // names of the conflists written, for the cache sweep
 	dir      *resource
+	// procs are what the containers Run made hold (trackProcesses), and
+	// cgroups the cgroup parent in each hierarchy: a test process killed
+	// before its cleanup has them removed by the next one.
+	procs, cgroups []*resource
 }
 
 // PodmanOptions configure StartPodman.
@@ -93,6 +97,11 @@ func StartPodman(tb TB, node *NS, opts PodmanOptions) *Podman {
 		tb.Fatalf("%v", err)
 	}
 	tb.Cleanup(p.cleanup)
+	for _, root := range cgroupRoots(p.CgroupParent) {
+		if r, err := track(kindDir, root, nil); err == nil {
+			p.cgroups = append(p.cgroups, r)
+		}
+	}
 	if err := p.writeConfig(opts); err != nil {
 		tb.Fatalf("podman configuration: %v", err)
 	}
@@ -212,7 +221,43 @@ func (p *Podman) MustPodman(tb TB, args ...string) string {
 // --cgroup-parent P ARGS...` (args are run's flags, then the image and
 // command) and returns its id.
 func (p *Podman) Run(args ...string) (string, error) {
-	return p.Podman(append([]string{"run", "-d", "--cgroup-parent", p.CgroupParent}, args...)...)
+	id, err := p.Podman(append([]string{"run", "-d", "--cgroup-parent", p.CgroupParent}, args...)...)
+	if err == nil {
+		p.trackProcesses(id)
+	}
+	return id, err
+}
+
+// trackProcesses records what a container holds outside the Podman's
+// directory, or that keeps it from being removed (see procs): its conmon
+// and first process, its /dev/shm mount, its namespace in /run/netns and
+// its CNI result cache entries.
+func (p *Podman) trackProcesses(id string) {
+	out, err := p.Podman("inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}} {{.NetworkSettings.SandboxKey}}", id)
+	f := strings.Fields(out)
+	if err != nil || len(f) < 2 {
+		return
+	}
+	add := func(kind, value string) {
+		if r, err := track(kind, value, nil); err == nil {
+			p.procs = append(p.procs, r)
+		}
+	}
+	for _, s := range f[:2] {
+		if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
+			add(kindPid, ownerTag(pid))
+		}
+	}
+	add(kindMount, filepath.Join(p.Dir, "graph", "vfs-containers", id, "userdata", "shm"))
+	if len(f) > 2 && strings.HasPrefix(f[2], NetnsDir+"/") {
+		add(kindNetns, filepath.Base(f[2]))
+	}
+	for _, n := range p.networks {
+		cached, _ := filepath.Glob(filepath.Join(cniResultCache, n+"-"+id+"-*"))
+		for _, c := range cached {
+			add(kindDir, c)
+		}
+	}
 }
 
 // MustRun is Run failing the test on error.
@@ -287,8 +332,13 @@ func (p *Podman) cleanup() {
 	if out, err := p.Podman("rm", "-a", "-f", "-t", "0"); err != nil {
 		p.tb.Logf("podman rm -a at cleanup: %v: %s", err, out)
 	}
-	p.Podman("rmi", "-a", "-f")
+	for _, r := range p.procs {
+		r.forget()
+	}
 	removeCgroups(p.CgroupParent)
+	for _, r := range p.cgroups {
+		r.forget()
+	}
 	for _, n := range p.networks {
 		left, _ := filepath.Glob(filepath.Join(cniResultCache, n+"-*"))
 		for _, f := range left {
@@ -305,11 +355,7 @@ func (p *Podman) cleanup() {
 // hierarchy, deepest first. Processes still in it keep a cgroup; it is
 // left then, and said so.
 func removeCgroups(parent string) {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
-	if _, err := os.Stat("/sys/fs/cgroup" + parent); err == nil {
-		roots = append(roots, "/sys/fs/cgroup"+parent)
-	}
-	for _, root := range roots {
+	for _, root := range cgroupRoots(parent) {
 		var dirs []string
 		filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
 			if err == nil && info.IsDir() {
@@ -323,4 +369,17 @@ func removeCgroups(parent string) {
 			}
 		}
 	}
+}
+
+// cgroupRoots are where parent is in every cgroup hierarchy (v1
+// controllers, the v2 or hybrid unified tree), existing yet or not.
+func cgroupRoots(parent string) []string {
+	roots := []string{"/sys/fs/cgroup" + parent}
+	hierarchies, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, h := range hierarchies {
+		if h.IsDir() {
+			roots = append(roots, filepath.Join("/sys/fs/cgroup", h.Name())+parent)
+		}
+	}
+	return roots
 }
