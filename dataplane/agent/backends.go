@@ -30,7 +30,7 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 	}
 	switch cfg.Backend {
 	case "ebpf":
-		be, err := newEBPF(dp, log)
+		be, err := newEBPF(dp, log, false)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--backend=ebpf: %w (use --backend=auto to fall back to nftables)", err)
 		}
@@ -39,14 +39,12 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 	case "nftables":
 		info["backend_reason"] = "requested with --backend=nftables"
 	case "auto", "":
-		tcx, err := ebpf.Probe()
+		// The real programs are loaded (and pinned) here, once: a probe
+		// of its own would double the verifier's time, most of the start.
+		be, err := newEBPF(dp, log, true)
 		if err == nil {
-			be, err2 := newEBPF(dp, log)
-			if err2 == nil {
-				info["backend_reason"] = fmt.Sprintf("auto: the eBPF programs load on this kernel (tcx: %v)", tcx)
-				return be, info, nil
-			}
-			err = err2
+			info["backend_reason"] = "auto: the eBPF programs load on this kernel (" + attachNote(be) + ")"
+			return be, info, nil
 		}
 		info["backend_reason"] = fmt.Sprintf("auto: eBPF cannot be used here (%v), so nftables", err)
 		log.Warn("falling back to nftables", "err", err)
@@ -62,11 +60,17 @@ func chooseBackend(cfg Config, log *slog.Logger) (dataplane.Backend, map[string]
 
 // newEBPF returns the eBPF datapath stacked with the nftables local path:
 // traffic the node itself sends to a published port never crosses the
-// uplink's tc hooks, so nft output DNAT serves it (rows B10, B11).
-func newEBPF(dp ebpfSetup, log *slog.Logger) (dataplane.Backend, error) {
+// uplink's tc hooks, so nft output DNAT serves it (rows B10, B11). With
+// load, the programs are loaded now (else at the first Apply).
+func newEBPF(dp ebpfSetup, log *slog.Logger, load bool) (dataplane.Backend, error) {
 	be, err := ebpf.New(ebpf.Options{PinDir: dp.pinDir, Attach: ebpf.AttachMode(dp.attach), Config: &dp.Config, Log: log})
 	if err != nil {
 		return nil, err
+	}
+	if load {
+		if err := be.Load(); err != nil {
+			return nil, err
+		}
 	}
 	local, err := nft.New(nft.Options{Log: log, Mode: nft.ModeLocal})
 	if err != nil {
@@ -74,6 +78,18 @@ func newEBPF(dp ebpfSetup, log *slog.Logger) (dataplane.Backend, error) {
 		return nil, fmt.Errorf("nftables local path: %w", err)
 	}
 	return dataplane.Stack{be, local}, nil
+}
+
+// attachNote says how the stacked eBPF backend attaches, for the reason
+// status shows.
+func attachNote(be dataplane.Backend) string {
+	if st, ok := be.(dataplane.Stack); ok {
+		if eb, ok := st[0].(*ebpf.Backend); ok {
+			mode, why := eb.AttachInfo()
+			return fmt.Sprintf("attach %s: %s", mode, why)
+		}
+	}
+	return "attach mode unknown"
 }
 
 // ebpfSetup is the eBPF backend's configuration from the flags.
@@ -168,7 +184,7 @@ func uninstallers(cfg Config, log *slog.Logger) []dataplane.Backend {
 		log.Warn("nftables backend unavailable for uninstall", "err", err)
 	}
 	// Uninstalling needs no port ranges: the defaults do.
-	if be, err := newEBPF(ebpfConfig(cfg), log); err == nil {
+	if be, err := newEBPF(ebpfConfig(cfg), log, false); err == nil {
 		out = append(out, be)
 	} else {
 		// Without eBPF here nothing can be attached, but pins may remain.

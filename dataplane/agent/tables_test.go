@@ -117,3 +117,26 @@ func ctTable(t *testing.T, ag *nstest.Agent) table {
 	num := func(k string) float64 { v, _ := ct[k].(float64); return v }
 	return table{num("entries"), num("max_entries"), num("memlock")}
 }
+
+// TestAutoLoadsOnce: --backend=auto loads the eBPF programs once, pinned
+// for use (no probe load of its own beforehand), and says how they attach.
+func TestAutoLoadsOnce(t *testing.T) {
+	topo := nstest.NewTopology(t, nstest.Options{})
+	start := time.Now()
+	ag := topo.StartAgent(nstest.AgentOptions{Backend: "auto"})
+	t.Logf("agent with --backend=auto answered after %v", time.Since(start).Round(time.Millisecond))
+	st, err := ag.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := fmt.Sprint(st["backend_reason"])
+	if st["backend"] != "ebpf" || !strings.HasPrefix(why, "auto: the eBPF programs load on this kernel (attach ") {
+		t.Fatalf("backend %v: %s", st["backend"], why)
+	}
+	if n := strings.Count(ag.Logs(), `msg="ebpf datapath loaded"`); n != 1 {
+		t.Errorf("the datapath was loaded %d times, want once:\n%s", n, ag.Logs())
+	}
+	if ct := ctTable(t, ag); ct.max != 524288 {
+		t.Errorf("pc_ct of the loaded datapath: %+v, want the default size", ct)
+	}
+}

@@ -108,6 +108,12 @@ func New(opts Options) (*Backend, error) {
 	if devs == nil {
 		devs = netlinkDevices{}
 	}
+	if !cfg.CoarseClock {
+		// The clock's calibration waits 100 ms between two samples: let it
+		// wait while the agent loads its state and the object files, not
+		// before the load (kernelClock runs it once).
+		go kernelClock()
+	}
 	b := &Backend{opts: opts, cfg: cfg, log: log, devs: devs, attached: map[attachKey]*attachment{}, epIDs: map[uint32]string{}}
 	b.flushq = bgqueue.New(b.flushFlows)
 	return b, nil
@@ -126,6 +132,42 @@ func (b *Backend) linkDir() string {
 		return ""
 	}
 	return pinPaths{b.opts.PinDir}.links()
+}
+
+// Load loads the programs now rather than at the first Apply: the agent's
+// backend=auto tries the real thing once instead of probing with a load of
+// its own (the verifier's pass is most of the start). When it fails, the
+// map pins it made are removed (the ones an earlier run left stay), so a
+// fallback to another backend does not keep their memory taken.
+func (b *Backend) Load() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dir := pinPaths{b.opts.PinDir}.maps()
+	had := map[string]bool{}
+	if b.opts.PinDir != "" {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			had[e.Name()] = true
+		}
+	}
+	err := b.load()
+	if err != nil && b.opts.PinDir != "" {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if !had[e.Name()] {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	return err
+}
+
+// AttachInfo says how programs are attached (tcx or tc) and why; empty
+// before the programs are loaded.
+func (b *Backend) AttachInfo() (mode AttachMode, why string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mode, b.modeWhy
 }
 
 // load loads the programs (reusing pinned maps) and pins them, once.
