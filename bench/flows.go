@@ -125,7 +125,7 @@ func newFlowRig(tb *scope, e *env, n int, args ...string) *flowRig {
 	if r.pid, err = findAgent(r.agent.Socket); err != nil {
 		tb.Fatalf("%v", err)
 	}
-	r.ct, err = ebpf.LoadPinnedMap(filepath.Join(r.agent.BPFFS, "maps", "pc_ct"), &ebpf.LoadPinOptions{ReadOnly: true})
+	r.ct, err = ebpf.LoadPinnedMap(filepath.Join(r.agent.BPFFS, "maps", "pc_flows4"), &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		tb.Fatalf("open the pinned pc_ct: %v", err)
 	}

@@ -12,7 +12,7 @@
  *      beyond their bridge; with icc=false only linked pairs
  *      talk, the parent to the child's exposed ports (B15), for IPv4 and
  *      IPv6, link-local included. The child only answers: its packets pass
- *      on the flows its parent opened (tracked in pc_ct and pc_ct6), never
+ *      on the flows its parent opened (tracked in pc_flows4 and pc_track6), never
  *      on their source port alone, so it cannot open a connection to its
  *      parent from its exposed port (Docker's --sport rule would let it);
  *   4. hairpin: a container reaching a published port on a node address is
@@ -407,11 +407,11 @@ static __always_inline int link_reply6(struct __sk_buff *skb, const struct pkt *
 	struct ct6_key k;
 
 	if (p->nexthdr == IPPROTO_ICMPV6 && (p->flags & PKT_F_ICMP_ERR))
-		return ct6_in_error(skb, p, CT6_F_LINK);
+		return ct6_in_error(skb, p, TRACK6_F_LINK);
 	if (!(p->flags & PKT_F_PORTS) || tcp_opens(p))
 		return 0;
 	ct6_tuple(p, &k);
-	return ct6_in(&k, p, 1, CT6_F_LINK);
+	return ct6_in(&k, p, 1, TRACK6_F_LINK);
 }
 
 static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const struct endpoint *ep)
@@ -457,7 +457,7 @@ static __always_inline int ep_ipv6(struct __sk_buff *skb, struct pkt *p, const s
 		return TC_ACT_OK;
 	rc = policy6(self, ep, net, p);
 	if (rc == PC_LINKED)
-		rc = ct6_track(p, CT6_F_LINK);
+		rc = ct6_track(p, TRACK6_F_LINK);
 	if (rc)
 		return drop(p, rc);
 	return TC_ACT_OK;

@@ -14,7 +14,7 @@
  * IPv6 published ports are translated as IPv4 ones are (lib/nat6.h), and
  * so is IPv6 traffic from a network with masquerade (lib/snat6.h), from
  * the uplink's IPv6 address. A network without masquerade has its IPv6
- * routed: egress records the flows containers open (lib/ct6.h) and ingress
+ * routed: egress records the flows containers open (lib/track6.h) and ingress
  * lets in only their replies and ICMPv6 errors about them. The rest of
  * IPv6 passes untouched.
  *
@@ -82,7 +82,7 @@ static __always_inline int uplink_ingress6(struct __sk_buff *skb, struct pkt *p)
 static __always_inline int uplink_egress6(struct __sk_buff *skb, struct pkt *p)
 {
 	struct network *net;
-	struct nat6_entry *e;
+	struct ct6_entry *e;
 	struct ct6_key k;
 	__u32 *nid;
 	int rc;

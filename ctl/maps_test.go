@@ -98,7 +98,7 @@ func TestMapsOfEBPFAgent(t *testing.T) {
 		t.Errorf("pc_events in maps: %+v (found %v)\n%s", list[min(ev, len(list)-1)], ok, out)
 	}
 	// The hash maps beside it are counted.
-	ct, ok := byName["pc_ct"]
+	ct, ok := byName["pc_flows4"]
 	if !ok || list[ct].Entries == nil || list[ct].MaxEntries == 0 {
 		t.Errorf("pc_ct in maps: found %v\n%s", ok, out)
 	}

@@ -272,7 +272,7 @@ func TestOfflineEBPF(t *testing.T) {
 	}
 	bs, _ := st["backend_status"].(map[string]any)
 	maps, _ := bs["maps"].(map[string]any)
-	ct, _ := maps["pc_ct"].(map[string]any)
+	ct, _ := maps["pc_flows4"].(map[string]any)
 	if n, _ := ct["entries"].(float64); n < 4 { // two flows, two halves each
 		t.Errorf("status: pc_ct fill %v", ct)
 	}

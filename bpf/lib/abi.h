@@ -23,7 +23,7 @@ struct pc_abi {
 	enum ct_flag ct_flag;
 	enum ct_hook ct_hook;
 	enum ct_state ct_state;
-	enum ct6_flag ct6_flag;
+	enum track6_flag track6_flag;
 };
 
 /* Unused by the programs. */

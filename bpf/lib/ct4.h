@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* IPv4 flows: the pairs of pc_ct (lib/pair.h), whether translated (SNAT,
+/* IPv4 flows: the pairs of pc_flows4 (lib/pair.h), whether translated (SNAT,
  * published ports, hairpin) or only tracked (routed networks, links).
  */
 #ifndef __PC_CT4_H__
@@ -15,7 +15,7 @@
  * reverse half the other way round.
  *
  * Why the datapath checks, rather than the agent deleting the pairs before
- * it answers: pc_ct has no index by mapping, so each removal would walk the
+ * it answers: pc_flows4 has no index by mapping, so each removal would walk the
  * whole table (up to 524288 entries, tens of milliseconds) on the API path,
  * and removing 100,000 mappings one call at a time would take hours. The
  * check costs one LPM lookup (two for a wildcard mapping) per packet of a
@@ -37,14 +37,14 @@ static __always_inline int ct_dnat_live(const struct ct_key *k, const struct ct_
  */
 static __always_inline struct ct_entry *ct_lookup(const struct ct_key *k, __u8 hook)
 {
-	struct ct_entry *e = bpf_map_lookup_elem(&pc_ct, k);
+	struct ct_entry *e = bpf_map_lookup_elem(&pc_flows4, k);
 	struct ct_key pk;
 
 	if (!e || !(e->hooks & hook))
 		return 0;
 	if (!(e->flags & CT_F_DNAT) || ct_dnat_live(k, e))
 		return e;
-	pair_delete(&pc_ct, PAIR_KEY4, k, e, &pk);
+	pair_delete(&pc_flows4, PAIR_KEY4, k, e, &pk);
 	return 0;
 }
 
@@ -64,7 +64,7 @@ static __always_inline int ct_create(const struct ct_key *fwd, struct ct_key *na
 		return PC_DROP_CONNTRACK_FULL; /* an array's one element: never */
 	c = &r->v4;
 	c->nat = *nat;
-	rc = pair_create(&pc_ct, PAIR_KEY4, r, c, fwd, n);
+	rc = pair_create(&pc_flows4, PAIR_KEY4, r, c, fwd, n);
 	*nat = c->nat;
 	return rc;
 }
@@ -76,7 +76,7 @@ static __always_inline int ct_apply(struct __sk_buff *skb, const struct pkt *p, 
 {
 	struct ct_key to = e->nat, pk;
 
-	pair_touch(&pc_ct, PAIR_KEY4, e, p, pc_now(), &pk);
+	pair_touch(&pc_flows4, PAIR_KEY4, e, p, pc_now(), &pk);
 	return nat_rewrite4(skb, p, &p->t, &to);
 }
 

@@ -127,7 +127,7 @@ static __always_inline int nat6_icmp_error(struct __sk_buff *skb, const struct p
 	__u32 in3 = p->l4_off + 8, in4 = in3 + sizeof(struct ipv6hdr), csum = p->l4_off + 2;
 	struct ct6_key k = {};
 	struct l4_layout l = {};
-	struct nat6_entry *e;
+	struct ct6_entry *e;
 	struct ipv6hdr in;
 	struct l4hdr8 l4;
 	__be16 sport, dport;

@@ -133,7 +133,7 @@ struct link_key {
  * 0); it tells a drop for a port the child does not expose (PC_DROP_ICC_LINK_PORT)
  * from one between endpoints that are not linked at all (PC_DROP_ICC). The
  * child may only answer: its packets pass when they belong to a flow the
- * parent opened (CT_F_LINK in pc_ct, CT6_F_LINK in pc_ct6), never on the
+ * parent opened (CT_F_LINK in pc_flows4, TRACK6_F_LINK in pc_track6), never on the
  * port alone.
  */
 struct {
@@ -292,21 +292,29 @@ struct ct_entry {
 	__u8 pad;
 };
 
-/* Connection tracking and NAT: a forward and a reverse half per flow. A plain
- * hash, not LRU, so one half is never evicted without the other; the agent
- * removes pairs whose halves both expired, and the datapath takes over an
- * expired pair when it needs its tuple.
+/* The flow tables, one per family, named alike: pc_flows4 and pc_flows6
+ * hold flows as pairs of halves (lib/pair.h), connection tracking and NAT
+ * in one; pc_track6 holds the IPv6 flows tracked without translation, one
+ * entry each (IPv4 has no such table: its untranslated flows are pairs
+ * whose nat tuple is their own). Agents before these names pinned them as
+ * pc_ct, pc_nat6 and pc_ct6; the loader renames those pins on upgrade
+ * (dataplane/ebpf/pins.go).
+ *
+ * pc_flows4: IPv4, a forward and a reverse half per flow. A plain hash, not
+ * LRU, so one half is never evicted without the other; the agent removes
+ * pairs whose halves both expired, and the datapath takes over an expired
+ * pair when it needs its tuple.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 524288); /* 262144 flows */
 	__type(key, struct ct_key);
 	__type(value, struct ct_entry);
-} pc_ct SEC(".maps");
+} pc_flows4 SEC(".maps");
 
 /* IPv6 flows opened by containers, keyed by the tuple of their replies
- * (lib/ct6.h): to the outside, and (CT6_F_LINK) from a link's parent to its
- * child. Routed, not translated: one entry per flow.
+ * (lib/track6.h): to the outside, and (TRACK6_F_LINK) from a link's parent
+ * to its child. Routed, not translated: one entry per flow.
  */
 struct ct6_key {
 	__u8 saddr[16];
@@ -317,15 +325,15 @@ struct ct6_key {
 	__u8 pad[3];
 };
 
-enum ct6_flag {
-	CT6_F_LINK = 1U << 0, /* a link flow, parent to child: the key is the child's
-			       * reply; never matches traffic from outside */
+enum track6_flag {
+	TRACK6_F_LINK = 1U << 0, /* a link flow, parent to child: the key is the child's
+				  * reply; never matches traffic from outside */
 };
 
-struct ct6_entry {
+struct track6_entry {
 	__u64 expires; /* pc_now() deadline; the agent's GC deletes it after */
 	__u8 state;    /* CT_S_*, as for IPv4 (FIN_FWD: from the container, or the parent) */
-	__u8 flags;    /* CT6_F_* */
+	__u8 flags;    /* TRACK6_F_* */
 	__u8 pad[2];
 	__u32 pad2;
 };
@@ -334,10 +342,10 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);
 	__type(key, struct ct6_key);
-	__type(value, struct ct6_entry);
-} pc_ct6 SEC(".maps");
+	__type(value, struct track6_entry);
+} pc_track6 SEC(".maps");
 
-struct nat6_entry {
+struct ct6_entry {
 	__u64 expires;      /* pc_now() deadline of this half */
 	struct ct6_key nat; /* the tuple after translation; reversed, the partner's key */
 	__u32 ifindex;      /* the endpoint's host veth */
@@ -348,15 +356,15 @@ struct nat6_entry {
 };
 
 /* IPv6 published ports (lib/nat6.h) and masquerade (lib/snat6.h): pairs
- * laid out like pc_ct (a forward half keyed by the first packet, a reverse
- * half keyed by the reply), with the same expiry and GC rules.
+ * laid out like pc_flows4 (a forward half keyed by the first packet, a
+ * reverse half keyed by the reply), with the same expiry and GC rules.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072); /* 65536 flows */
 	__type(key, struct ct6_key);
-	__type(value, struct nat6_entry);
-} pc_nat6 SEC(".maps");
+	__type(value, struct ct6_entry);
+} pc_flows6 SEC(".maps");
 
 /* A new flow's pair in the making (lib/pair.h, pair_create), with the keys
  * its making needs: the tuple it leaves with (wanted, then reserved), its
@@ -372,16 +380,16 @@ struct ct_resv {
 	struct ct_key pk;
 };
 
-struct nat6_resv {
+struct ct6_resv {
 	struct ct6_key nat;
-	struct nat6_entry e;
+	struct ct6_entry e;
 	struct ct6_key rk;
 	struct ct6_key pk;
 };
 
 struct pair_resv {
 	struct ct_resv v4;
-	struct nat6_resv v6;
+	struct ct6_resv v6;
 };
 
 /* One work space per CPU: tc programs do not nest on a CPU. */

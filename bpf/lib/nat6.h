@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* IPv6 pairs: published ports (B6: destination NAT to the container's IPv6
  * address, the client's address kept, as IPv4 does) and masquerade
- * (lib/snat6.h), both in pc_nat6, so neither can take the other's reply
+ * (lib/snat6.h), both in pc_flows6, so neither can take the other's reply
  * tuple. The pair logic is IPv4's (lib/pair.h). On a network without
- * masquerade IPv6 is routed, not translated (lib/ct6.h).
+ * masquerade IPv6 is routed, not translated (lib/track6.h).
  *
  * For a published port the forward half is keyed by the client's packet as
  * it arrives on the uplink and holds the tuple it is sent on with (the
@@ -15,7 +15,7 @@
 #ifndef __PC_NAT6_H__
 #define __PC_NAT6_H__
 
-#include "ct6.h"
+#include "track6.h"
 #include "ports.h"
 #include "rewrite.h"
 
@@ -24,9 +24,9 @@
  * ct_lookup in lib/ct4.h for why the datapath checks). Masquerade pairs
  * have no mapping to check.
  */
-static __always_inline struct nat6_entry *nat6_lookup(const struct ct6_key *k, __u8 hook)
+static __always_inline struct ct6_entry *nat6_lookup(const struct ct6_key *k, __u8 hook)
 {
-	struct nat6_entry *e = bpf_map_lookup_elem(&pc_nat6, k);
+	struct ct6_entry *e = bpf_map_lookup_elem(&pc_flows6, k);
 	struct ct6_key pk;
 	int live;
 
@@ -40,7 +40,7 @@ static __always_inline struct nat6_entry *nat6_lookup(const struct ct6_key *k, _
 		live = port6_maps_to(k->proto, k->daddr, k->dport, e->nat.daddr, e->nat.dport);
 	if (live)
 		return e;
-	pair_delete(&pc_nat6, PAIR_KEY6, k, e, &pk);
+	pair_delete(&pc_flows6, PAIR_KEY6, k, e, &pk);
 	return 0;
 }
 
@@ -51,18 +51,18 @@ static __always_inline struct nat6_entry *nat6_lookup(const struct ct6_key *k, _
  */
 static __always_inline int nat6_create(struct pair_resv *r, const struct ct6_key *fwd, const struct ct_new *n)
 {
-	return pair_create(&pc_nat6, PAIR_KEY6, r, &r->v6, fwd, n);
+	return pair_create(&pc_flows6, PAIR_KEY6, r, &r->v6, fwd, n);
 }
 
 /* nat6_apply translates a packet that matched half e; k is its tuple.
  * Returns PC_OK or PC_E_REWRITE.
  */
 static __always_inline int nat6_apply(struct __sk_buff *skb, const struct pkt *p, const struct ct6_key *k,
-				      struct nat6_entry *e)
+				      struct ct6_entry *e)
 {
 	struct ct6_key to = e->nat, pk;
 
-	pair_touch(&pc_nat6, PAIR_KEY6, e, p, pc_now(), &pk);
+	pair_touch(&pc_flows6, PAIR_KEY6, e, p, pc_now(), &pk);
 	return nat6_rewrite(skb, p, k, &to);
 }
 
@@ -74,7 +74,7 @@ static __always_inline int nat6_apply(struct __sk_buff *skb, const struct pkt *p
 static __always_inline int nat6_first(struct __sk_buff *skb, const struct pkt *p, const struct ct6_key *k,
 				      const struct ct6_key *nat, int rc, __u32 flags, __u8 hook)
 {
-	struct nat6_entry *e;
+	struct ct6_entry *e;
 
 	if (rc == PC_E_RACE) {
 		e = nat6_lookup(k, hook);
@@ -98,7 +98,7 @@ static __always_inline int nat6_uplink_in(struct __sk_buff *skb, const struct pk
 {
 	struct ct_new n = { .flags = CT_F_DNAT, .hooks_fwd = HOOK_UPLINK_INGRESS, .hooks_rev = HOOK_EP_INGRESS };
 	struct pair_resv *r;
-	struct nat6_entry *e;
+	struct ct6_entry *e;
 	struct ct6_key k;
 	__u32 zero = 0;
 
@@ -126,7 +126,7 @@ static __always_inline int nat6_uplink_in(struct __sk_buff *skb, const struct pk
  */
 static __always_inline int nat6_endpoint_in(struct __sk_buff *skb, const struct pkt *p)
 {
-	struct nat6_entry *e;
+	struct ct6_entry *e;
 	struct ct6_key k;
 
 	if (!(p->flags & PKT_F_PORTS))

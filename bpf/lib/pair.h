@@ -2,8 +2,8 @@
 /* Flows as pairs of halves, one logic for both families.
  *
  * A flow that is translated (and an IPv4 flow that is only tracked) is two
- * halves in a pair table: pc_ct for IPv4 (struct ct_key, struct ct_entry),
- * pc_nat6 for IPv6 (struct ct6_key, struct nat6_entry). The forward half is
+ * halves in a pair table: pc_flows4 for IPv4 (struct ct_key, struct ct_entry),
+ * pc_flows6 for IPv6 (struct ct6_key, struct ct6_entry). The forward half is
  * keyed by the tuple of the first packet and holds the tuple that packet
  * leaves with; the reverse half is keyed by the reply as it arrives (the
  * translated tuple, reversed) and holds the reply's tuple after translation
@@ -42,8 +42,8 @@ struct half_tail {
 /* A half: __u64 expires, the nat key (ksz bytes), struct half_tail. */
 _Static_assert(__builtin_offsetof(struct ct_entry, nat) == 8, "ct_entry: nat after expires");
 _Static_assert(__builtin_offsetof(struct ct_entry, ifindex) == 8 + PAIR_KEY4, "ct_entry: tail after nat");
-_Static_assert(__builtin_offsetof(struct nat6_entry, nat) == 8, "nat6_entry: nat after expires");
-_Static_assert(__builtin_offsetof(struct nat6_entry, ifindex) == 8 + PAIR_KEY6, "nat6_entry: tail after nat");
+_Static_assert(__builtin_offsetof(struct ct6_entry, nat) == 8, "ct6_entry: nat after expires");
+_Static_assert(__builtin_offsetof(struct ct6_entry, ifindex) == 8 + PAIR_KEY6, "ct6_entry: tail after nat");
 _Static_assert((8 + PAIR_KEY4) % 8 == 0 && (8 + PAIR_KEY6) % 8 == 0, "the tail is an aligned 64-bit word");
 
 static __always_inline __u64 *half_expires(void *e)
@@ -326,17 +326,17 @@ static __always_inline __u32 nat_tries(void)
 	return tries > PC_NAT_MAX_TRIES ? PC_NAT_MAX_TRIES : tries;
 }
 
-/* A work space of struct ct_resv or nat6_resv (lib/maps.h), by its key
+/* A work space of struct ct_resv or ct6_resv (lib/maps.h), by its key
  * size: the wanted tuple, the half, the half's key and a spare key.
  */
 _Static_assert(__builtin_offsetof(struct ct_resv, e) == PAIR_KEY4 &&
 		       __builtin_offsetof(struct ct_resv, rk) == 2 * PAIR_KEY4 + 16 &&
 		       __builtin_offsetof(struct ct_resv, pk) == 3 * PAIR_KEY4 + 16,
 	       "ct_resv: nat, e, rk, pk");
-_Static_assert(__builtin_offsetof(struct nat6_resv, e) == PAIR_KEY6 &&
-		       __builtin_offsetof(struct nat6_resv, rk) == 2 * PAIR_KEY6 + 16 &&
-		       __builtin_offsetof(struct nat6_resv, pk) == 3 * PAIR_KEY6 + 16,
-	       "nat6_resv: nat, e, rk, pk");
+_Static_assert(__builtin_offsetof(struct ct6_resv, e) == PAIR_KEY6 &&
+		       __builtin_offsetof(struct ct6_resv, rk) == 2 * PAIR_KEY6 + 16 &&
+		       __builtin_offsetof(struct ct6_resv, pk) == 3 * PAIR_KEY6 + 16,
+	       "ct6_resv: nat, e, rk, pk");
 
 static __always_inline void *resv_nat(void *w)
 {
@@ -392,7 +392,7 @@ static __always_inline int pair_reserve(void *map, const __u32 ksz, void *w)
 }
 
 /* pc_pair_reserve is pair_reserve on the work space r of family
- * (AF_INET: pc_ct, AF_INET6: pc_nat6). A global function, verified once on
+ * (AF_INET: pc_flows4, AF_INET6: pc_flows6). A global function, verified once on
  * its own: inlined, the rest of the calling program would be walked once
  * more for every try the loop can leave from (the IPv4 programs came near
  * the verifier's limit that way with 32 retries). Its frame adds to its
@@ -403,8 +403,8 @@ __attribute__((noinline)) int pc_pair_reserve(struct pair_resv *r, __u32 family)
 	if (!r)
 		return PC_DROP_NAT_PORTS_EXHAUSTED;
 	if (family == AF_INET)
-		return pair_reserve(&pc_ct, PAIR_KEY4, &r->v4);
-	return pair_reserve(&pc_nat6, PAIR_KEY6, &r->v6);
+		return pair_reserve(&pc_flows4, PAIR_KEY4, &r->v4);
+	return pair_reserve(&pc_flows6, PAIR_KEY6, &r->v6);
 }
 
 /* pair_create inserts the pair of a new flow whose first packet has tuple

@@ -2,7 +2,7 @@
 /* IPv6 masquerade (B1 over IPv6, as Docker 27+ does with ip6tables): the
  * IPv6 traffic a container on a network with masquerade opens leaves
  * through an uplink from that uplink's IPv6 address, as IPv4 does
- * (lib/ct4.h). The pairs live in pc_nat6 beside the published-port ones
+ * (lib/ct4.h). The pairs live in pc_flows6 beside the published-port ones
  * (lib/nat6.h), so a masqueraded flow can never take the reply tuple of a
  * published-port flow, nor the reverse: both are reserved in one table.
  * The forward half (HOOK_UPLINK_EGRESS) is keyed by the container's
@@ -40,18 +40,18 @@ static __always_inline int snat6_new_flow(struct __sk_buff *skb, const struct pk
 }
 
 /* ct6_routed says whether p belongs to a flow tracked untranslated in
- * pc_ct6: one opened before its network masqueraded IPv6 (an agent that
+ * pc_track6: one opened before its network masqueraded IPv6 (an agent that
  * routed it, before an upgrade), which keeps its addresses until it ends
  * rather than break (B21).
  */
 static __always_inline int ct6_routed(const struct pkt *p)
 {
-	struct ct6_entry *e;
+	struct track6_entry *e;
 	struct ct6_key k;
 
 	ct6_reply_key(p, &k);
-	e = bpf_map_lookup_elem(&pc_ct6, &k);
-	return e && !(e->flags & CT6_F_LINK);
+	e = bpf_map_lookup_elem(&pc_track6, &k);
+	return e && !(e->flags & TRACK6_F_LINK);
 }
 
 #endif /* __PC_SNAT6_H__ */

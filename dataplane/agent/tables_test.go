@@ -110,7 +110,7 @@ func ctTable(t *testing.T, ag *nstest.Agent) table {
 	}
 	be, _ := st["backend_status"].(map[string]any)
 	maps, _ := be["maps"].(map[string]any)
-	ct, ok := maps["pc_ct"].(map[string]any)
+	ct, ok := maps["pc_flows4"].(map[string]any)
 	if !ok {
 		t.Fatalf("status has no backend_status.maps.pc_ct: %v", st["backend_status"])
 	}

@@ -60,8 +60,8 @@ const (
 	ctRST     = uint8(bpfCtStateCT_S_RST)
 )
 
-// ct6_entry.flags (enum ct6_flag).
-const ct6Link = uint8(bpfCt6FlagCT6F_LINK)
+// track6_entry.flags (enum track6_flag).
+const track6Link = uint8(bpfTrack6FlagTRACK6F_LINK)
 
 // Tracing (lib/trace.h): pc_trace_cfg flags (enum pc_trace_flag) and event
 // types (enum pc_event_type).

@@ -265,7 +265,7 @@ func (b *Backend) Apply(ctx context.Context, want *model.Resolved, d *model.Delt
 		return err
 	}
 	if b.gc == nil && b.opts.GCInterval > 0 {
-		b.gc = startCollector(b.dp.maps[mapCT], b.dp.maps[mapCT6], b.dp.maps[mapNAT6], b.opts.GCInterval, b.log)
+		b.gc = startCollector(b.dp.maps[mapFlows4], b.dp.maps[mapTrack6], b.dp.maps[mapFlows6], b.opts.GCInterval, b.log)
 	}
 	return nil
 }

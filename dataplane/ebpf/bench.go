@@ -178,7 +178,7 @@ func benchDatapath(icc bool, fill int) (*datapath, error) {
 			return nil, fmt.Errorf("seed %s: %w", e.m, err)
 		}
 	}
-	if err := fillFlows(d.maps[mapCT], fill); err != nil {
+	if err := fillFlows(d.maps[mapFlows4], fill); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -242,7 +242,7 @@ func benchPathsOn(d *datapath, icc bool) ([]BenchPath, error) {
 	}
 	snat := bpfCtKey{Saddr: be32(benchA), Daddr: be32(benchExt), Sport: be16(40000), Dport: be16(443), Proto: 6}
 	var fwd bpfCtEntry
-	if err := d.maps[mapCT].Lookup(snat, &fwd); err != nil {
+	if err := d.maps[mapFlows4].Lookup(snat, &fwd); err != nil {
 		return nil, fmt.Errorf("masqueraded bench flow: %w", err)
 	}
 	reply := partner(fwd)
@@ -253,7 +253,7 @@ func benchPathsOn(d *datapath, icc bool) ([]BenchPath, error) {
 	}
 	dnat := bpfCtKey{Saddr: be32(benchExt), Daddr: be32(benchNode), Sport: be16(50000), Dport: be16(8080), Proto: 6}
 	for _, k := range []bpfCtKey{snat, reply, dnat} {
-		if err := mirror(d.maps[mapCT], k); err != nil {
+		if err := mirror(d.maps[mapFlows4], k); err != nil {
 			return nil, err
 		}
 	}

@@ -23,7 +23,7 @@ type half[K comparable, V any] struct {
 type ctPair = half[bpfCtKey, bpfCtEntry]
 
 // nat6Half is one half as read from pc_nat6.
-type nat6Half = half[bpfCt6Key, bpfNat6Entry]
+type nat6Half = half[bpfCt6Key, bpfCt6Entry]
 
 func readHalves[K comparable, V any](m *ebpf.Map) ([]half[K, V], error) {
 	keys, vals, err := readAll[K, V](m)
@@ -40,7 +40,7 @@ func readHalves[K comparable, V any](m *ebpf.Map) ([]half[K, V], error) {
 func readCT(m *ebpf.Map) ([]ctPair, error) { return readHalves[bpfCtKey, bpfCtEntry](m) }
 
 func readNAT6(m *ebpf.Map) ([]nat6Half, error) {
-	return readHalves[bpfCt6Key, bpfNat6Entry](m)
+	return readHalves[bpfCt6Key, bpfCt6Entry](m)
 }
 
 // partner is the key of the other half: the reverse of this half's
@@ -50,7 +50,7 @@ func partner(v bpfCtEntry) bpfCtKey {
 	return bpfCtKey{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
 }
 
-func partner6(v bpfNat6Entry) bpfCt6Key {
+func partner6(v bpfCt6Entry) bpfCt6Key {
 	n := v.Nat
 	return bpfCt6Key{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
 }
@@ -66,8 +66,8 @@ func ctTable(m *ebpf.Map) pairTable[bpfCtKey, bpfCtEntry] {
 	return pairTable[bpfCtKey, bpfCtEntry]{m, partner, func(v bpfCtEntry) uint64 { return v.Expires }}
 }
 
-func nat6Table(m *ebpf.Map) pairTable[bpfCt6Key, bpfNat6Entry] {
-	return pairTable[bpfCt6Key, bpfNat6Entry]{m, partner6, func(v bpfNat6Entry) uint64 { return v.Expires }}
+func nat6Table(m *ebpf.Map) pairTable[bpfCt6Key, bpfCt6Entry] {
+	return pairTable[bpfCt6Key, bpfCt6Entry]{m, partner6, func(v bpfCt6Entry) uint64 { return v.Expires }}
 }
 
 // deletePairs removes the halves and their partners.
@@ -246,7 +246,7 @@ type GCResult struct {
 func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
 	res := GCResult{At: time.Now()}
 	var err error
-	res.Entries, res.Deleted, err = prune(m, func(_ bpfCt6Key, v bpfCt6Entry) bool { return v.Expires <= now })
+	res.Entries, res.Deleted, err = prune(m, func(_ bpfCt6Key, v bpfTrack6Entry) bool { return v.Expires <= now })
 	return res, err
 }
 
@@ -272,8 +272,8 @@ func flushCT6(m *ebpf.Map, rules []flushRule) (int, error) {
 	// Flows to the outside are keyed by their replies, so the container is
 	// the destination; link flows by the child's answers, from child to
 	// parent.
-	_, n, err := prune(m, func(k bpfCt6Key, v bpfCt6Entry) bool {
-		return want[k.Daddr] || want[k.Saddr] || v.Flags&ct6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}]
+	_, n, err := prune(m, func(k bpfCt6Key, v bpfTrack6Entry) bool {
+		return want[k.Daddr] || want[k.Saddr] || v.Flags&track6Link != 0 && linked[pair{child: k.Saddr, parent: k.Daddr}]
 	})
 	return n, err
 }
@@ -283,7 +283,7 @@ func flushCT6(m *ebpf.Map, rules []flushRule) (int, error) {
 // any rule concerns. It holds no lock over the walk, so Apply never waits
 // for it.
 func (b *Backend) flushFlows(rules []flushRule) {
-	ms, err := b.stateMaps(mapCT, mapCT6, mapNAT6)
+	ms, err := b.stateMaps(mapFlows4, mapTrack6, mapFlows6)
 	if err != nil {
 		b.log.Warn("ebpf: forget flows of removed mappings, endpoints and links", "err", err)
 		return
@@ -292,9 +292,9 @@ func (b *Backend) flushFlows(rules []flushRule) {
 		return
 	}
 	defer closeMaps(ms)
-	n4, err4 := flushCT(ms[mapCT], rules)
-	n6, err6 := flushCT6(ms[mapCT6], rules)
-	nn, errn := flushNAT6(ms[mapNAT6], rules)
+	n4, err4 := flushCT(ms[mapFlows4], rules)
+	n6, err6 := flushCT6(ms[mapTrack6], rules)
+	nn, errn := flushNAT6(ms[mapFlows6], rules)
 	if err := errors.Join(err4, err6, errn); err != nil {
 		b.log.Warn("ebpf: forget flows of removed mappings, endpoints and links", "err", err)
 	}
@@ -323,7 +323,7 @@ func startCollector(m, m6, nat6 *ebpf.Map, longest time.Duration, log *slog.Logg
 		defer close(c.done)
 		var (
 			ctBuf   gcBuffers[bpfCtKey, bpfCtEntry]
-			nat6Buf gcBuffers[bpfCt6Key, bpfNat6Entry]
+			nat6Buf gcBuffers[bpfCt6Key, bpfCt6Entry]
 		)
 		wait := longest
 		for {
@@ -346,9 +346,9 @@ func startCollector(m, m6, nat6 *ebpf.Map, longest time.Duration, log *slog.Logg
 				log.Warn("ebpf: ipv6 nat garbage collection", "err", err)
 			}
 			left := map[string]int{
-				mapCT:   res.Entries - res.Deleted,
-				mapCT6:  res6.Entries - res6.Deleted,
-				mapNAT6: resNAT6.Entries - resNAT6.Deleted,
+				mapFlows4: res.Entries - res.Deleted,
+				mapTrack6: res6.Entries - res6.Deleted,
+				mapFlows6: resNAT6.Entries - resNAT6.Deleted,
 			}
 			res.Entries += res6.Entries + resNAT6.Entries
 			res.Deleted += res6.Deleted + resNAT6.Deleted

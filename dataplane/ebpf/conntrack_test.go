@@ -35,7 +35,7 @@ func TestPortBlocks(t *testing.T) {
 
 func (f *fixture) age(keys ...bpfCtKey) {
 	f.t.Helper()
-	m := f.d.maps[mapCT]
+	m := f.d.maps[mapFlows4]
 	for _, k := range keys {
 		var e bpfCtEntry
 		if err := m.Lookup(k, &e); err != nil {
@@ -57,7 +57,7 @@ func TestConntrackGC(t *testing.T) {
 	f.age(ctKey(ipA, 1000, ipExt, 53, 17), ctKey(ipExt, 53, ipNode, 1000, 17)) // both halves
 	f.age(ctKey(ipA, 1001, ipExt, 53, 17))                                     // one half only
 
-	res, err := ctTable(f.d.maps[mapCT]).collect(monoNow(t), nil)
+	res, err := ctTable(f.d.maps[mapFlows4]).collect(monoNow(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +80,9 @@ func TestConntrackGC(t *testing.T) {
 	for _, port := range []uint16{1, 2} {
 		f.passUnchanged(progUplinkEgress, pkt6{srcMAC: macA, src: ipA6, dst: remote, next: 17, sport: port, dport: 53}.frame())
 	}
-	m6 := f.d.maps[mapCT6]
+	m6 := f.d.maps[mapTrack6]
 	k := bpfCt6Key{Saddr: remote.As16(), Daddr: ipA6.As16(), Sport: be16(53), Dport: be16(1), Proto: 17}
-	var e bpfCt6Entry
+	var e bpfTrack6Entry
 	if err := m6.Lookup(k, &e); err != nil {
 		t.Fatalf("ipv6 flow: %v", err)
 	}
@@ -107,14 +107,14 @@ func TestFlushCT(t *testing.T) {
 	if n := len(f.ct()); n != 6 {
 		t.Fatalf("%d entries", n)
 	}
-	n, err := flushCT(f.d.maps[mapCT], []flushRule{{port: true, addr: ipA, proto: 17, lo: 5353, hi: 5353}})
+	n, err := flushCT(f.d.maps[mapFlows4], []flushRule{{port: true, addr: ipA, proto: 17, lo: 5353, hi: 5353}})
 	if err != nil || n != 2 {
 		t.Fatalf("port flush removed %d (%v), want 2", n, err)
 	}
 	if _, ok := f.ct()[ctKey(ipExt, 999, ipNode, 5353, 17)]; ok {
 		t.Fatal("the mapping's flow survived")
 	}
-	n, err = flushCT(f.d.maps[mapCT], []flushRule{{addr: ipA}})
+	n, err = flushCT(f.d.maps[mapFlows4], []flushRule{{addr: ipA}})
 	if err != nil || n != 2 {
 		t.Fatalf("endpoint flush removed %d (%v), want 2", n, err)
 	}

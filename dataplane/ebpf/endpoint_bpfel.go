@@ -27,17 +27,13 @@ type bpfAddrKey struct {
 type bpfCt6Entry struct {
 	_       structs.HostLayout
 	Expires uint64
-	State   uint8
+	Nat     bpfCt6Key
+	Ifindex uint32
 	Flags   uint8
-	Pad     [2]uint8
-	Pad2    uint32
+	Hooks   uint8
+	State   uint8
+	Pad     uint8
 }
-
-type bpfCt6Flag uint32
-
-const (
-	bpfCt6FlagCT6F_LINK bpfCt6Flag = 1
-)
 
 type bpfCt6Key struct {
 	_     structs.HostLayout
@@ -175,17 +171,6 @@ type bpfMacKey struct {
 	Pad uint16
 }
 
-type bpfNat6Entry struct {
-	_       structs.HostLayout
-	Expires uint64
-	Nat     bpfCt6Key
-	Ifindex uint32
-	Flags   uint8
-	Hooks   uint8
-	State   uint8
-	Pad     uint8
-}
-
 type bpfNetFlag uint32
 
 const (
@@ -217,7 +202,7 @@ type bpfPairResv struct {
 	V6 struct {
 		_   structs.HostLayout
 		Nat bpfCt6Key
-		E   bpfNat6Entry
+		E   bpfCt6Entry
 		Rk  bpfCt6Key
 		Pk  bpfCt6Key
 	}
@@ -255,7 +240,7 @@ type bpfPcAbi struct {
 	CtFlag     uint32
 	CtHook     uint32
 	CtState    uint32
-	Ct6Flag    uint32
+	Track6Flag uint32
 }
 
 type bpfPcCfgFlag uint32
@@ -408,6 +393,21 @@ type bpfTraceCfg struct {
 	Until uint64
 }
 
+type bpfTrack6Entry struct {
+	_       structs.HostLayout
+	Expires uint64
+	State   uint8
+	Flags   uint8
+	Pad     [2]uint8
+	Pad2    uint32
+}
+
+type bpfTrack6Flag uint32
+
+const (
+	bpfTrack6FlagTRACK6F_LINK bpfTrack6Flag = 1
+)
+
 type bpfUplink struct {
 	_     structs.HostLayout
 	Addr4 uint32
@@ -419,19 +419,18 @@ type bpfUplink struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapPcCt               = "pc_ct"
-	bpfMapPcCt6              = "pc_ct6"
 	bpfMapPcDrops            = "pc_drops"
 	bpfMapPcEndpoints        = "pc_endpoints"
 	bpfMapPcEpAddrs          = "pc_ep_addrs"
 	bpfMapPcEpMacs           = "pc_ep_macs"
 	bpfMapPcEvents           = "pc_events"
+	bpfMapPcFlows4           = "pc_flows4"
+	bpfMapPcFlows6           = "pc_flows6"
 	bpfMapPcFrags            = "pc_frags"
 	bpfMapPcFrags6           = "pc_frags6"
 	bpfMapPcLinks            = "pc_links"
 	bpfMapPcLocalAddrs       = "pc_local_addrs"
 	bpfMapPcLocalAddrs6      = "pc_local_addrs6"
-	bpfMapPcNat6             = "pc_nat6"
 	bpfMapPcNetworks         = "pc_networks"
 	bpfMapPcPairScratch      = "pc_pair_scratch"
 	bpfMapPcPorts            = "pc_ports"
@@ -439,6 +438,7 @@ const (
 	bpfMapPcStats            = "pc_stats"
 	bpfMapPcSubnets          = "pc_subnets"
 	bpfMapPcTraceCfg         = "pc_trace_cfg"
+	bpfMapPcTrack6           = "pc_track6"
 	bpfMapPcUplinks          = "pc_uplinks"
 	bpfProgPcEndpointIngress = "pc_endpoint_ingress"
 	bpfVarCONFIG             = "CONFIG"
@@ -494,19 +494,18 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	PcCt          *ebpf.MapSpec `ebpf:"pc_ct"`
-	PcCt6         *ebpf.MapSpec `ebpf:"pc_ct6"`
 	PcDrops       *ebpf.MapSpec `ebpf:"pc_drops"`
 	PcEndpoints   *ebpf.MapSpec `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.MapSpec `ebpf:"pc_events"`
+	PcFlows4      *ebpf.MapSpec `ebpf:"pc_flows4"`
+	PcFlows6      *ebpf.MapSpec `ebpf:"pc_flows6"`
 	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
 	PcFrags6      *ebpf.MapSpec `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
-	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
 	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
 	PcPairScratch *ebpf.MapSpec `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
@@ -514,6 +513,7 @@ type bpfMapSpecs struct {
 	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.MapSpec `ebpf:"pc_subnets"`
 	PcTraceCfg    *ebpf.MapSpec `ebpf:"pc_trace_cfg"`
+	PcTrack6      *ebpf.MapSpec `ebpf:"pc_track6"`
 	PcUplinks     *ebpf.MapSpec `ebpf:"pc_uplinks"`
 }
 
@@ -545,19 +545,18 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	PcCt          *ebpf.Map `ebpf:"pc_ct"`
-	PcCt6         *ebpf.Map `ebpf:"pc_ct6"`
 	PcDrops       *ebpf.Map `ebpf:"pc_drops"`
 	PcEndpoints   *ebpf.Map `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.Map `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.Map `ebpf:"pc_events"`
+	PcFlows4      *ebpf.Map `ebpf:"pc_flows4"`
+	PcFlows6      *ebpf.Map `ebpf:"pc_flows6"`
 	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
 	PcFrags6      *ebpf.Map `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.Map `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
-	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
 	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
 	PcPairScratch *ebpf.Map `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
@@ -565,24 +564,24 @@ type bpfMaps struct {
 	PcStats       *ebpf.Map `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.Map `ebpf:"pc_subnets"`
 	PcTraceCfg    *ebpf.Map `ebpf:"pc_trace_cfg"`
+	PcTrack6      *ebpf.Map `ebpf:"pc_track6"`
 	PcUplinks     *ebpf.Map `ebpf:"pc_uplinks"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
-		m.PcCt,
-		m.PcCt6,
 		m.PcDrops,
 		m.PcEndpoints,
 		m.PcEpAddrs,
 		m.PcEpMacs,
 		m.PcEvents,
+		m.PcFlows4,
+		m.PcFlows6,
 		m.PcFrags,
 		m.PcFrags6,
 		m.PcLinks,
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,
-		m.PcNat6,
 		m.PcNetworks,
 		m.PcPairScratch,
 		m.PcPorts,
@@ -590,6 +589,7 @@ func (m *bpfMaps) Close() error {
 		m.PcStats,
 		m.PcSubnets,
 		m.PcTraceCfg,
+		m.PcTrack6,
 		m.PcUplinks,
 	)
 }

@@ -237,10 +237,10 @@ func TestLinkFlows(t *testing.T) {
 	})
 	t.Run("unlink", func(t *testing.T) {
 		f.del(linkEntries(link, ifA, ifB))
-		if _, err := flushCT(f.d.maps[mapCT], []flushRule{{link: true, addr: ipA, peer: ipB}}); err != nil {
+		if _, err := flushCT(f.d.maps[mapFlows4], []flushRule{{link: true, addr: ipA, peer: ipB}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := flushCT6(f.d.maps[mapCT6], []flushRule{{link: true, addr: ipA6, peer: ipB6}}); err != nil {
+		if _, err := flushCT6(f.d.maps[mapTrack6], []flushRule{{link: true, addr: ipA6, peer: ipB6}}); err != nil {
 			t.Fatal(err)
 		}
 		for k, v := range f.ct() {

@@ -23,12 +23,12 @@ const (
 	mapLocalAddrs  = "pc_local_addrs"
 	mapLocalAddrs6 = "pc_local_addrs6"
 
-	mapCT    = "pc_ct"
-	mapCT6   = "pc_ct6"
-	mapNAT6  = "pc_nat6"
-	mapFrags = "pc_frags"
-	mapDrops = "pc_drops"
-	mapStats = "pc_stats"
+	mapFlows4 = "pc_flows4"
+	mapTrack6 = "pc_track6"
+	mapFlows6 = "pc_flows6"
+	mapFrags  = "pc_frags"
+	mapDrops  = "pc_drops"
+	mapStats  = "pc_stats"
 
 	mapEvents   = "pc_events"
 	mapTraceCfg = "pc_trace_cfg"

@@ -261,7 +261,7 @@ func (f *fixture) ct() map[bpfCtKey]bpfCtEntry {
 	out := map[bpfCtKey]bpfCtEntry{}
 	var k bpfCtKey
 	var v bpfCtEntry
-	it := f.d.maps[mapCT].Iterate()
+	it := f.d.maps[mapFlows4].Iterate()
 	for it.Next(&k, &v) {
 		out[k] = v
 	}

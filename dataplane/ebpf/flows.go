@@ -101,7 +101,7 @@ func pairFlows(halves []pairHalf, now uint64) ([]dataplane.Flow, []int) {
 
 // ct6Flow is a pc_ct6 entry as a flow: opened by a container (or a link's
 // parent), replies as the key says, never translated.
-func ct6Flow(k bpfCt6Key, v bpfCt6Entry, now uint64) dataplane.Flow {
+func ct6Flow(k bpfCt6Key, v bpfTrack6Entry, now uint64) dataplane.Flow {
 	reply := tuple6(k)
 	orig := reply.reversed()
 	return dataplane.Flow{
@@ -217,7 +217,7 @@ func (b *Backend) walkFlows(ctx context.Context, visit func(dataplane.Flow) bool
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	ms, err := b.stateMaps(mapCT, mapNAT6, mapCT6)
+	ms, err := b.stateMaps(mapFlows4, mapFlows6, mapTrack6)
 	if err != nil || ms == nil {
 		return 0, err
 	}
@@ -233,18 +233,18 @@ func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int
 	now := monotonicNow()
 	deleted := 0
 
-	n, err := walkPairs(ctTable(ms[mapCT]), pairHalf4, now, visit)
+	n, err := walkPairs(ctTable(ms[mapFlows4]), pairHalf4, now, visit)
 	if err != nil {
 		return 0, err
 	}
 	deleted += n
-	n, err = walkPairs(nat6Table(ms[mapNAT6]), pairHalf6, now, visit)
+	n, err = walkPairs(nat6Table(ms[mapFlows6]), pairHalf6, now, visit)
 	if err != nil {
 		return deleted, err
 	}
 	deleted += n
 
-	_, n, err = prune(ms[mapCT6], func(k bpfCt6Key, v bpfCt6Entry) bool { return visit(ct6Flow(k, v, now)) })
+	_, n, err = prune(ms[mapTrack6], func(k bpfCt6Key, v bpfTrack6Entry) bool { return visit(ct6Flow(k, v, now)) })
 	return deleted + n, err
 }
 

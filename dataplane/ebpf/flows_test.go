@@ -119,7 +119,7 @@ func TestFlowOrphanHalf(t *testing.T) {
 	f := newFixture(t, fixtureOpts{icc: true, masquerade: true})
 	rev := bpfCtEntry{Expires: monoNow(t) + uint64(time.Minute), Flags: ctSNAT | ctReverse, Hooks: hookUplinkIngress,
 		Nat: ctKey(ipExt, 53, ipA, 4000, 17)}
-	if err := f.d.maps[mapCT].Put(ctKey(ipExt, 53, ipNode, 33000, 17), rev); err != nil {
+	if err := f.d.maps[mapFlows4].Put(ctKey(ipExt, 53, ipNode, 33000, 17), rev); err != nil {
 		t.Fatal(err)
 	}
 	b := fixtureBackend(f)
@@ -178,7 +178,7 @@ func TestDropsAndFill(t *testing.T) {
 		fill[tf.Name] = tf
 	}
 	sizes := testConfig().Maps.byMap()
-	for _, name := range []string{mapCT, mapPorts, mapPorts6, mapEndpoints, mapEpAddrs, mapLinks, mapDrops} {
+	for _, name := range []string{mapFlows4, mapPorts, mapPorts6, mapEndpoints, mapEpAddrs, mapLinks, mapDrops} {
 		tf, ok := fill[name]
 		if !ok || tf.Max == 0 {
 			t.Errorf("fill of %s: %+v", name, tf)

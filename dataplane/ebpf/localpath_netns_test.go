@@ -67,7 +67,7 @@ func TestLocalPath(t *testing.T) {
 					t.Errorf("tcp node:45005 -> %s: %v (server %q)", dst, r, r.Server)
 				}
 			}
-			ct, err := readCT(tp.be.dp.maps[mapCT])
+			ct, err := readCT(tp.be.dp.maps[mapFlows4])
 			if err != nil {
 				t.Fatal(err)
 			}

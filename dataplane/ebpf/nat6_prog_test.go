@@ -19,13 +19,13 @@ func want6(t *testing.T, got *decoded, src netip.Addr, sport uint16, dst netip.A
 	want(t, got, src, sport, dst, dport)
 }
 
-func (f *fixture) nat6() map[bpfCt6Key]bpfNat6Entry {
+func (f *fixture) nat6() map[bpfCt6Key]bpfCt6Entry {
 	f.t.Helper()
-	hs, err := readNAT6(f.d.maps[mapNAT6])
+	hs, err := readNAT6(f.d.maps[mapFlows6])
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	out := map[bpfCt6Key]bpfNat6Entry{}
+	out := map[bpfCt6Key]bpfCt6Entry{}
 	for _, h := range hs {
 		out[h.k] = h.v
 	}
@@ -147,17 +147,17 @@ func TestPublishedPorts6(t *testing.T) {
 		f.dropped(progEndpointIngress, pkt6{srcMAC: macA, dstMAC: macB, src: ipA6, dst: ipB6, next: 6, sport: 80, dport: 50000, tcpFlags: 0x12}.frame(), "icc")
 	})
 	t.Run("flush-and-gc", func(t *testing.T) {
-		n, err := flushNAT6(f.d.maps[mapNAT6], []flushRule{{port: true, addr: ipA6, proto: 6, lo: 8080, hi: 8080}})
+		n, err := flushNAT6(f.d.maps[mapFlows6], []flushRule{{port: true, addr: ipA6, proto: 6, lo: 8080, hi: 8080}})
 		if err != nil || n != 2 {
 			t.Fatalf("flush tcp 8080: %d halves, %v", n, err)
 		}
 		if _, ok := f.nat6()[ct6Key(ipExt6, 1234, ipNode6, 5305, 17)]; !ok {
 			t.Fatal("flush of tcp 8080 took the udp flow too")
 		}
-		if n, err := flushNAT6(f.d.maps[mapNAT6], []flushRule{{addr: ipB6}}); err != nil || n != 2 {
+		if n, err := flushNAT6(f.d.maps[mapFlows6], []flushRule{{addr: ipB6}}); err != nil || n != 2 {
 			t.Fatalf("flush endpoint b: %d halves, %v", n, err)
 		}
-		res, err := nat6Table(f.d.maps[mapNAT6]).collect(monoNow(t)+uint64(2*time.Minute), nil)
+		res, err := nat6Table(f.d.maps[mapFlows6]).collect(monoNow(t)+uint64(2*time.Minute), nil)
 		if err != nil || res.Deleted != 4 || res.Entries != 4 {
 			t.Fatalf("gc: %+v, %v", res, err)
 		}

@@ -163,7 +163,7 @@ func TestNATExhaustion(t *testing.T) {
 	f.dropped(progUplinkEgress, b.frame(), "nat-ports-exhausted")
 
 	// Age A's pair.
-	m := f.d.maps[mapCT]
+	m := f.d.maps[mapFlows4]
 	for _, k := range []bpfCtKey{ctKey(ipA, 40000, ipExt, 53, 17), ctKey(ipExt, 53, ipNode, 40000, 17)} {
 		var e bpfCtEntry
 		if err := m.Lookup(k, &e); err != nil {
@@ -471,8 +471,8 @@ func TestIPv6Routed(t *testing.T) {
 	finBack := reply
 	finBack.tcpFlags = 0x11
 	f.passUnchanged(progUplinkIngress, finBack.frame())
-	var e bpfCt6Entry
-	if err := f.d.maps[mapCT6].Lookup(ct6Key(remote, 443, ipA6, 40000, 6), &e); err != nil {
+	var e bpfTrack6Entry
+	if err := f.d.maps[mapTrack6].Lookup(ct6Key(remote, 443, ipA6, 40000, 6), &e); err != nil {
 		t.Fatal(err)
 	}
 	if e.State&(ctFinFwd|ctFinRev) != ctFinFwd|ctFinRev || time.Duration(e.Expires-monoNow(t)) > 10*time.Second {

@@ -113,7 +113,7 @@ func (s MapSizes) withDefaults() MapSizes {
 func (s MapSizes) byMap() map[string]uint32 {
 	s = s.withDefaults()
 	return map[string]uint32{
-		mapCT: s.CT, mapCT6: s.CT6, mapNAT6: s.NAT6,
+		mapFlows4: s.CT, mapTrack6: s.CT6, mapFlows6: s.NAT6,
 		mapPorts: s.Ports, mapPorts6: s.Ports,
 		mapEndpoints: s.Endpoints, mapEpMACs: s.Endpoints, mapEpAddrs: 2 * s.Endpoints,
 		mapLocalAddrs: s.Endpoints, mapLocalAddrs6: s.Endpoints,
@@ -275,6 +275,9 @@ func loadDatapath(cfg Config, lo loadOptions) (*datapath, error) {
 			}
 		}
 		epOpts.Maps.PinPath = lo.mapPinDir
+		if err := renamePins(lo.mapPinDir, logOrDiscard(lo.log)); err != nil {
+			return nil, err
+		}
 		if err := migratePins(epSpec, lo.mapPinDir, lo.log); err != nil {
 			return nil, err
 		}

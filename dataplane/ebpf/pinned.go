@@ -41,7 +41,7 @@ func OpenPinned(pinDir string) (*Pinned, error) {
 			p.Close()
 			return nil, fmt.Errorf("open pinned map %s: %w", filepath.Join(dir, e.Name()), err)
 		}
-		p.maps[e.Name()] = m
+		p.maps[pinName(e.Name())] = m // an older agent's pins under their names now
 	}
 	if len(p.maps) == 0 {
 		return nil, fmt.Errorf("pinned maps in %s: %w", dir, fs.ErrNotExist)
@@ -77,7 +77,7 @@ func (p *Pinned) Flows(ctx context.Context, f dataplane.FlowFilter) ([]dataplane
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ms, err := p.need(mapCT, mapNAT6, mapCT6)
+	ms, err := p.need(mapFlows4, mapFlows6, mapTrack6)
 	if err != nil {
 		return nil, err
 	}

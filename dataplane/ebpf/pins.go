@@ -25,9 +25,7 @@ import (
 // still attached use the old map until that Apply swaps them: flows they
 // open in between are not carried over.
 func migratePins(spec *ebpf.CollectionSpec, dir string, log *slog.Logger) error {
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	log = logOrDiscard(log)
 	for name, ms := range spec.Maps {
 		if strings.HasPrefix(name, ".") {
 			continue
@@ -54,6 +52,14 @@ func migratePins(spec *ebpf.CollectionSpec, dir string, log *slog.Logger) error 
 			"max_entries", ms.MaxEntries, "copied", copied, "lost", lost)
 	}
 	return nil
+}
+
+// logOrDiscard is log, or a logger that writes nowhere when it is nil.
+func logOrDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return log
 }
 
 // replacePin creates a map from ms, copies old's entries into it when the
@@ -131,4 +137,56 @@ func copyEntries(from, to *ebpf.Map) (copied, lost int, err error) {
 		copied++
 	}
 	return copied, lost, nil
+}
+
+// renamedPins are maps an older agent pinned under other names (before
+// the pair tables of both families were named alike): an upgrade renames
+// their pins before the load, which then reuses them, entries and all, so
+// established flows keep going. The programs still attached go on using
+// the same maps meanwhile: a pin's name is not the map.
+var renamedPins = []struct{ old, new string }{
+	{"pc_ct", mapFlows4},
+	{"pc_nat6", mapFlows6},
+	{"pc_ct6", mapTrack6},
+}
+
+// retiredPins are maps no program has any more: a work space
+// (pc_pair_scratch replaced it), nothing in it to keep.
+var retiredPins = []string{"pc_nat6_scratch"}
+
+// renamePins gives the pins in dir of an older agent's maps their new
+// names (renamedPins) and removes the retired ones. A pin of the old name
+// is what the agent before this one used, so it replaces one of the new
+// name beside it (left by a newer agent, downgraded since). Safe to run
+// again after a crash: a rename is atomic, and what is done is not redone.
+func renamePins(dir string, log *slog.Logger) error {
+	for _, r := range renamedPins {
+		from, to := filepath.Join(dir, r.old), filepath.Join(dir, r.new)
+		if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("pinned map %s: %w", from, err)
+		}
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("rename pinned map %s to %s: %w", from, r.new, err)
+		}
+		log.Info("ebpf: pinned map renamed", "from", r.old, "to", r.new)
+	}
+	for _, name := range retiredPins {
+		path := filepath.Join(dir, name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove retired pinned map %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// pinName is the name a map pinned as name has now (renamedPins).
+func pinName(name string) string {
+	for _, r := range renamedPins {
+		if r.old == name {
+			return r.new
+		}
+	}
+	return name
 }

@@ -1,9 +1,11 @@
 package ebpf
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -41,7 +43,7 @@ func TestPinnedMapResize(t *testing.T) {
 		if err := d.maps[mapPorts].Put(k, bpfPortTarget{Addr: be32(ipA), PortLo: i}); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.maps[mapCT].Put(ctKey(ipA, 1000+i, ipExt, 80, 6), bpfCtEntry{Ifindex: uint32(i)}); err != nil {
+		if err := d.maps[mapFlows4].Put(ctKey(ipA, 1000+i, ipExt, 80, 6), bpfCtEntry{Ifindex: uint32(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -70,8 +72,8 @@ func TestPinnedMapResize(t *testing.T) {
 	if err := d.maps[mapPorts].Lookup(bpfPortKey{Prefixlen: 80, Proto: 6, Port: be16(1007)}, &v); err != nil || v.PortLo != 7 {
 		t.Fatalf("copied entry: %+v, %v", v, err)
 	}
-	if n, _ := countEntries(d.maps[mapCT]); n != 4 || d.maps[mapCT].MaxEntries() != 4 {
-		t.Fatalf("pc_ct holds %d of %d, want 4 of 4", n, d.maps[mapCT].MaxEntries())
+	if n, _ := countEntries(d.maps[mapFlows4]); n != 4 || d.maps[mapFlows4].MaxEntries() != 4 {
+		t.Fatalf("pc_ct holds %d of %d, want 4 of 4", n, d.maps[mapFlows4].MaxEntries())
 	}
 	drops, err := readDrops(d.maps[mapDrops])
 	if err != nil || len(drops) != 1 || drops[0].packets != 7 {
@@ -88,5 +90,65 @@ func TestPinnedMapResize(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(pins, mapPorts+"-resized")); !os.IsNotExist(err) {
 		t.Fatalf("temporary pin left: %v", err)
+	}
+}
+
+// TestPinsRenamedOnUpgrade: an agent upgraded from one that pinned the
+// flow tables under their old names (pc_ct, pc_nat6, pc_ct6) finds them
+// under the new ones, entries and all, the old pins and the retired
+// pc_nat6_scratch gone, and an established flow keeps being translated.
+func TestPinsRenamedOnUpgrade(t *testing.T) {
+	requireBPF(t)
+	pins := filepath.Join(privateBPFFS(t), "maps")
+	if err := os.MkdirAll(pins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The old agent: a masqueraded flow, established, and a routed IPv6 one.
+	f := newFixture(t, fixtureOpts{icc: true, masquerade: true, pinDir: pins})
+	out := pkt4{srcMAC: macA, src: ipA, dst: ipExt, proto: 6, sport: 41000, dport: 443, tcpFlags: 0x02}
+	want(t, f.pass(progUplinkEgress, out.frame()), ipNode, 41000, ipExt, 443)
+	back := pkt4{src: ipExt, dst: ipNode, proto: 6, sport: 443, dport: 41000, tcpFlags: 0x12}
+	want(t, f.pass(progUplinkIngress, back.frame()), ipExt, 443, ipA, 41000)
+	k6 := ct6Key(ipExt6, 443, ipA6, 40000, 6)
+	if err := f.d.maps[mapTrack6].Put(k6, bpfTrack6Entry{Expires: monoNow(t) + uint64(time.Hour), State: ctReplied}); err != nil {
+		t.Fatal(err)
+	}
+	f.d.Close()
+	for _, r := range renamedPins {
+		if err := os.Rename(filepath.Join(pins, r.new), filepath.Join(pins, r.old)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scratch, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.Pin(filepath.Join(pins, "pc_nat6_scratch")); err != nil {
+		t.Fatal(err)
+	}
+	scratch.Close()
+
+	// The new agent.
+	f = newFixture(t, fixtureOpts{icc: true, masquerade: true, pinDir: pins})
+	for _, name := range []string{"pc_ct", "pc_nat6", "pc_ct6", "pc_nat6_scratch"} {
+		if _, err := os.Stat(filepath.Join(pins, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("old pin %s still there (%v)", name, err)
+		}
+	}
+	if _, ok := f.ct()[ctKey(ipA, 41000, ipExt, 443, 6)]; !ok {
+		t.Errorf("the IPv4 flow is not in %s: %v", mapFlows4, f.ct())
+	}
+	var e6 bpfTrack6Entry
+	if err := f.d.maps[mapTrack6].Lookup(k6, &e6); err != nil || e6.State != ctReplied {
+		t.Errorf("the IPv6 flow in %s: %+v, %v", mapTrack6, e6, err)
+	}
+	// Established: the next reply is translated back, the next segment out
+	// keeps its port (a new flow would too; the pair shows it is the old one).
+	back.tcpFlags = 0x10
+	want(t, f.pass(progUplinkIngress, back.frame()), ipExt, 443, ipA, 41000)
+	out.tcpFlags = 0x10
+	want(t, f.pass(progUplinkEgress, out.frame()), ipNode, 41000, ipExt, 443)
+	if fe := f.ct()[ctKey(ipA, 41000, ipExt, 443, 6)]; fe.State&ctReplied == 0 {
+		t.Errorf("the flow carried over lost its state: %+v", fe)
 	}
 }

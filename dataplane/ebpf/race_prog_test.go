@@ -36,7 +36,7 @@ func TestPairStateTwoCPUs(t *testing.T) {
 	}
 	f.pass(progUplinkEgress, seg(0x02))
 	f.pass(progUplinkIngress, back(0x12))
-	ct := f.d.maps[mapCT]
+	ct := f.d.maps[mapFlows4]
 	established := func() error {
 		for _, k := range []bpfCtKey{fk, rk} {
 			var e bpfCtEntry

@@ -167,7 +167,7 @@ func TestMasquerade6Limits(t *testing.T) {
 
 	f.put(uplinkEntries(ifUplink, []netip.Addr{ipNode, ipNode6}))
 	old := ct6Key(ipExt6, 443, ipA6, 40301, 6)
-	if err := f.d.maps[mapCT6].Put(old, bpfCt6Entry{Expires: monoNow(t) + uint64(time.Hour), State: ctReplied}); err != nil {
+	if err := f.d.maps[mapTrack6].Put(old, bpfTrack6Entry{Expires: monoNow(t) + uint64(time.Hour), State: ctReplied}); err != nil {
 		t.Fatal(err)
 	}
 	f.passUnchanged(progUplinkEgress, pkt6{src: ipA6, dst: ipExt6, next: 6, sport: 40301, dport: 443, tcpFlags: 0x10}.frame())
@@ -184,20 +184,20 @@ func TestMasquerade6GC(t *testing.T) {
 	f := masq6Fixture(t)
 	f.pass6(progUplinkEgress, pkt6{src: ipA6, dst: ipExt6, next: 17, sport: 40400, dport: 53}.frame())
 	f.pass6(progUplinkEgress, pkt6{src: ipB6, dst: ipExt6, next: 17, sport: 40401, dport: 53}.frame())
-	if n, err := flushNAT6(f.d.maps[mapNAT6], []flushRule{{port: true, addr: ipA6, proto: 17, lo: 40400, hi: 40400}}); err != nil || n != 0 {
+	if n, err := flushNAT6(f.d.maps[mapFlows6], []flushRule{{port: true, addr: ipA6, proto: 17, lo: 40400, hi: 40400}}); err != nil || n != 0 {
 		t.Fatalf("a mapping's flush took %d halves (%v)", n, err)
 	}
-	if n, err := flushNAT6(f.d.maps[mapNAT6], []flushRule{{addr: ipA6}}); err != nil || n != 2 {
+	if n, err := flushNAT6(f.d.maps[mapFlows6], []flushRule{{addr: ipA6}}); err != nil || n != 2 {
 		t.Fatalf("flush of endpoint A: %d halves, %v", n, err)
 	}
 	if _, ok := f.nat6()[ct6Key(ipB6, 40401, ipExt6, 53, 17)]; !ok {
 		t.Fatal("B's flow went with A's")
 	}
-	res, err := nat6Table(f.d.maps[mapNAT6]).collect(monoNow(t), nil)
+	res, err := nat6Table(f.d.maps[mapFlows6]).collect(monoNow(t), nil)
 	if err != nil || res.Deleted != 0 {
 		t.Fatalf("gc of live pairs: %+v, %v", res, err)
 	}
-	res, err = nat6Table(f.d.maps[mapNAT6]).collect(monoNow(t)+uint64(2*time.Minute), nil)
+	res, err = nat6Table(f.d.maps[mapFlows6]).collect(monoNow(t)+uint64(2*time.Minute), nil)
 	if err != nil || res.Deleted != 2 || res.Entries != 2 {
 		t.Fatalf("gc after expiry: %+v, %v", res, err)
 	}

@@ -328,7 +328,7 @@ func TestTraffic(t *testing.T) {
 				defer held.Close()
 				delete(tp.want.Links, "a/db")
 				tp.apply(t, &model.Delta{Links: []model.LinkChange{{Old: l}}})
-				ct, err := readCT(tp.be.dp.maps[mapCT])
+				ct, err := readCT(tp.be.dp.maps[mapFlows4])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -348,7 +348,7 @@ func TestTraffic(t *testing.T) {
 				if r := nstest.DialTCP(tp.ext, "192.0.2.1:8080", short); r.OK() {
 					t.Fatalf("unpublished port still answers: %v", r)
 				}
-				ct, err := readCT(tp.be.dp.maps[mapCT])
+				ct, err := readCT(tp.be.dp.maps[mapFlows4])
 				if err != nil {
 					t.Fatal(err)
 				}

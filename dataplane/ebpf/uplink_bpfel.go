@@ -16,19 +16,18 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	uplinkMapPcCt             = "pc_ct"
-	uplinkMapPcCt6            = "pc_ct6"
 	uplinkMapPcDrops          = "pc_drops"
 	uplinkMapPcEndpoints      = "pc_endpoints"
 	uplinkMapPcEpAddrs        = "pc_ep_addrs"
 	uplinkMapPcEpMacs         = "pc_ep_macs"
 	uplinkMapPcEvents         = "pc_events"
+	uplinkMapPcFlows4         = "pc_flows4"
+	uplinkMapPcFlows6         = "pc_flows6"
 	uplinkMapPcFrags          = "pc_frags"
 	uplinkMapPcFrags6         = "pc_frags6"
 	uplinkMapPcLinks          = "pc_links"
 	uplinkMapPcLocalAddrs     = "pc_local_addrs"
 	uplinkMapPcLocalAddrs6    = "pc_local_addrs6"
-	uplinkMapPcNat6           = "pc_nat6"
 	uplinkMapPcNetworks       = "pc_networks"
 	uplinkMapPcPairScratch    = "pc_pair_scratch"
 	uplinkMapPcPorts          = "pc_ports"
@@ -36,6 +35,7 @@ const (
 	uplinkMapPcStats          = "pc_stats"
 	uplinkMapPcSubnets        = "pc_subnets"
 	uplinkMapPcTraceCfg       = "pc_trace_cfg"
+	uplinkMapPcTrack6         = "pc_track6"
 	uplinkMapPcUplinks        = "pc_uplinks"
 	uplinkProgPcUplinkEgress  = "pc_uplink_egress"
 	uplinkProgPcUplinkIngress = "pc_uplink_ingress"
@@ -93,19 +93,18 @@ type uplinkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type uplinkMapSpecs struct {
-	PcCt          *ebpf.MapSpec `ebpf:"pc_ct"`
-	PcCt6         *ebpf.MapSpec `ebpf:"pc_ct6"`
 	PcDrops       *ebpf.MapSpec `ebpf:"pc_drops"`
 	PcEndpoints   *ebpf.MapSpec `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.MapSpec `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.MapSpec `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.MapSpec `ebpf:"pc_events"`
+	PcFlows4      *ebpf.MapSpec `ebpf:"pc_flows4"`
+	PcFlows6      *ebpf.MapSpec `ebpf:"pc_flows6"`
 	PcFrags       *ebpf.MapSpec `ebpf:"pc_frags"`
 	PcFrags6      *ebpf.MapSpec `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.MapSpec `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.MapSpec `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.MapSpec `ebpf:"pc_local_addrs6"`
-	PcNat6        *ebpf.MapSpec `ebpf:"pc_nat6"`
 	PcNetworks    *ebpf.MapSpec `ebpf:"pc_networks"`
 	PcPairScratch *ebpf.MapSpec `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.MapSpec `ebpf:"pc_ports"`
@@ -113,6 +112,7 @@ type uplinkMapSpecs struct {
 	PcStats       *ebpf.MapSpec `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.MapSpec `ebpf:"pc_subnets"`
 	PcTraceCfg    *ebpf.MapSpec `ebpf:"pc_trace_cfg"`
+	PcTrack6      *ebpf.MapSpec `ebpf:"pc_track6"`
 	PcUplinks     *ebpf.MapSpec `ebpf:"pc_uplinks"`
 }
 
@@ -144,19 +144,18 @@ func (o *uplinkObjects) Close() error {
 //
 // It can be passed to loadUplinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uplinkMaps struct {
-	PcCt          *ebpf.Map `ebpf:"pc_ct"`
-	PcCt6         *ebpf.Map `ebpf:"pc_ct6"`
 	PcDrops       *ebpf.Map `ebpf:"pc_drops"`
 	PcEndpoints   *ebpf.Map `ebpf:"pc_endpoints"`
 	PcEpAddrs     *ebpf.Map `ebpf:"pc_ep_addrs"`
 	PcEpMacs      *ebpf.Map `ebpf:"pc_ep_macs"`
 	PcEvents      *ebpf.Map `ebpf:"pc_events"`
+	PcFlows4      *ebpf.Map `ebpf:"pc_flows4"`
+	PcFlows6      *ebpf.Map `ebpf:"pc_flows6"`
 	PcFrags       *ebpf.Map `ebpf:"pc_frags"`
 	PcFrags6      *ebpf.Map `ebpf:"pc_frags6"`
 	PcLinks       *ebpf.Map `ebpf:"pc_links"`
 	PcLocalAddrs  *ebpf.Map `ebpf:"pc_local_addrs"`
 	PcLocalAddrs6 *ebpf.Map `ebpf:"pc_local_addrs6"`
-	PcNat6        *ebpf.Map `ebpf:"pc_nat6"`
 	PcNetworks    *ebpf.Map `ebpf:"pc_networks"`
 	PcPairScratch *ebpf.Map `ebpf:"pc_pair_scratch"`
 	PcPorts       *ebpf.Map `ebpf:"pc_ports"`
@@ -164,24 +163,24 @@ type uplinkMaps struct {
 	PcStats       *ebpf.Map `ebpf:"pc_stats"`
 	PcSubnets     *ebpf.Map `ebpf:"pc_subnets"`
 	PcTraceCfg    *ebpf.Map `ebpf:"pc_trace_cfg"`
+	PcTrack6      *ebpf.Map `ebpf:"pc_track6"`
 	PcUplinks     *ebpf.Map `ebpf:"pc_uplinks"`
 }
 
 func (m *uplinkMaps) Close() error {
 	return _UplinkClose(
-		m.PcCt,
-		m.PcCt6,
 		m.PcDrops,
 		m.PcEndpoints,
 		m.PcEpAddrs,
 		m.PcEpMacs,
 		m.PcEvents,
+		m.PcFlows4,
+		m.PcFlows6,
 		m.PcFrags,
 		m.PcFrags6,
 		m.PcLinks,
 		m.PcLocalAddrs,
 		m.PcLocalAddrs6,
-		m.PcNat6,
 		m.PcNetworks,
 		m.PcPairScratch,
 		m.PcPorts,
@@ -189,6 +188,7 @@ func (m *uplinkMaps) Close() error {
 		m.PcStats,
 		m.PcSubnets,
 		m.PcTraceCfg,
+		m.PcTrack6,
 		m.PcUplinks,
 	)
 }
