@@ -16,7 +16,7 @@ import (
 // crafted IPv4 packets through a raw socket (IPPROTO_RAW, so the kernel
 // routes them and fills in the IP checksum), one per flow, from the source
 // port the flow's index gives. UDP flows are one datagram, TCP flows one
-// SYN: either is a new masqueraded flow (a pc_ct pair) on the node. The
+// SYN: either is a new masqueraded flow (a pc_flows4 pair) on the node. The
 // destinations are addresses the external host routes nowhere: it does
 // not forward, so it drops them without an answer, and a SYN stays
 // half-open (60 s on the node, the SYN timeout) instead of being reset.

@@ -39,7 +39,7 @@ type Config struct {
 	// the answer, so it survives the agent being killed.
 	JournalSync time.Duration
 	// CTEntries, CT6Entries and NAT6Entries size the eBPF flow tables
-	// pc_ct, pc_ct6 and pc_nat6 (entries; 0 takes the default). They are
+	// pc_flows4, pc_track6 and pc_flows6 (entries; 0 takes the default). They are
 	// preallocated: their memory is taken at load, whatever they hold.
 	CTEntries, CT6Entries, NAT6Entries uint64
 	// MetricsAddr, when set, is a TCP address to serve Prometheus metrics on.

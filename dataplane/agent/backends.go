@@ -129,7 +129,7 @@ func natPorts(dp *ebpfSetup, spec string) error {
 
 // Bounds of the flow table flags. Below minTableEntries a table holds too
 // few flows to be of use (and the probe's own tables are that size); above
-// maxTableEntries pc_ct alone would take 7.5 GB of kernel memory, which is
+// maxTableEntries pc_flows4 alone would take 7.5 GB of kernel memory, which is
 // more likely a typo than a plan.
 const (
 	minTableEntries = 1024

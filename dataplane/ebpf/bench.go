@@ -24,7 +24,7 @@ import (
 // The kernel runs every repetition on the same packet, as the previous one
 // left it, so a path that rewrites the packet would measure something else
 // from its second run on. The NAT paths therefore get a mirror half: a
-// pc_ct entry keyed by the translated tuple that translates it back, with
+// pc_flows4 entry keyed by the translated tuple that translates it back, with
 // the same hooks and state as the real half. Runs alternate between the
 // two, each doing an established flow's work: one lookup, the deadline
 // pushed, the same rewrites. BenchPaths checks that before returning.

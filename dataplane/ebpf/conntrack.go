@@ -12,17 +12,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// half is one half of a pair as read from pc_ct (IPv4) or pc_nat6 (IPv6
+// half is one half of a pair as read from pc_flows4 (IPv4) or pc_flows6 (IPv6
 // published ports and masquerade): its key and its entry.
 type half[K comparable, V any] struct {
 	k K
 	v V
 }
 
-// ctPair is one half as read from pc_ct.
+// ctPair is one half as read from pc_flows4.
 type ctPair = half[bpfCtKey, bpfCtEntry]
 
-// nat6Half is one half as read from pc_nat6.
+// nat6Half is one half as read from pc_flows6.
 type nat6Half = half[bpfCt6Key, bpfCt6Entry]
 
 func readHalves[K comparable, V any](m *ebpf.Map) ([]half[K, V], error) {
@@ -55,7 +55,7 @@ func partner6(v bpfCt6Entry) bpfCt6Key {
 	return bpfCt6Key{Saddr: n.Daddr, Daddr: n.Saddr, Sport: n.Dport, Dport: n.Sport, Proto: n.Proto}
 }
 
-// pairTable is how the generic code sees pc_ct or pc_nat6.
+// pairTable is how the generic code sees pc_flows4 or pc_flows6.
 type pairTable[K comparable, V any] struct {
 	m       *ebpf.Map
 	partner func(V) K
@@ -160,8 +160,8 @@ func (b *gcBuffers[K, V]) keep(keys []K, vals []V, dead []K) {
 
 // flushRule selects flows to forget when the model changes (B13): those of
 // a removed or changed published port, of an endpoint address that went
-// away, or of a removed link. IPv4 rules apply to pc_ct, IPv6 ones to
-// pc_nat6 and pc_ct6.
+// away, or of a removed link. IPv4 rules apply to pc_flows4, IPv6 ones to
+// pc_flows6 and pc_track6.
 type flushRule struct {
 	port   bool
 	link   bool
@@ -199,7 +199,7 @@ func (r flushRule) match6(h nat6Half) bool {
 	return hp >= r.lo && hp <= r.hi
 }
 
-// flushCT deletes every pc_ct pair a rule selects.
+// flushCT deletes every pc_flows4 pair a rule selects.
 func flushCT(m *ebpf.Map, rules []flushRule) (int, error) {
 	if !slices.ContainsFunc(rules, func(r flushRule) bool { return r.addr.Is4() }) {
 		return 0, nil
@@ -214,7 +214,7 @@ func flushCT(m *ebpf.Map, rules []flushRule) (int, error) {
 	})
 }
 
-// flushNAT6 deletes every pc_nat6 pair an IPv6 rule selects.
+// flushNAT6 deletes every pc_flows6 pair an IPv6 rule selects.
 func flushNAT6(m *ebpf.Map, rules []flushRule) (int, error) {
 	if !slices.ContainsFunc(rules, func(r flushRule) bool { return r.addr.Is6() && !r.link }) {
 		return 0, nil
@@ -250,7 +250,7 @@ func collectGarbage6(m *ebpf.Map, now uint64) (GCResult, error) {
 	return res, err
 }
 
-// flushCT6 forgets the pc_ct6 flows of the IPv6 container addresses that
+// flushCT6 forgets the pc_track6 flows of the IPv6 container addresses that
 // went away (rules with neither port nor link), and the link flows between
 // the IPv6 parent/child pairs of rules with link set.
 func flushCT6(m *ebpf.Map, rules []flushRule) (int, error) {
@@ -303,7 +303,7 @@ func (b *Backend) flushFlows(rules []flushRule) {
 	}
 }
 
-// collector deletes the expired flows of pc_ct, pc_ct6 and pc_nat6 in the
+// collector deletes the expired flows of pc_flows4, pc_track6 and pc_flows6 in the
 // background at an adaptive interval: shorter while many entries expire
 // (short-lived flows must not fill the table, cilium #33074), back to max
 // when little does.

@@ -13,10 +13,10 @@ import (
 )
 
 // The flow table as dataplane.FlowTable sees it: one Flow per flow, whatever
-// the map holds it. pc_ct and pc_nat6 hold two halves per flow: the forward
+// the map holds it. pc_flows4 and pc_flows6 hold two halves per flow: the forward
 // half is keyed by the tuple the first packet arrived with (Orig) and its
 // partner, the reverse half, by the tuple replies arrive with (Reply).
-// pc_ct6 holds one entry per flow, keyed by its replies, untranslated.
+// pc_track6 holds one entry per flow, keyed by its replies, untranslated.
 
 // tuple is one direction of a flow, either family.
 type tuple struct {
@@ -38,7 +38,7 @@ func tuple6(k bpfCt6Key) tuple {
 	return tuple{k.Proto, ap(k.Saddr, k.Sport), ap(k.Daddr, k.Dport)}
 }
 
-// pairHalf is what flow listing needs of a half of pc_ct or pc_nat6.
+// pairHalf is what flow listing needs of a half of pc_flows4 or pc_flows6.
 type pairHalf struct {
 	key, nat tuple
 	reverse  bool
@@ -99,7 +99,7 @@ func pairFlows(halves []pairHalf, now uint64) ([]dataplane.Flow, []int) {
 	return flows, index
 }
 
-// ct6Flow is a pc_ct6 entry as a flow: opened by a container (or a link's
+// ct6Flow is a pc_track6 entry as a flow: opened by a container (or a link's
 // parent), replies as the key says, never translated.
 func ct6Flow(k bpfCt6Key, v bpfTrack6Entry, now uint64) dataplane.Flow {
 	reply := tuple6(k)
@@ -176,8 +176,8 @@ func closeMaps(ms map[string]*ebpf.Map) {
 	}
 }
 
-// Flows implements dataplane.FlowTable: every IPv4 flow (pc_ct), IPv6
-// published-port flow (pc_nat6) and other IPv6 flow (pc_ct6) that f
+// Flows implements dataplane.FlowTable: every IPv4 flow (pc_flows4), IPv6
+// published-port flow (pc_flows6) and other IPv6 flow (pc_track6) that f
 // selects.
 func (b *Backend) Flows(ctx context.Context, f dataplane.FlowFilter) ([]dataplane.Flow, error) {
 	return listFlows(f, func(visit func(dataplane.Flow) bool) (int, error) { return b.walkFlows(ctx, visit) })
@@ -225,8 +225,8 @@ func (b *Backend) walkFlows(ctx context.Context, visit func(dataplane.Flow) bool
 	return walkFlowMaps(ms, visit)
 }
 
-// walkFlowMaps calls visit with every flow of the flow tables ms (pc_ct,
-// pc_nat6 and pc_ct6 by name) and deletes those it returns true for; it
+// walkFlowMaps calls visit with every flow of the flow tables ms (pc_flows4,
+// pc_flows6 and pc_track6 by name) and deletes those it returns true for; it
 // returns how many were deleted. A visit that never returns true makes no
 // change, so the maps may be read-only (Pinned).
 func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int, error) {
@@ -248,7 +248,7 @@ func walkFlowMaps(ms map[string]*ebpf.Map, visit func(dataplane.Flow) bool) (int
 	return deleted + n, err
 }
 
-// walkPairs calls visit with every flow of a pair table (pc_ct or pc_nat6,
+// walkPairs calls visit with every flow of a pair table (pc_flows4 or pc_flows6,
 // its halves seen through view) and deletes the pairs of those it returns
 // true for; it returns how many flows it deleted.
 func walkPairs[K comparable, V any](t pairTable[K, V], view func(half[K, V]) pairHalf, now uint64,

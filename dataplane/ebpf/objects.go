@@ -59,20 +59,20 @@ type Config struct {
 // about 100 to 200 bytes per entry present, and for hashes 16 bytes per
 // slot of bucket array. The state maps are preallocated, as the datapath
 // inserts into them: their sizes are memory taken at load, 112 bytes per
-// pc_ct entry, 120 per pc_ct6 and 160 per pc_nat6 entry (hash element, key,
+// pc_flows4 entry, 120 per pc_track6 and 160 per pc_flows6 entry (hash element, key,
 // value, bucket), so the defaults take about 96 MB, and all maps 113 MB. A
 // size changed between two agents is applied at the next start: the pinned
 // map is replaced by one of the new size and its entries are copied over
 // (see migratePins).
 type MapSizes struct {
-	// CT is pc_ct: two entries per IPv4 flow (connection tracking and NAT
+	// CT is pc_flows4: two entries per IPv4 flow (connection tracking and NAT
 	// in one). Default 524288, 262144 flows: the nf_conntrack_max a large
 	// host gets by default, and cilium's default for its own TCP table.
 	CT uint32
-	// CT6 is pc_ct6: one entry per IPv6 flow a container of a network
+	// CT6 is pc_track6: one entry per IPv6 flow a container of a network
 	// without masquerade (or a link's parent) opened. Default 131072.
 	CT6 uint32
-	// NAT6 is pc_nat6: two entries per IPv6 published-port or
+	// NAT6 is pc_flows6: two entries per IPv6 published-port or
 	// masqueraded flow. Default 131072.
 	NAT6 uint32
 	// Ports is pc_ports and pc_ports6, each: one entry per aligned block
