@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -100,10 +101,27 @@ func programFull(c *nftables.Conn, m Mode, want *model.Resolved, extra []elem, m
 	return r, q.queued, err
 }
 
+// setIDs numbers the sets of a transaction (NFTA_SET_ID, how elements
+// added in the same batch name a set made in it). nftables.Conn.AddSet
+// numbers a set without an ID from a package-wide counter that it
+// increments under its own connection's lock only, so two connections
+// adding sets at once (two backends, parallel tests) race on it; setting
+// the ID here keeps AddSet away from that counter.
+var setIDs atomic.Uint32
+
+func nextSetID() uint32 {
+	for {
+		if id := setIDs.Add(1); id != 0 {
+			return id
+		}
+	}
+}
+
 func addSets(c *nftables.Conn, tbl *nftables.Table, defs []*setDef) (map[string]*nftables.Set, error) {
 	sets := map[string]*nftables.Set{}
 	for _, s := range defs {
 		ks := s.kernelSet(tbl)
+		ks.ID = nextSetID()
 		if err := c.AddSet(ks, nil); err != nil {
 			return nil, fmt.Errorf("set %s: %w", s.name, err)
 		}
