@@ -126,18 +126,7 @@ func queueWant(q *elemQueue, m Mode, want *model.Resolved, extra ...elem) (refs,
 		}
 	}
 	add(extra)
-	for _, n := range want.Networks {
-		add(networkElems(n))
-	}
-	for _, e := range want.Endpoints {
-		add(endpointElems(e))
-	}
-	for _, p := range want.Ports {
-		add(portElems(p))
-	}
-	for _, l := range want.Links {
-		add(linkElems(l))
-	}
+	eachObjectElems(want, add)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,23 @@ type held struct {
 	n int
 }
 
+// eachObjectElems calls add with the elements of each object of want, one
+// object at a time: networks, endpoints, ports, links.
+func eachObjectElems(want *model.Resolved, add func([]elem)) {
+	for _, n := range want.Networks {
+		add(networkElems(n))
+	}
+	for _, e := range want.Endpoints {
+		add(endpointElems(e))
+	}
+	for _, p := range want.Ports {
+		add(portElems(p))
+	}
+	for _, l := range want.Links {
+		add(linkElems(l))
+	}
+}
+
 // wantElems returns every element that want stands for in the tables of
 // mode m.
 func wantElems(m Mode, want *model.Resolved) map[string]*held {
@@ -33,18 +50,7 @@ func wantElems(m Mode, want *model.Resolved) map[string]*held {
 			}
 		}
 	}
-	for _, n := range want.Networks {
-		add(networkElems(n))
-	}
-	for _, e := range want.Endpoints {
-		add(endpointElems(e))
-	}
-	for _, p := range want.Ports {
-		add(portElems(p))
-	}
-	for _, l := range want.Links {
-		add(linkElems(l))
-	}
+	eachObjectElems(want, add)
 	return out
 }
 
